@@ -1,0 +1,382 @@
+"""Build the predictor cube and the target cube (Zarr v3) from reader outputs.
+
+Predictor cube ``predictors.zarr``
+    ``predictors`` (time, channel, lat, lon) float32, raw physical values in canonical units
+    (NaN allowed over ocean); ``land_mask``, ``land_fraction`` (lat, lon); ``cell_area`` (lat, lon) m².
+Target cube ``targets.zarr``
+    ``twsa`` (target, time, lat, lon) float32 mm; NaN where a centre has no solution that month or over ocean.
+``manifest.json``
+    inputs with checksums, channels and units, normalisation statistics (training months only), code version.
+
+Cubes are written time block by time block so memory stays bounded at 0.25°.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time as _time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from tqdm.auto import tqdm
+
+from gtws_dl import __version__
+from gtws_dl.grid import Grid
+from gtws_dl.io import era5 as era5_io
+from gtws_dl.io import mascon as mascon_io
+from gtws_dl.io import vegetation as veg_io
+from gtws_dl.io.errors import InputFileError
+from gtws_dl.io.regrid import regrid_conservative
+from gtws_dl.landmask import land_fraction
+
+LOGGER = logging.getLogger(__name__)
+
+CUBE_FORMAT_VERSION = 1  # bump when the cube layout changes; readers refuse other versions
+ERA5_VARIABLES = ("t2m", "d2m", "skt", "sp", "u10", "v10", "tp", "e", "pev", "ssrd", "strd", "swvl1", "sd")
+CENTRES = ("jpl", "csr", "gsfc")
+
+
+@dataclass
+class CubeSpec:
+    """What goes into a cube. Paths may be globs that must match at least one file."""
+
+    era5: str
+    grace: Mapping[str, str]
+    start: str = "1940-01"
+    end: str = "2024-12"
+    variables: Sequence[str] = ERA5_VARIABLES
+    lai: str | None = None
+    sif: str | None = None
+    landcover: str | None = None
+    jpl_gain_factor: str | None = None
+    baseline: tuple[str, str] = ("2004-01", "2009-12")
+    ewma_months: Sequence[float] = (3.0, 12.0, 36.0)  # antecedent water-balance memories, months
+    stats_period: tuple[str, str] = ("2002-04", "2020-12")  # training months: normalisation fitted here only
+    chunk_months: int = 12  # Zarr time chunk; a multiple of it divides the training window
+    extra: dict = field(default_factory=dict)
+
+
+def month_axis(start: str, end: str) -> pd.DatetimeIndex:
+    """Month-start axis from ``start`` to ``end`` inclusive (YYYY-MM strings)."""
+    return pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="MS")
+
+
+def _resolve(pattern: str, what: str) -> list[Path]:
+    """Files named by a path, a directory (its ``*.nc``) or a glob; at least one must exist."""
+    p = Path(pattern)
+    if p.is_dir():
+        files = sorted(p.glob("*.nc"))
+    else:
+        files = sorted(Path(f) for f in glob.glob(pattern))
+    if not files:
+        raise InputFileError(f"{what}: no file matches {pattern!r}; check the path in the data config")
+    return files
+
+
+def checksum(path: Path, block: int = 1 << 20) -> str:
+    """sha256 of a file (or of every file under a directory), hex."""
+    h = hashlib.sha256()
+    paths = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+    for q in paths:
+        with open(q, "rb") as f:
+            while chunk := f.read(block):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _fingerprint(spec: CubeSpec, grid: Grid, inputs: dict[str, str]) -> str:
+    payload = {
+        "spec": {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.__dict__.items() if k != "extra"},
+        "grid": [grid.res, list(grid.bounds)],
+        "inputs": inputs,
+        "format": CUBE_FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _RunningStats:
+    """Per-channel mean/std over land cells and training months (float64 accumulators)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = np.zeros(n)
+        self.s = np.zeros(n)
+        self.ss = np.zeros(n)
+
+    def add(self, block: np.ndarray, land: np.ndarray) -> None:  # block (time, channel, lat, lon)
+        x = block[:, :, land].astype(np.float64)  # (time, channel, cells)
+        ok = np.isfinite(x)
+        x = np.where(ok, x, 0.0)
+        self.n += ok.sum(axis=(0, 2))
+        self.s += x.sum(axis=(0, 2))
+        self.ss += (x * x).sum(axis=(0, 2))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        n = np.maximum(self.n, 1)
+        mean = self.s / n
+        std = np.sqrt(np.maximum(self.ss / n - mean**2, 0.0))
+        return mean, np.where(std > 1e-12, std, 1.0)
+
+
+def _compressors():
+    return [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]
+
+
+class CubeWriter:
+    """Writes a cube block by block: predictors, then targets, then the manifest (last, atomically).
+
+    Used by :class:`CubeBuilder` and directly by tests and benchmarks with synthetic arrays.
+    """
+
+    def __init__(self, out_dir: str | Path, grid: Grid, times: pd.DatetimeIndex, channels: Sequence[str], *,
+                 land_fraction: np.ndarray, stats_period: tuple[str, str], chunk_months: int = 12,
+                 units: Mapping[str, str] | None = None) -> None:
+        self.out_dir, self.grid, self.times = Path(out_dir), grid, pd.DatetimeIndex(times)
+        self.channels, self.chunk_months = list(channels), int(chunk_months)
+        self.landfrac = np.asarray(land_fraction, dtype=np.float32)
+        self.land = self.landfrac >= 0.5
+        self.stats_period = tuple(stats_period)
+        self.units = dict(units or {})
+        self.stats = _RunningStats(len(self.channels))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "manifest.json").unlink(missing_ok=True)  # no manifest = incomplete cube
+        self._tmp = self.out_dir / f"predictors.zarr.tmp-{os.getpid()}"
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        nt, nc, g = len(self.times), len(self.channels), grid
+        template = xr.Dataset(
+            {
+                "predictors": (("time", "channel", "lat", "lon"),
+                               _lazy_nan((nt, nc, *g.shape), (self.chunk_months, nc, *g.shape))),
+                "land_mask": (("lat", "lon"), self.land),
+                "land_fraction": (("lat", "lon"), self.landfrac),
+                "cell_area": (("lat", "lon"), g.cell_area(), {"units": "m2"}),
+            },
+            coords={**_coords(g, self.times), "channel": np.array(self.channels, dtype=object)},
+            attrs={"cube_format_version": CUBE_FORMAT_VERSION, "code_version": __version__},
+        )
+        enc = {"predictors": {"chunks": (self.chunk_months, nc, *g.shape), "compressors": _compressors()}}
+        template.to_zarr(self._tmp, mode="w", compute=False, consolidated=False, encoding=enc, zarr_format=3)
+        xr.Dataset({k: template[k] for k in ("land_mask", "land_fraction", "cell_area")}).to_zarr(
+            self._tmp, mode="a", consolidated=False)
+        self._arr = zarr.open_group(self._tmp, mode="r+")["predictors"]
+        self._written = np.zeros(nt, dtype=bool)
+
+    def write_block(self, i0: int, block: np.ndarray) -> None:
+        """Predictor values for months ``i0 .. i0 + len(block)``: (time, channel, lat, lon), physical units."""
+        i1 = i0 + block.shape[0]
+        tsel = self.times[i0:i1]
+        bad = ~np.isfinite(block[:, :, self.land])
+        if bad.any():
+            ti, ci = np.nonzero(bad.any(axis=2))
+            raise InputFileError(
+                f"predictor {self.channels[ci[0]]!r} has NaN/Inf over land in {tsel[ti[0]]:%Y-%m} "
+                f"({int(bad.sum())} values in this block); inputs must cover every land cell"
+            )
+        lo, hi = (pd.Timestamp(p) for p in self.stats_period)
+        in_stats = (tsel >= lo) & (tsel <= hi)
+        if in_stats.any():
+            self.stats.add(block[in_stats], self.land)
+        self._arr[i0:i1] = block.astype(np.float32, copy=False)
+        self._written[i0:i1] = True
+
+    def write_targets(self, centres: Sequence[str], twsa: np.ndarray, *, baseline: Sequence[str]) -> None:
+        """Targets (target, time, lat, lon) in mm; NaN = no solution; ocean is masked here."""
+        twsa = np.asarray(twsa, dtype=np.float32).copy()
+        twsa[:, :, ~self.land] = np.nan
+        path = self.out_dir / "targets.zarr"
+        tmp = self.out_dir / f"targets.zarr.tmp-{os.getpid()}"
+        ds = xr.Dataset(
+            {"twsa": (("target", "time", "lat", "lon"), twsa,
+                      {"units": "mm", "long_name": "GRACE/GRACE-FO TWSA on the model grid"})},
+            coords={**_coords(self.grid, self.times), "target": np.array(list(centres), dtype=object)},
+            attrs={"cube_format_version": CUBE_FORMAT_VERSION, "baseline": list(baseline)},
+        )
+        enc = {"twsa": {"chunks": (1, self.chunk_months, *self.grid.shape), "compressors": _compressors()}}
+        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+
+    def finish(self, **manifest_extra) -> dict:
+        """Move the predictors into place and write ``manifest.json`` (last); returns the manifest."""
+        if not self._written.all():
+            first = self.times[np.flatnonzero(~self._written)[0]]
+            raise RuntimeError(f"cube in {self.out_dir} is incomplete: month {first:%Y-%m} was never written")
+        if not (self.out_dir / "targets.zarr").exists():
+            raise RuntimeError(f"cube in {self.out_dir} has no targets.zarr; call write_targets first")
+        if self.stats.n.min() == 0:
+            raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}")
+        mean, std = self.stats.result()
+        path = self.out_dir / "predictors.zarr"
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(self._tmp, path)
+        manifest = {
+            "format": "gtws-dl cube",
+            "cube_format_version": CUBE_FORMAT_VERSION,
+            "code_version": __version__,
+            "created": pd.Timestamp.now(tz="UTC").isoformat(),
+            "grid": {"res": self.grid.res, "bbox": list(self.grid.bounds), "shape": list(self.grid.shape)},
+            "time": {"start": f"{self.times[0]:%Y-%m}", "end": f"{self.times[-1]:%Y-%m}", "n": len(self.times)},
+            "channels": self.channels,
+            "units": self.units,
+            "stats": {"period": list(self.stats_period), "mean": mean.tolist(), "std": std.tolist()},
+            "chunk_months": self.chunk_months,
+            "fingerprint": "",
+            **manifest_extra,
+        }
+        mpath = self.out_dir / "manifest.json"
+        tmp = mpath.with_name(f"manifest.json.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(manifest, indent=1, default=str))
+        os.replace(tmp, mpath)
+        return manifest
+
+
+class CubeBuilder:
+    """Reads the inputs of a :class:`CubeSpec`, regrids them to ``grid`` and writes the cubes."""
+
+    def __init__(self, spec: CubeSpec, grid: Grid, out_dir: str | Path) -> None:
+        self.spec, self.grid, self.out_dir = spec, grid, Path(out_dir)
+        self.times = month_axis(spec.start, spec.end)
+        self.landfrac = land_fraction(grid)
+        self.land = self.landfrac >= 0.5
+
+    def _input_files(self) -> dict[str, list[Path]]:
+        s = self.spec
+        files = {"era5": _resolve(s.era5, "ERA5 (data.era5_dir)")}
+        for c, pat in s.grace.items():
+            files[f"grace_{c}"] = _resolve(pat, f"GRACE {c} (data.grace.{c})")
+        for key in ("lai", "sif", "landcover", "jpl_gain_factor"):
+            if getattr(s, key):
+                files[key] = _resolve(getattr(s, key), f"{key} (data.{key})")
+        return files
+
+    def _open_extra(self, files: dict[str, list[Path]]) -> dict[str, xr.DataArray]:
+        """LAI/SIF (filled before their record, plus availability) and land-cover fractions."""
+        extra: dict[str, xr.DataArray] = {}
+        for key, opener in (("lai", veg_io.open_lai), ("sif", veg_io.open_sif)):
+            if key in files:
+                filled, avail = veg_io.fill_before_record(opener(files[key][0]), self.times)
+                extra[key], extra[f"{key}_available"] = filled, avail
+        if "landcover" in files:
+            lc = veg_io.open_landcover(files["landcover"][0])
+            for cls in lc["class"].values:
+                extra[f"lc_{cls}"] = lc.sel({"class": cls}, drop=True)
+        return extra
+
+    def build(self, *, force: bool = False, progress: bool = True) -> dict:
+        """Write ``predictors.zarr``, ``targets.zarr`` and ``manifest.json``; return the manifest.
+
+        Re-uses an existing cube whose fingerprint (inputs' checksums + spec + grid) matches.
+        """
+        s, g = self.spec, self.grid
+        files = self._input_files()
+        t0 = _time.perf_counter()
+        inputs = {str(f): checksum(f) for group in files.values() for f in group}
+        fp = _fingerprint(s, g, inputs)
+        mpath = self.out_dir / "manifest.json"
+        if not force and mpath.exists():
+            old = json.loads(mpath.read_text())
+            if old.get("fingerprint") == fp and (self.out_dir / "predictors.zarr").exists():
+                LOGGER.info("cube %s is up to date with its inputs; re-using it", self.out_dir)
+                return old
+        LOGGER.info("checksummed %d input files in %.1f s", len(inputs), _time.perf_counter() - t0)
+
+        era5 = era5_io.open_era5(files["era5"], list(s.variables), start=s.start, end=s.end)
+        extra = self._open_extra(files)
+        channels = list(s.variables) + list(extra) + [f"wb_ewma{int(m)}" for m in s.ewma_months]
+        channels += ["land_fraction", "sin_lat"]
+        units = {v: era5[v].attrs.get("units", "") for v in s.variables}
+        units.update({k: v.attrs.get("units", "1") for k, v in extra.items()})
+        units.update({f"wb_ewma{int(m)}": "mm day-1" for m in s.ewma_months})
+        units.update({"land_fraction": "1", "sin_lat": "1"})
+        writer = CubeWriter(self.out_dir, g, self.times, channels, land_fraction=self.landfrac,
+                            stats_period=s.stats_period, chunk_months=s.chunk_months, units=units)
+
+        static = [self.landfrac, np.repeat(np.sin(np.deg2rad(g.lat))[:, None], g.nlon, axis=1)]
+        alphas = [1.0 - np.exp(-1.0 / m) for m in s.ewma_months]
+        ewma: np.ndarray | None = None
+        i_tp, i_e = list(s.variables).index("tp"), list(s.variables).index("e")
+        nt = len(self.times)
+        step = s.chunk_months * max(1, 120 // s.chunk_months)  # ~10 years per read
+        for i0 in tqdm(range(0, nt, step), desc="predictor cube", unit="block", disable=not progress):
+            i1 = min(nt, i0 + step)
+            tsel = self.times[i0:i1]
+            fields = [self._regrid(era5[v].sel(time=tsel)) for v in s.variables]
+            fields += [self._regrid(da.sel(time=tsel)) for da in extra.values()]
+            # antecedent water balance P + E (ERA5's E < 0 when evaporating), mm/day, causal EWMA
+            wb = fields[i_tp] + fields[i_e]
+            if ewma is None:  # spin-up: start from the first block's mean
+                ewma = np.repeat(np.nanmean(wb, axis=0)[None], len(alphas), axis=0)
+            mem = np.empty((len(alphas), i1 - i0, *g.shape), dtype=np.float32)
+            for t in range(i1 - i0):
+                for j, a in enumerate(alphas):
+                    ewma[j] += a * (wb[t] - ewma[j])
+                    mem[j, t] = ewma[j]
+            fields += list(mem)
+            fields += [np.broadcast_to(f, (i1 - i0, *g.shape)) for f in static]
+            writer.write_block(i0, np.stack(fields, axis=1))
+        centres, targets, info = self._targets(files)
+        writer.write_targets(centres, targets, baseline=s.baseline)
+        manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs)
+        LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
+        return manifest
+
+    def _regrid(self, da: xr.DataArray) -> np.ndarray:
+        out = regrid_conservative(da.load(), self.grid)
+        return out.transpose("time", "lat", "lon").values.astype(np.float32, copy=False)
+
+    def _targets(self, files) -> tuple[list[str], np.ndarray, dict]:
+        s, g = self.spec, self.grid
+        centres = list(s.grace)
+        data = np.full((len(centres), len(self.times), *g.shape), np.nan, dtype=np.float32)
+        info = {}
+        for i, c in enumerate(centres):
+            path = files[f"grace_{c}"][0]
+            gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
+            da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(s.baseline))
+            da = regrid_conservative(da, g).transpose("time", "lat", "lon")
+            common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
+            if len(common) == 0:
+                raise InputFileError(f"{path}: variable lwe_thickness has no month inside {s.start}..{s.end}")
+            data[i, self.times.get_indexer(common)] = da.sel(time=common).values
+            info[c] = {"file": str(path), "months": len(common),
+                       "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}"}
+        return centres, data, info
+
+
+def _coords(grid: Grid, times: pd.DatetimeIndex) -> dict:
+    return {"time": times, "lat": ("lat", grid.lat, {"units": "degrees_north"}),
+            "lon": ("lon", grid.lon, {"units": "degrees_east"})}
+
+
+def _lazy_nan(shape, chunks):
+    import dask.array as dsa
+
+    return dsa.full(shape, np.nan, dtype=np.float32, chunks=chunks)
+
+
+def open_cube(cube_dir: str | Path) -> tuple[dict, zarr.Group, zarr.Group]:
+    """Open a finished cube: (manifest, predictors group, targets group). Refuses incomplete/old cubes."""
+    cube_dir = Path(cube_dir)
+    mpath = cube_dir / "manifest.json"
+    if not mpath.exists():
+        raise FileNotFoundError(
+            f"{cube_dir}: no manifest.json — the cube is missing or was not finished; run `python -m gtws_dl.ingest`"
+        )
+    manifest = json.loads(mpath.read_text())
+    if manifest.get("cube_format_version") != CUBE_FORMAT_VERSION:
+        raise ValueError(
+            f"{mpath}: cube format version {manifest.get('cube_format_version')} != {CUBE_FORMAT_VERSION} "
+            "expected by this gtws-dl; rebuild it with `python -m gtws_dl.ingest ingest.force=true`"
+        )
+    pred = zarr.open_group(cube_dir / "predictors.zarr", mode="r")
+    targ = zarr.open_group(cube_dir / "targets.zarr", mode="r")
+    return manifest, pred, targ

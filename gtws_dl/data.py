@@ -1,0 +1,222 @@
+"""Lightning DataModule: windows of months read from the Zarr cubes, with an honest time split.
+
+Batches are dicts of tensors:
+``x`` [B, T, C, H, W] normalised predictors (NaN → 0); ``y`` [B, T, K, H, W] targets divided by their
+training-period scale (mm / scale); ``mask`` [B, T, K, H, W] bool, True where the loss counts
+(land, finite target, past the warm-up, month in the split).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from gtws_dl.cube import open_cube
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Month indices (into the cube's time axis) of each role.
+
+    ``train`` GRACE months used for the loss; ``val`` the last ``val_months`` GRACE months; ``gap`` months
+    between them that neither uses, so that no training window reaches into validation months.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    train_end: int  # last month index a training window may touch
+    times: pd.DatetimeIndex
+
+    def describe(self) -> str:
+        t = self.times
+        return (f"train {t[self.train[0]]:%Y-%m}..{t[self.train[-1]]:%Y-%m} ({len(self.train)} months), "
+                f"val {t[self.val[0]]:%Y-%m}..{t[self.val[-1]]:%Y-%m} ({len(self.val)} months)")
+
+
+def time_split(times: pd.DatetimeIndex, available: np.ndarray, *, val_months: int, gap_months: int) -> Split:
+    """Blocked split: the last ``val_months`` available months validate, training ends ``gap_months`` before.
+
+    Parameters
+    ----------
+    times : month-start axis of the cube, length N
+    available : bool (N,), True where the target has a solution
+    """
+    idx = np.flatnonzero(available)
+    if len(idx) <= val_months:
+        raise ValueError(f"only {len(idx)} target months available; need more than val_months={val_months}")
+    val = idx[-val_months:] if val_months > 0 else np.array([], dtype=int)
+    train_end = (val[0] - gap_months - 1) if len(val) else idx[-1]
+    train = idx[idx <= train_end]
+    if len(train) == 0:
+        raise ValueError(
+            f"no target months before {times[train_end + 1]:%Y-%m}: the training window is empty "
+            f"(val_months={val_months}, gap_months={gap_months})"
+        )
+    return Split(train=train, val=val, train_end=int(train_end), times=times)
+
+
+class WindowDataset(Dataset):
+    """Windows of ``window`` months; training samples random spatial patches, validation the full field."""
+
+    def __init__(self, pred, targ, *, starts, loss_months, land, mean, std, scale, window, warmup,
+                 patch=None, seed=0, epoch_len=None) -> None:
+        self.pred, self.targ = pred, targ  # array-likes (zarr or numpy), (T, C, H, W) and (K, T, H, W)
+        self.starts = np.asarray(starts)
+        self.loss_months = np.zeros(pred.shape[0], dtype=bool)
+        self.loss_months[loss_months] = True
+        self.land = land
+        self.mean = mean[:, None, None].astype(np.float32)
+        self.std = std[:, None, None].astype(np.float32)
+        self.scale = scale[:, None, None].astype(np.float32)
+        self.window, self.warmup, self.patch, self.seed = window, warmup, patch, seed
+        self.epoch_len = epoch_len or len(self.starts)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.epoch_len
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        t0 = int(self.starts[i % len(self.starts)] if self.epoch_len == len(self.starts)
+                 else self.starts[rng.integers(len(self.starts))])
+        t1 = t0 + self.window
+        H, W = self.land.shape
+        if self.patch is None:
+            la, lo, ph, pw = 0, 0, H, W
+        else:
+            ph, pw = min(self.patch[0] or H, H), min(self.patch[1] or W, W)
+            la, lo = int(rng.integers(H - ph + 1)), int(rng.integers(W - pw + 1))
+        x = np.asarray(self.pred[t0:t1, :, la:la + ph, lo:lo + pw], dtype=np.float32)
+        x = (x - self.mean) / self.std
+        x[~np.isfinite(x)] = 0.0
+        y = np.asarray(self.targ[:, t0:t1, la:la + ph, lo:lo + pw], dtype=np.float32).transpose(1, 0, 2, 3)
+        y = y / self.scale[None]
+        m = np.isfinite(y) & self.land[None, None, la:la + ph, lo:lo + pw]
+        keep = self.loss_months[t0:t1].copy()
+        keep[: self.warmup] = False
+        m &= keep[:, None, None, None]
+        y[~m] = 0.0
+        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "mask": torch.from_numpy(m),
+                "t0": torch.tensor(t0), "origin": torch.tensor([la, lo])}
+
+
+class CubeDataModule(L.LightningDataModule):
+    """Reads ``cube_dir`` (see :mod:`gtws_dl.cube`) for the target centres in ``targets``.
+
+    Parameters
+    ----------
+    window, warmup : months per sample and months at its start excluded from the loss (state spin-up)
+    patch : (lat, lon) cells of the random training crops; None = full field
+    val_months, gap_months : blocked split (gap defaults to ``window``)
+    in_memory : "auto" loads the cubes into RAM when they are smaller than ``max_in_memory_gb``
+    """
+
+    def __init__(self, cube_dir: str, targets: list[str], *, window: int = 24, warmup: int = 12,
+                 batch_size: int = 4, patch: list[int] | None = None, val_months: int = 24,
+                 gap_months: int | None = None, samples_per_epoch: int | None = None, num_workers: int = 0,
+                 in_memory: str | bool = "auto", max_in_memory_gb: float = 6.0, seed: int = 0) -> None:
+        super().__init__()
+        if warmup >= window:
+            raise ValueError(f"data.warmup={warmup} must be smaller than data.window={window}")
+        self.cube_dir = Path(cube_dir)
+        self.targets = list(targets)
+        self.window, self.warmup, self.batch_size = window, warmup, batch_size
+        self.patch = tuple(patch) if patch is not None else None
+        self.val_months = val_months
+        self.gap_months = window if gap_months is None else gap_months
+        self.samples_per_epoch, self.num_workers = samples_per_epoch, num_workers
+        self.in_memory, self.max_in_memory_gb, self.seed = in_memory, max_in_memory_gb, seed
+        self._ready = False
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        manifest, pred_g, targ_g = open_cube(self.cube_dir)
+        self.manifest = manifest
+        self.channels = list(manifest["channels"])
+        self.times = pd.DatetimeIndex(pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"],
+                                                    freq="MS"))
+        cube_targets = [str(t) for t in targ_g["target"][:]]
+        missing = [t for t in self.targets if t not in cube_targets]
+        if missing:
+            raise ValueError(f"{self.cube_dir}/targets.zarr has targets {cube_targets}; requested {missing}")
+        tidx = [cube_targets.index(t) for t in self.targets]
+        pred, targ = pred_g["predictors"], targ_g["twsa"]
+        self.land = np.asarray(pred_g["land_mask"][:], dtype=bool)
+        gb = pred.nbytes / 1e9
+        load = self.in_memory is True or (self.in_memory == "auto" and gb <= self.max_in_memory_gb)
+        if load:
+            LOGGER.info("loading %.2f GB predictor cube into memory", gb)
+            pred = pred[:]
+        self.pred = pred
+        self.targ = targ.get_orthogonal_selection((tidx, slice(None), slice(None), slice(None)))
+        # a month is available if any requested centre has a solution over land that month
+        avail = np.isfinite(self.targ[:, :, self.land]).any(axis=(0, 2))
+        self.split = time_split(self.times, avail, val_months=self.val_months, gap_months=self.gap_months)
+        LOGGER.info("split: %s", self.split.describe())
+        self.mean = np.asarray(manifest["stats"]["mean"], dtype=np.float32)
+        self.std = np.asarray(manifest["stats"]["std"], dtype=np.float32)
+        lo, hi = (pd.Timestamp(p) for p in manifest["stats"]["period"])
+        if hi > self.times[self.split.train_end]:
+            raise ValueError(
+                f"the cube's normalisation statistics use months up to {hi:%Y-%m}, after the last training "
+                f"month {self.times[self.split.train_end]:%Y-%m}; rebuild the cube with "
+                "data.stats_period ending before the validation months"
+            )
+        tr = self.targ[:, self.split.train][:, :, self.land]
+        self.scale = np.nanstd(tr, axis=(1, 2)).astype(np.float32)
+        self._ready = True
+
+    def normalisation(self) -> dict:
+        """What inference needs to reproduce the inputs: saved with the checkpoint."""
+        return {"channels": self.channels, "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "targets": self.targets, "target_scale_mm": self.scale.tolist(),
+                "grid": self.manifest["grid"], "stats_period": self.manifest["stats"]["period"],
+                "train_period": [f"{self.times[self.split.train[0]]:%Y-%m}",
+                                 f"{self.times[self.split.train[-1]]:%Y-%m}"],
+                "val_period": [f"{self.times[self.split.val[0]]:%Y-%m}",
+                               f"{self.times[self.split.val[-1]]:%Y-%m}"] if len(self.split.val) else None,
+                "window": self.window, "warmup": self.warmup}
+
+    def _dataset(self, starts, loss_months, *, patch, epoch_len=None) -> WindowDataset:
+        return WindowDataset(self.pred, self.targ, starts=starts, loss_months=loss_months, land=self.land,
+                             mean=self.mean, std=self.std, scale=self.scale, window=self.window,
+                             warmup=self.warmup, patch=patch, seed=self.seed, epoch_len=epoch_len)
+
+    def train_starts(self) -> np.ndarray:
+        """Window starts whose loss part holds a training month and which end by ``train_end``."""
+        s = self.split
+        starts = np.arange(0, s.train_end - self.window + 2)
+        loss = np.zeros(len(self.times), dtype=bool)
+        loss[s.train] = True
+        ok = [t0 for t0 in starts if loss[t0 + self.warmup:t0 + self.window].any()]
+        return np.asarray(ok)
+
+    def val_starts(self) -> np.ndarray:
+        """Windows whose post-warm-up parts tile the validation months once each."""
+        s = self.split
+        stride = self.window - self.warmup
+        first = s.val[0] - self.warmup
+        return np.arange(first, s.val[-1] - self.warmup + 1, stride).clip(0, len(self.times) - self.window)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._dataset(self.train_starts(), self.split.train, patch=self.patch,
+                           epoch_len=self.samples_per_epoch)
+        ds.epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        gen = torch.Generator().manual_seed(self.seed + ds.epoch)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=gen,
+                          num_workers=self.num_workers, persistent_workers=False, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        ds = self._dataset(self.val_starts(), self.split.val, patch=None)
+        return DataLoader(ds, batch_size=1, shuffle=False, num_workers=self.num_workers)

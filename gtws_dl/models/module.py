@@ -1,0 +1,99 @@
+"""LightningModule shared by every network: masked loss, optimisation, saved normalisation.
+
+The network is built from its config (``net``) with the channel counts known only at run time, so a
+checkpoint alone rebuilds the model (``ReconstructionModule.load_from_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+
+LOGGER = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/Inf loss; the last good checkpoint is kept."""
+
+
+def masked_mse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over ``mask`` (pred, y, mask broadcastable, [B, T, K, H, W])."""
+    n = mask.sum()
+    return ((pred - y) ** 2 * mask).sum() / n.clamp(min=1)
+
+
+def masked_gaussian_nll(mean, log_var, y, mask):
+    """Gaussian negative log-likelihood (up to a constant) over ``mask``."""
+    n = mask.sum()
+    nll = 0.5 * (log_var + (y - mean) ** 2 * torch.exp(-log_var))
+    return (nll * mask).sum() / n.clamp(min=1)
+
+
+class ReconstructionModule(L.LightningModule):
+    """Maps predictor windows to TWSA for one or several GRACE centres.
+
+    Parameters
+    ----------
+    net : config of the network (``_target_`` + kwargs); called with ``in_channels``, ``out_channels``
+    optimizer : config of a torch optimizer (``_target_`` + kwargs, params added here)
+    scheduler : optional config of an LR scheduler (``_target_`` + kwargs)
+    in_channels : predictor channels C
+    targets : centres predicted, e.g. ["csr"] or ["jpl", "csr", "gsfc"]
+    normalisation : what :meth:`gtws_dl.data.CubeDataModule.normalisation` returns
+    """
+
+    def __init__(self, net: dict, optimizer: dict, in_channels: int, targets: list[str],
+                 normalisation: dict, scheduler: dict | None = None, lon_circular: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.targets = list(targets)
+        self.net = instantiate(net, in_channels=in_channels, out_channels=len(self.targets),
+                               lon_circular=lon_circular)
+
+    def forward(self, x: torch.Tensor, state=None):
+        return self.net(x, state)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        pred, _ = self(batch["x"])
+        loss = masked_mse(pred.float(), batch["y"], batch["mask"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{stage} loss is {loss.item()} at step {self.global_step}; inputs or learning rate "
+                "(model.optimizer.lr) are at fault. The last good checkpoint is kept in the checkpoint folder."
+            )
+        bs = batch["x"].shape[0]
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, on_epoch=True, on_step=stage == "train")
+        if stage == "val":  # RMSE in mm, averaged over centres, for humans
+            scale = torch.tensor(self.hparams.normalisation["target_scale_mm"], device=pred.device)
+            se = ((pred.float() - batch["y"]) * scale[None, None, :, None, None]) ** 2 * batch["mask"]
+            self.log("val_rmse_mm", torch.sqrt(se.sum() / batch["mask"].sum().clamp(min=1)), batch_size=bs)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._step(batch, "val")
+
+    def configure_optimizers(self):
+        opt = instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.scheduler:
+            return opt
+        cfg = dict(self.hparams.scheduler)
+        if cfg.get("_target_", "").endswith("OneCycleLR") and cfg.get("total_steps") in (None, "auto"):
+            cfg["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
+        if cfg.get("_target_", "").endswith("CosineAnnealingLR") and cfg.get("T_max") in (None, "auto"):
+            cfg["T_max"] = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = instantiate(cfg, optimizer=opt)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def receptive_halo_per_month(self) -> int:
+        return int(getattr(self.net, "receptive_per_step", math.inf))

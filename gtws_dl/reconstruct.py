@@ -1,0 +1,177 @@
+"""Streaming, resumable reconstruction of every month of the cube with a trained network.
+
+The record is cut into blocks of ``S = window - warmup`` months. Block k is predicted from the inputs of
+months ``[kS - warmup, (k+1)S)``: the network starts from a zero state, spins up over ``warmup`` months
+(as in training) and only the last ``S`` outputs are kept. The first block spins up on a repeat of the first
+``warmup`` months. Blocks are independent, so memory is bounded by one batch of windows, and an interrupted
+run resumes at the first unfinished batch with bit-identical results (batches are fixed groups of blocks).
+
+Output ``<recon_dir>/<name>.zarr``: ``twsa`` (target, time, lat, lon) float32 mm, NaN over ocean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+import zarr
+from tqdm.auto import tqdm
+
+from gtws_dl.cube import open_cube
+
+LOGGER = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint was trained on another grid or other predictor channels than the cube holds."""
+
+
+def check_compatible(norm: dict, manifest: dict, ckpt: str) -> None:
+    """Refuse a checkpoint whose channels or grid differ from the cube's."""
+    if list(norm["channels"]) != list(manifest["channels"]):
+        extra = sorted(set(norm["channels"]) ^ set(manifest["channels"]))
+        raise CheckpointMismatchError(
+            f"{ckpt}: trained on predictor channels that differ from the cube's (differences: {extra}); "
+            "use a checkpoint trained on this cube or rebuild the cube with the same data config"
+        )
+    g1, g2 = norm["grid"], manifest["grid"]
+    if abs(g1["res"] - g2["res"]) > 1e-9 or g1["shape"] != g2["shape"]:
+        raise CheckpointMismatchError(
+            f"{ckpt}: trained on a {g1['res']} deg grid of shape {g1['shape']}, the cube is {g2['res']} deg "
+            f"{g2['shape']}; reconstruct with a cube on the training grid (grid.* overrides)"
+        )
+
+
+def _blocks(n_months: int, stride: int, warmup: int) -> list[tuple[np.ndarray, int, int]]:
+    """(input month indices, first kept month, last kept month + 1) per block."""
+    out = []
+    for k0 in range(0, n_months, stride):
+        k1 = min(n_months, k0 + stride)
+        idx = np.arange(k0 - warmup, k1)
+        idx[idx < 0] += warmup  # first block: spin up on a repeat of the first months
+        out.append((idx, k0, k1))
+    return out
+
+
+def _fingerprint(ckpt_path: Path, manifest: dict) -> str:
+    h = hashlib.sha256()
+    with open(ckpt_path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    h.update(manifest["fingerprint"].encode())
+    return h.hexdigest()
+
+
+def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | Path, *, ckpt_path: str | Path,
+                device: str = "auto", amp: bool = True, batch_windows: int = 4, progress: bool = True) -> Path:
+    """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
+
+    Parameters
+    ----------
+    module : a :class:`~gtws_dl.models.module.ReconstructionModule` (its ``hparams.normalisation`` is used)
+    batch_windows : windows per forward pass (memory vs. throughput)
+    """
+    manifest, pred_g, _ = open_cube(cube_dir)
+    norm = module.hparams.normalisation
+    check_compatible(norm, manifest, str(ckpt_path))
+    window, warmup = int(norm["window"]), int(norm["warmup"])
+    stride = window - warmup
+    pred = pred_g["predictors"]
+    land = np.asarray(pred_g["land_mask"][:], dtype=bool)
+    nt, nc, H, W = pred.shape
+    targets = list(norm["targets"])
+    mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
+    scale = np.asarray(norm["target_scale_mm"], dtype=np.float32)[:, None, None, None]
+    times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    module = module.to(dev).eval()
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else nullcontext())
+
+    out_path = Path(out_path)
+    prog_path = out_path.with_name(out_path.name + ".progress.json")
+    fp = _fingerprint(Path(ckpt_path), manifest)
+    done: set[int] = set()
+    if out_path.exists() and prog_path.exists():
+        prog = json.loads(prog_path.read_text())
+        if prog.get("fingerprint") == fp and prog.get("batch_windows") == batch_windows:
+            done = set(prog["done"])
+            LOGGER.info("resuming %s: %d batches already done", out_path, len(done))
+    if not done:
+        shutil.rmtree(out_path, ignore_errors=True)
+        ds = xr.Dataset(
+            {"twsa": (("target", "time", "lat", "lon"),
+                      _lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
+                      {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"})},
+            coords={"target": np.array(targets, dtype=object), "time": times,
+                    "lat": np.asarray(pred_g["lat"][:]), "lon": np.asarray(pred_g["lon"][:])},
+            attrs={"checkpoint": str(ckpt_path), "cube": str(cube_dir)},
+        )
+        ds.to_zarr(out_path, mode="w", compute=False, consolidated=False, zarr_format=3,
+                   encoding={"twsa": {"chunks": (1, stride, H, W)}})
+    out = zarr.open_group(out_path, mode="r+")["twsa"]
+
+    blocks = _blocks(nt, stride, warmup)
+    groups = [blocks[i:i + batch_windows] for i in range(0, len(blocks), batch_windows)]
+    with torch.inference_mode():
+        for gi, group in enumerate(tqdm(groups, desc=f"reconstruct {out_path.stem}", unit="batch",
+                                        disable=not progress)):
+            if gi in done:
+                continue
+            L = max(len(b[0]) for b in group)
+            x = np.zeros((len(group), L, nc, H, W), dtype=np.float32)
+            for j, (idx, _, _) in enumerate(group):
+                # contiguous read of the block's months, then the first-block repeat by fancy indexing
+                lo, hi = int(idx.min()), int(idx.max()) + 1
+                xb = (np.asarray(pred[lo:hi], dtype=np.float32)[idx - lo] - mean) / std
+                x[j, L - len(idx):] = xb  # right-align: a short last block keeps its full spin-up
+            x[~np.isfinite(x)] = 0.0
+            xt = torch.from_numpy(x).to(dev, non_blocking=True)
+            with autocast:
+                y, _ = module(xt)
+            y = y.float().cpu().numpy()
+            for j, (_, k0, k1) in enumerate(group):
+                keep = y[j, L - (k1 - k0):].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
+                keep[:, :, ~land] = np.nan
+                out[:, k0:k1] = keep
+            done.add(gi)
+            _write_json(prog_path, {"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)})
+    return out_path
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _lazy_nan(shape, chunks):
+    import dask.array as dsa
+
+    return dsa.full(shape, np.nan, dtype=np.float32, chunks=chunks)
+
+
+def open_reconstruction(path: str | Path) -> xr.DataArray:
+    """The ``twsa`` of a finished reconstruction; refuses an unfinished one."""
+    path = Path(path)
+    prog = path.with_name(path.name + ".progress.json")
+    ds = xr.open_zarr(path, consolidated=False)
+    if prog.exists():
+        n_time = ds.sizes["time"]
+        info = json.loads(prog.read_text())
+        stride = ds["twsa"].encoding.get("chunks", (1, 12))[1]
+        n_blocks = -(-n_time // stride)
+        if len(info["done"]) < -(-n_blocks // info["batch_windows"]):
+            raise RuntimeError(f"{path} is unfinished ({len(info['done'])} batches done); re-run infer.py")
+    return ds["twsa"]

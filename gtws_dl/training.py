@@ -1,0 +1,81 @@
+"""``train(cfg)``: fit a network on the cube for one or several GRACE centres."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig
+
+from gtws_dl.config import grid_from, to_plain
+
+LOGGER = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def check_grid(cfg: DictConfig, manifest: dict) -> None:
+    """Refuse a cube built on another grid than the one configured."""
+    grid = grid_from(cfg)
+    cube = manifest["grid"]
+    if abs(cube["res"] - grid.res) > 1e-9 or [round(v, 6) for v in cube["bbox"]] != [round(v, 6) for v in grid.bounds]:
+        raise ValueError(
+            f"the cube in {cfg.paths.cube_dir} is on a {cube['res']} deg grid over {cube['bbox']}, but the config "
+            f"asks for {grid}; re-run `python -m gtws_dl.ingest` with the same grid.* overrides"
+        )
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train and return a summary (best checkpoint, validation loss, parameters, wall time)."""
+    L.seed_everything(int(cfg.seed), workers=True)
+    out_dir = Path(cfg.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    dm = instantiate(cfg.datamodule)
+    dm.setup("fit")
+    check_grid(cfg, dm.manifest)
+    grid = grid_from(cfg)
+    patch = cfg.datamodule.get("patch")
+    lon_circular = grid.nlon * grid.res >= 360 - 1e-9 and (patch is None or patch[1] is None)
+    norm = dm.normalisation()
+    model = instantiate(cfg.model, in_channels=len(dm.channels), targets=dm.targets, normalisation=norm,
+                        lon_circular=bool(lon_circular), _convert_="all")
+    LOGGER.info("model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe())
+
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                 save_last=True, save_top_k=1)
+    trainer = instantiate(cfg.trainer, callbacks=[checkpoint], logger=CSVLogger(out_dir, name="logs"),
+                          default_root_dir=str(out_dir))
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        last = ckpt_dir / "last.ckpt"
+        ckpt_path = str(last) if last.exists() else None
+        LOGGER.info("resuming from %s", ckpt_path or "scratch (no last.ckpt yet)")
+    write_json_atomic(out_dir / "normalisation.json", norm)
+    t0 = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    wall = time.perf_counter() - t0
+    summary = {
+        "target": cfg.target.name, "centres": list(cfg.target.centres),
+        "best_checkpoint": checkpoint.best_model_path, "last_checkpoint": str(ckpt_dir / "last.ckpt"),
+        "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "parameters": model.n_parameters(), "train_seconds": wall,
+        "global_step": trainer.global_step, "split": dm.split.describe(),
+        "config": to_plain(cfg),
+    }
+    write_json_atomic(out_dir / "train_summary.json", summary)
+    LOGGER.info("trained %s in %.0f s; best val_loss %s; checkpoints in %s", cfg.target.name, wall,
+                summary["best_val_loss"], ckpt_dir)
+    return summary
