@@ -266,7 +266,7 @@ class CubeBuilder:
                 filled, avail = veg_io.fill_before_record(opener(files[key][0]), self.times)
                 extra[key], extra[f"{key}_available"] = filled, avail
         if "landcover" in files:
-            lc = veg_io.open_landcover(files["landcover"][0])
+            lc = veg_io.landcover_to_monthly(veg_io.open_landcover(files["landcover"][0]), self.times)
             for cls in lc["class"].values:
                 extra[f"lc_{cls}"] = lc.sel({"class": cls}, drop=True)
         return extra
@@ -330,6 +330,8 @@ class CubeBuilder:
         return manifest
 
     def _regrid(self, da: xr.DataArray) -> np.ndarray:
+        if "lat" not in da.dims:  # a time series (e.g. an availability flag): same value everywhere
+            return np.broadcast_to(da.values.astype(np.float32)[:, None, None], (da.sizes["time"], *self.grid.shape))
         out = regrid_conservative(da.load(), self.grid)
         return out.transpose("time", "lat", "lon").values.astype(np.float32, copy=False)
 

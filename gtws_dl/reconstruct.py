@@ -108,6 +108,8 @@ def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | P
         if prog.get("fingerprint") == fp and prog.get("batch_windows") == batch_windows:
             done = set(prog["done"])
             LOGGER.info("resuming %s: %d batches already done", out_path, len(done))
+    if done and len(done) == -(-len(_blocks(nt, stride, warmup)) // batch_windows):
+        LOGGER.info("%s is already complete for this checkpoint and cube", out_path)
     if not done:
         shutil.rmtree(out_path, ignore_errors=True)
         ds = xr.Dataset(
@@ -147,6 +149,7 @@ def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | P
                 out[:, k0:k1] = keep
             done.add(gi)
             _write_json(prog_path, {"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)})
+    zarr.open_group(out_path, mode="r+").attrs["complete"] = True  # readers refuse a store without it
     return out_path
 
 
@@ -164,14 +167,7 @@ def _lazy_nan(shape, chunks):
 
 def open_reconstruction(path: str | Path) -> xr.DataArray:
     """The ``twsa`` of a finished reconstruction; refuses an unfinished one."""
-    path = Path(path)
-    prog = path.with_name(path.name + ".progress.json")
     ds = xr.open_zarr(path, consolidated=False)
-    if prog.exists():
-        n_time = ds.sizes["time"]
-        info = json.loads(prog.read_text())
-        stride = ds["twsa"].encoding.get("chunks", (1, 12))[1]
-        n_blocks = -(-n_time // stride)
-        if len(info["done"]) < -(-n_blocks // info["batch_windows"]):
-            raise RuntimeError(f"{path} is unfinished ({len(info['done'])} batches done); re-run infer.py")
+    if not ds.attrs.get("complete"):
+        raise RuntimeError(f"{path} is an unfinished reconstruction; re-run infer.py to complete it")
     return ds["twsa"]

@@ -1,0 +1,280 @@
+"""Small helpers shared by the readers: safe opening, CF time decoding, monthly stamps, units."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+
+import cftime
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from gtws_dl.io.errors import InputFileError, input_error, missing_variable
+
+LOGGER = logging.getLogger(__name__)
+
+STANDARD_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
+
+
+def open_nc(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.Dataset:
+    """Open a NetCDF file with times left numeric (decoded by :func:`decode_time`).
+
+    Any failure to open (truncated, not NetCDF, HDF error) becomes an :class:`InputFileError`
+    naming the file.
+    """
+    if not os.path.exists(path):
+        raise input_error(path, None, "an existing NetCDF file", "no such file")
+    check_classic_size(path)
+    try:
+        return xr.open_dataset(
+            path, engine="netcdf4", decode_times=False, chunks=chunks, decode_timedelta=False
+        )
+    except Exception as exc:  # netCDF4 raises OSError/RuntimeError/ValueError variants
+        raise input_error(
+            path,
+            None,
+            "a readable NetCDF file",
+            f"it cannot be opened ({type(exc).__name__}: {exc}); the file is truncated or corrupt",
+            hint="download it again",
+        ) from exc
+
+
+def probe_read(path: str | os.PathLike, da: xr.DataArray, time_dim: str | None) -> None:
+    """Read the first and last slab of ``da`` so that truncated data fail here, naming the file."""
+    try:
+        if time_dim and time_dim in da.dims and da.sizes[time_dim] > 0:
+            da.isel({time_dim: [0, -1]}).values  # noqa: B018 - force the read
+        else:
+            da.values  # noqa: B018
+    except Exception as exc:
+        raise input_error(
+            path,
+            str(da.name),
+            "readable data",
+            f"reading failed ({type(exc).__name__}: {exc}); the file is truncated or corrupt",
+            hint="download it again",
+        ) from exc
+
+
+def require_variable(ds: xr.Dataset, name: str, path, aliases: Iterable[str] = ()) -> str:
+    """Return the name under which ``name`` (or one of its aliases) is present, else raise."""
+    for cand in (name, *aliases):
+        if cand in ds.data_vars:
+            return cand
+    raise missing_variable(path, name, list(ds.data_vars))
+
+
+def decode_time(var: xr.DataArray, path, *, what: str = "time") -> pd.DatetimeIndex:
+    """Decode a CF time coordinate with a standard calendar into a DatetimeIndex (ns).
+
+    Non-standard calendars (360_day, noleap, julian, …) raise :class:`InputFileError`: monthly
+    stamps from such calendars cannot be put on the Gregorian monthly axis without resampling.
+    """
+    units = var.attrs.get("units")
+    if units is None:
+        raise input_error(
+            path, what, "a CF 'units' attribute like 'days since 2002-01-01'", "no units attribute"
+        )
+    cal = str(var.attrs.get("calendar", "standard")).lower()
+    if cal not in STANDARD_CALENDARS:
+        raise input_error(
+            path,
+            what,
+            f"a standard calendar {sorted(STANDARD_CALENDARS)}",
+            f"calendar {cal!r}",
+            hint="convert the file to the Gregorian calendar first",
+        )
+    units = re.sub(r"(\d)Z\b", r"\1", str(units).strip())  # 'T00:00:00Z' -> 'T00:00:00'
+    vals = np.asarray(var.values)
+    if vals.size and not np.all(np.isfinite(vals.astype(np.float64))):
+        raise input_error(path, what, "finite time values", "missing/NaN time values")
+    try:
+        dates = cftime.num2date(
+            vals, units, calendar=cal, only_use_cftime_datetimes=False, only_use_python_datetimes=True
+        )
+    except Exception as exc:
+        raise input_error(path, what, "CF time units", f"{units!r} ({exc})") from exc
+    return pd.DatetimeIndex(np.atleast_1d(dates)).as_unit("ns")
+
+
+def month_start(times: pd.DatetimeIndex, *, shift_tolerant: bool = True) -> pd.DatetimeIndex:
+    """Month-start stamps. With ``shift_tolerant`` add 1 day before flooring to the month.
+
+    ERA5 accumulation monthly means are sometimes stamped 6 h early (``1999-12-31T18:00`` for
+    2000-01); "+1 day, floor to month" puts them in the right month and leaves proper
+    month-start stamps unchanged.
+    """
+    t = times + pd.Timedelta(days=1) if shift_tolerant else times
+    return pd.DatetimeIndex(t.to_period("M").to_timestamp()).as_unit("ns")
+
+
+def months_str(times: Iterable) -> str:
+    ts = pd.DatetimeIndex(list(times))
+    if len(ts) > 12:
+        return (
+            f"{len(ts)} months: "
+            + ", ".join(ts[:6].strftime("%Y-%m"))
+            + ", ..., "
+            + ", ".join(ts[-3:].strftime("%Y-%m"))
+        )
+    return ", ".join(ts.strftime("%Y-%m"))
+
+
+def covered(times: pd.DatetimeIndex) -> str:
+    if len(times) == 0:
+        return "no months"
+    return f"{times.min():%Y-%m} .. {times.max():%Y-%m} ({len(times)} months)"
+
+
+def norm_units(u: str | None) -> str:
+    """Spelling-insensitive form of a unit string: no '**'/'^', single spaces, '/'-free where simple."""
+    if u is None:
+        return ""
+    s = str(u).strip().replace("**", "").replace("^", "")
+    s = re.sub(r"\s+", " ", s)
+    return s
+
+
+def convert_units(
+    da: xr.DataArray, path, table: dict[str, tuple[float, float]], canonical: str, variable: str
+) -> xr.DataArray:
+    """Apply ``x * factor + offset`` for the accepted spelling in ``table``; unknown units raise.
+
+    ``table`` maps normalised unit spellings (see :func:`norm_units`) to ``(factor, offset)``.
+    """
+    found = da.attrs.get("units")
+    key = norm_units(found)
+    if key not in table:
+        raise input_error(
+            path, variable, f"units one of {sorted(table)} (converted to {canonical!r})", f"{found!r}"
+        )
+    factor, offset = table[key]
+    attrs = dict(da.attrs)
+    if factor != 1.0 or offset != 0.0:
+        da = da * factor + offset if offset else da * factor
+    attrs["units"] = canonical
+    if norm_units(found) != norm_units(canonical):
+        attrs["units_in_file"] = str(found)
+    da.attrs = attrs
+    return da
+
+
+def floor_months(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """Month containing each stamp (for mid-month product stamps)."""
+    return pd.DatetimeIndex(stamps.to_period("M").to_timestamp()).as_unit("ns")
+
+
+def check_monthly(times: pd.DatetimeIndex, path, variable: str) -> None:
+    """Refuse sub-monthly data: two stamps in one calendar month."""
+    dup = times[times.duplicated()]
+    if len(dup):
+        raise input_error(
+            path,
+            variable,
+            "monthly data (one time step per month)",
+            f"several time steps in {months_str(dup.unique())}",
+            hint="aggregate to monthly means first",
+        )
+
+
+def raise_if(cond: bool, err: InputFileError) -> None:
+    if cond:
+        raise err
+
+
+# --------------------------------------------------------------------------- classic-format size
+_NC_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
+
+
+def _classic_expected_size(buf: bytes) -> int | None:
+    """Minimum byte size of a NetCDF classic/64-bit-offset/CDF5 file from its header, or None.
+
+    netCDF-c reads past the end of a truncated *classic* file without an error (returning fill
+    values), so readers compare the real size with this. Returns None for NetCDF4/HDF5 or an
+    unparsable header (those fail loudly on read instead).
+    """
+    import struct
+
+    if len(buf) < 8 or buf[:3] != b"CDF" or buf[3] not in (1, 2, 5):
+        return None
+    version = buf[3]
+    off_fmt, off_n = (">q", 8) if version in (2, 5) else (">i", 4)
+    cnt_fmt, cnt_n = (">q", 8) if version == 5 else (">i", 4)
+    pos = 4
+
+    def rd(fmt: str, n: int) -> int:
+        nonlocal pos
+        v = struct.unpack_from(fmt, buf, pos)[0]
+        pos += n
+        return v
+
+    def name() -> str:
+        nonlocal pos
+        n = rd(cnt_fmt, cnt_n)
+        s = buf[pos : pos + n].decode("utf-8", "replace")
+        pos += (n + 3) // 4 * 4
+        return s
+
+    def atts() -> None:
+        nonlocal pos
+        tag, n = rd(">i", 4), rd(cnt_fmt, cnt_n)
+        if tag not in (0, 12):
+            raise ValueError("bad attribute list")
+        for _ in range(n):
+            name()
+            typ, cnt = rd(">i", 4), rd(cnt_fmt, cnt_n)
+            pos += (cnt * _NC_SIZES[typ] + 3) // 4 * 4
+
+    try:
+        numrecs = rd(cnt_fmt, cnt_n)
+        _, ndims = rd(">i", 4), rd(cnt_fmt, cnt_n)
+        dims = []
+        for _ in range(ndims):
+            name()
+            dims.append(rd(cnt_fmt, cnt_n))
+        atts()
+        _, nvars = rd(">i", 4), rd(cnt_fmt, cnt_n)
+        rec_vars, size = [], pos
+        for _ in range(nvars):
+            name()
+            nd = rd(cnt_fmt, cnt_n)
+            ids = [rd(cnt_fmt, cnt_n) for _ in range(nd)]
+            atts()
+            typ = rd(">i", 4)
+            vsize = rd(cnt_fmt, cnt_n) if version == 5 else rd(">i", 4)
+            begin = rd(off_fmt, off_n)
+            is_rec = bool(ids) and dims[ids[0]] == 0
+            n_el = int(np.prod([dims[i] for i in ids[1:]] if is_rec else [dims[i] for i in ids]))
+            raw = n_el * _NC_SIZES[typ]
+            if is_rec:
+                rec_vars.append((begin, vsize, raw))
+            else:
+                size = max(size, begin + raw)
+        if rec_vars and numrecs > 0:
+            recsize = sum(v for _, v, _ in rec_vars) if len(rec_vars) > 1 else rec_vars[0][2]
+            size = max(size, max(b + (numrecs - 1) * recsize + r for b, _, r in rec_vars))
+        return size
+    except (struct.error, KeyError, ValueError, IndexError):
+        return None
+
+
+def check_classic_size(path) -> None:
+    """Raise :class:`InputFileError` if a classic-format NetCDF is shorter than its header says."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+        actual = os.path.getsize(path)
+    except OSError:
+        return  # open_nc reports it
+    need = _classic_expected_size(head)
+    if need is not None and actual < need:
+        raise input_error(
+            path,
+            None,
+            f"a complete NetCDF file of at least {need} bytes (from its header)",
+            f"{actual} bytes; the file is truncated or corrupt",
+            hint="download it again",
+        )

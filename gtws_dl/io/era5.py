@@ -1,0 +1,490 @@
+"""ERA5 monthly means from the Copernicus CDS, both NetCDF layouts, into one canonical Dataset.
+
+Layouts (details in ``docs/FORMATS.md``):
+
+* **new CDS** (since 2024-09): dims ``valid_time``/``latitude``/``longitude``, ``valid_time`` int64
+  seconds since 1970, ``expver`` string coord along ``valid_time`` (``"0001"`` ERA5, ``"0005"``
+  ERA5T), scalar ``number``; accumulated and instantaneous variables may arrive in separate
+  ``…stepType-avgad.nc`` / ``…stepType-avgua.nc`` files.
+* **old CDS** (``grib_to_netcdf``): dims ``time``/``latitude``/``longitude``, ``time`` int32
+  hours since 1900-01-01, int16 packed data (``scale_factor``/``add_offset``, fill −32767),
+  optionally an ``expver`` *dimension* (1, 5) when ERA5 and ERA5T months are mixed.
+
+Any mixture of files is accepted: one variable or many per file, per-year files or the whole
+record, both layouts at once. What the reader does, in order:
+
+1. open every file (a file that cannot be opened or read → :class:`InputFileError` naming it);
+2. decode time (standard calendars only) and stamp each month at its first day with
+   "add 1 day, floor to month" (so ``1999-12-31T18:00`` → 2000-01); stamps further than a day
+   from a month start, or two stamps in one month, are refused as non-monthly;
+3. merge ERA5T into ERA5: per month, final ERA5 (``expver`` 1/"0001") wins over ERA5T
+   (5/"0005"), which wins over files that do not say; two copies of a month at the same
+   precedence must agree (else error); ``expver`` and ``number`` are dropped;
+4. check every file is on the same grid as its siblings;
+5. convert units once (table :data:`VARIABLES`; unknown spellings are refused);
+6. canonical layout: dims ``(time, lat, lon)``, lat ascending, lon −180..180, float32;
+7. check the months: no gaps, requested ``start``/``end`` covered, no all-NaN month.
+
+Data stay lazy (dask) except for the checks in 3 and 7, which read the duplicated months and
+compute one NaN reduction per variable.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from gtws_dl.io._common import (
+    check_monthly,
+    convert_units,
+    covered,
+    decode_time,
+    month_start,
+    months_str,
+    open_nc,
+    probe_read,
+)
+from gtws_dl.io.errors import describe_files, input_error, missing_variable
+from gtws_dl.io.regrid import to_canonical
+
+LOGGER = logging.getLogger(__name__)
+
+_M_TO_MM = {
+    "m": (1000.0, 0.0),
+    "m of water equivalent": (1000.0, 0.0),
+    "m day-1": (1000.0, 0.0),
+    "m d-1": (1000.0, 0.0),
+    "m/day": (1000.0, 0.0),
+    "mm day-1": (1.0, 0.0),
+    "mm d-1": (1.0, 0.0),
+    "mm/day": (1.0, 0.0),
+}
+_J_TO_W = {
+    "J m-2": (1.0 / 86400.0, 0.0),
+    "J/m2": (1.0 / 86400.0, 0.0),
+    "J m-2 day-1": (1.0 / 86400.0, 0.0),
+    "W m-2": (1.0, 0.0),
+    "W/m2": (1.0, 0.0),
+}
+_K = {"K": (1.0, 0.0), "kelvin": (1.0, 0.0)}
+_PA = {"Pa": (1.0, 0.0), "hPa": (100.0, 0.0)}
+_MS = {"m s-1": (1.0, 0.0), "m/s": (1.0, 0.0)}
+_VOL = {"m3 m-3": (1.0, 0.0), "m3/m3": (1.0, 0.0), "1": (1.0, 0.0)}
+_SD = {
+    "m of water equivalent": (1000.0, 0.0),
+    "m": (1000.0, 0.0),
+    "m w.e.": (1000.0, 0.0),
+    "mm": (1.0, 0.0),
+    "kg m-2": (1.0, 0.0),
+}
+
+
+@dataclass(frozen=True)
+class Era5Variable:
+    """One predictor: CDS long name, canonical units after the reader, accepted file units."""
+
+    cds_name: str
+    long_name: str
+    units: str
+    accepted: dict[str, tuple[float, float]]
+    aliases: tuple[str, ...] = ()
+
+
+#: The 13 ERA5 predictors. Monthly means of accumulations are means of *daily* accumulations,
+#: hence m → mm day⁻¹ (×1000) and J m⁻² (per day) → W m⁻² (÷86400).
+VARIABLES: dict[str, Era5Variable] = {
+    "t2m": Era5Variable("2m_temperature", "2 metre temperature", "K", _K, ("2t", "VAR_2T")),
+    "d2m": Era5Variable("2m_dewpoint_temperature", "2 metre dewpoint temperature", "K", _K, ("2d", "VAR_2D")),
+    "skt": Era5Variable("skin_temperature", "Skin temperature", "K", _K),
+    "sp": Era5Variable("surface_pressure", "Surface pressure", "Pa", _PA),
+    "u10": Era5Variable(
+        "10m_u_component_of_wind", "10 metre U wind component", "m s-1", _MS, ("10u", "VAR_10U")
+    ),
+    "v10": Era5Variable(
+        "10m_v_component_of_wind", "10 metre V wind component", "m s-1", _MS, ("10v", "VAR_10V")
+    ),
+    "tp": Era5Variable("total_precipitation", "Total precipitation", "mm day-1", _M_TO_MM),
+    "e": Era5Variable("evaporation", "Evaporation (negative = from the surface)", "mm day-1", _M_TO_MM),
+    "pev": Era5Variable("potential_evaporation", "Potential evaporation (negative)", "mm day-1", _M_TO_MM),
+    "ssrd": Era5Variable(
+        "surface_solar_radiation_downwards", "Surface solar radiation downwards", "W m-2", _J_TO_W
+    ),
+    "strd": Era5Variable(
+        "surface_thermal_radiation_downwards", "Surface thermal radiation downwards", "W m-2", _J_TO_W
+    ),
+    "swvl1": Era5Variable(
+        "volumetric_soil_water_layer_1", "Volumetric soil water layer 1 (0-7 cm)", "m3 m-3", _VOL
+    ),
+    "sd": Era5Variable("snow_depth", "Snow depth (water equivalent)", "mm", _SD),
+}
+_ALIAS = {a: k for k, v in VARIABLES.items() for a in v.aliases}
+
+_TIME_NAMES = ("valid_time", "time")
+_ERA5_CODES = {"1", "0001", "01", "001"}
+_ERA5T_CODES = {"5", "0005", "05", "005"}
+_RANK_ERA5, _RANK_UNKNOWN, _RANK_ERA5T = 0, 1, 2
+
+
+def resolve_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """Files from a directory (every ``*.nc`` inside), a glob pattern, a path, or a list of them."""
+    if isinstance(source, str | os.PathLike):
+        s = str(source)
+        if os.path.isdir(s):
+            paths = sorted(Path(s).glob("*.nc"))
+            if not paths:
+                raise input_error(s, None, "a directory holding *.nc files", "no *.nc file in it")
+            return paths
+        if any(ch in s for ch in "*?["):
+            paths = sorted(Path(p) for p in glob.glob(s))
+            if not paths:
+                raise input_error(s, None, "a glob matching NetCDF files", "no match")
+            return paths
+        return [Path(s)]
+    paths = [p for item in source for p in resolve_sources(item)]
+    if not paths:
+        raise input_error([], None, "at least one ERA5 file", "an empty list")
+    return paths
+
+
+@dataclass
+class _Piece:
+    path: str
+    data: xr.DataArray  # (time, latitude, longitude), decoded float, time = month start
+    rank: np.ndarray  # per time step, _RANK_*
+    lat: np.ndarray
+    lon: np.ndarray
+
+
+def _expver_rank(values: Iterable) -> np.ndarray:
+    out = []
+    for v in values:
+        s = v.decode() if isinstance(v, bytes) else str(v)
+        s = s.strip()
+        if s.endswith(".0"):
+            s = s[:-2]
+        out.append(_RANK_ERA5 if s in _ERA5_CODES else _RANK_ERA5T if s in _ERA5T_CODES else _RANK_UNKNOWN)
+    return np.asarray(out, dtype=np.int8)
+
+
+def _spatial_names(ds: xr.Dataset, path) -> tuple[str, str]:
+    lat = next((n for n in ("latitude", "lat") if n in ds.dims), None)
+    lon = next((n for n in ("longitude", "lon") if n in ds.dims), None)
+    if lat is None or lon is None:
+        raise input_error(path, None, "dims latitude and longitude", f"dims {dict(ds.sizes)}")
+    return lat, lon
+
+
+def _read_file(path: Path) -> tuple[dict[str, _Piece], list[str]]:
+    """Pieces (one per recognised variable) of one ERA5 file, and all data-variable names."""
+    ds = open_nc(path, chunks={})
+    available = [n for n, v in ds.data_vars.items() if v.ndim >= 2]
+    tname = next((n for n in _TIME_NAMES if n in ds.variables), None)
+    if tname is None:
+        raise input_error(
+            path,
+            "valid_time",
+            "a time coordinate 'valid_time' or 'time'",
+            f"coordinates {list(ds.coords)}",
+            available=available,
+        )
+    if tname not in ds.dims:
+        ds = ds.expand_dims(tname)
+        if "expver" in ds.coords and ds["expver"].ndim == 0:
+            ds = ds.assign_coords(expver=ds["expver"].expand_dims(tname))
+    stamps = decode_time(ds[tname], path, what=tname)
+    months = month_start(stamps)
+    off = stamps - months
+    bad = (off < -pd.Timedelta(days=1)) | (off > pd.Timedelta(days=1))
+    if bad.any():
+        raise input_error(
+            path,
+            tname,
+            "monthly-mean stamps at the start of each month (within 1 day)",
+            f"stamps such as {stamps[bad][:3].strftime('%Y-%m-%dT%H:%M').tolist()}",
+            hint="this does not look like the monthly-means data set "
+            "'reanalysis-era5-single-levels-monthly-means'",
+        )
+    lat_n, lon_n = _spatial_names(ds, path)
+    lat = np.asarray(ds[lat_n].values, dtype=np.float64)
+    lon = np.asarray(ds[lon_n].values, dtype=np.float64)
+
+    has_expver_dim = "expver" in ds.dims
+    if not has_expver_dim:
+        check_monthly(months, path, tname)
+    if "expver" in ds.variables and not has_expver_dim and ds["expver"].dims == (tname,):
+        file_rank = _expver_rank(ds["expver"].values)
+    else:
+        file_rank = np.full(len(months), _RANK_UNKNOWN, dtype=np.int8)
+
+    pieces: dict[str, _Piece] = {}
+    for name in available:
+        da = ds[name]
+        if not {tname, lat_n, lon_n} <= set(da.dims):
+            continue
+        short = _ALIAS.get(name, name)
+        if short not in VARIABLES and set(da.dims) - {tname, lat_n, lon_n, "expver"}:
+            continue  # e.g. pressure-level fields; not ours
+        probe_read(path, da, tname)
+        drop = [c for c in ("number", "expver") if c in da.coords and c not in da.dims]
+        da = da.drop_vars(drop)
+        rank = file_rank.copy()
+        if has_expver_dim and "expver" in da.dims:
+            da, rank = _merge_expver_dim(da, path, tname)
+        da = da.assign_coords({tname: months}).rename({tname: "time"})
+        da = da.transpose("time", lat_n, lon_n).rename({lat_n: "latitude", lon_n: "longitude"})
+        da.name = short
+        pieces[short] = _Piece(str(path), da, rank, lat, lon)
+    return pieces, available
+
+
+def _merge_expver_dim(da: xr.DataArray, path, tname: str) -> tuple[xr.DataArray, np.ndarray]:
+    """Old layout with an ``expver`` dim: per month take ERA5 (1) if it has data, else ERA5T (5).
+
+    Each month normally has data under one ``expver`` only (the other is fill); if both hold
+    data, ERA5 wins. Returns the merged (time, lat, lon) array and the per-month rank.
+    """
+    codes = _expver_rank(da["expver"].values)
+    spatial = [d for d in da.dims if d not in (tname, "expver")]
+    has = np.asarray(da.notnull().any(spatial).transpose(tname, "expver").values, dtype=bool)
+    if has.shape[1] == 0:  # pragma: no cover - expver dim of length 0
+        raise input_error(path, str(da.name), "expver values 1 and/or 5", "an empty expver dimension")
+    merged = None
+    taken = np.zeros(da.sizes[tname], dtype=bool)
+    rank = np.full(da.sizes[tname], _RANK_UNKNOWN, dtype=np.int8)
+    for i in np.argsort(codes, kind="stable"):  # ERA5 first, then unknown, then ERA5T
+        fill = has[:, i] & ~taken
+        part = da.isel(expver=int(i), drop=True)
+        mask = xr.DataArray(fill, dims=[tname])
+        merged = part.where(mask) if merged is None else merged.where(~mask, part)
+        rank[fill] = codes[i]
+        taken |= fill
+    months = month_start(decode_time(da[tname], path, what=tname))
+    check_monthly(months, path, tname)
+    return merged, rank
+
+
+def _check_grids(pieces: list[_Piece], variable_of: dict[int, str]) -> None:
+    ref = pieces[0]
+    for pc in pieces[1:]:
+        same = (
+            pc.lat.shape == ref.lat.shape
+            and pc.lon.shape == ref.lon.shape
+            and np.allclose(pc.lat, ref.lat, atol=1e-4)
+            and np.allclose(pc.lon, ref.lon, atol=1e-4)
+        )
+        if not same:
+
+            def desc(p: _Piece) -> str:
+                return (
+                    f"{p.lat.size}x{p.lon.size} lat {p.lat[0]:g}..{p.lat[-1]:g} "
+                    f"lon {p.lon[0]:g}..{p.lon[-1]:g}"
+                )
+
+            raise input_error(
+                [pc.path, ref.path],
+                variable_of[id(pc)],
+                f"the same grid as its sibling {ref.path} ({desc(ref)})",
+                f"{desc(pc)} in {pc.path}",
+                hint="download all files with the same grid/area settings",
+            )
+
+
+def _combine(var: str, pieces: list[_Piece]) -> xr.DataArray:
+    """Concatenate pieces along time; resolve duplicate months (ERA5 > unknown > ERA5T)."""
+    da = xr.concat(
+        [p.data for p in pieces],
+        dim="time",
+        coords="minimal",
+        compat="override",
+        join="override",
+        combine_attrs="override",
+    )
+    times = pd.DatetimeIndex(da["time"].values)
+    rank = np.concatenate([p.rank for p in pieces])
+    src = np.concatenate([[i] * p.data.sizes["time"] for i, p in enumerate(pieces)])
+    order = np.lexsort((np.arange(len(times)), rank, times.asi8))
+    keep: list[int] = []
+    i = 0
+    t_sorted = times.asi8[order]
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and t_sorted[j + 1] == t_sorted[i]:
+            j += 1
+        group = order[i : j + 1]
+        best = group[0]
+        keep.append(best)
+        if len(group) > 1:
+            same_rank = [g for g in group[1:] if rank[g] == rank[best]]
+            a = None
+            for g in same_rank:
+                if a is None:
+                    a = np.asarray(da.isel(time=best).values, dtype=np.float64)
+                b = np.asarray(da.isel(time=g).values, dtype=np.float64)
+                if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True):
+                    files = [pieces[src[best]].path, pieces[src[g]].path]
+                    raise input_error(
+                        files,
+                        var,
+                        "at most one version of each month (or identical copies)",
+                        f"duplicate time stamp {times[best]:%Y-%m} with conflicting data in "
+                        f"{describe_files(sorted(set(files)))}",
+                        hint="remove the duplicate download",
+                    )
+            dropped = [g for g in group[1:] if rank[g] != rank[best]]
+            if dropped:
+                LOGGER.info(
+                    "%s %s: ERA5 preferred over ERA5T/unlabelled copy from %s",
+                    var,
+                    f"{times[best]:%Y-%m}",
+                    pieces[src[dropped[0]]].path,
+                )
+        i = j + 1
+    keep_arr = np.asarray(keep)
+    return da.isel(time=keep_arr)
+
+
+def _month(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    return pd.Timestamp(value).to_period("M").to_timestamp()
+
+
+def open_era5(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    variables: Sequence[str] | None = None,
+    *,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    check_nan: bool = True,
+) -> xr.Dataset:
+    """Read ERA5 monthly means (either CDS NetCDF layout) into the canonical Dataset.
+
+    Parameters
+    ----------
+    source : path, glob or list of them
+        A directory (every ``*.nc`` inside), a glob pattern, a file, or a list of these.
+    variables : list of str, optional
+        ERA5 short names (:data:`VARIABLES`); default every recognised variable found.
+    start, end : str or Timestamp, optional
+        First/last month to return (``"1940-01"``); each must be covered by every variable.
+    check_nan : bool
+        Refuse months that are NaN everywhere (costs one pass over the data).
+
+    Returns
+    -------
+    xr.Dataset
+        One float32 variable per short name, dims ``(time, lat, lon)``, ``time`` month start,
+        ``lat`` ascending, ``lon`` −180..180, ``units`` canonical (see :data:`VARIABLES`);
+        ``attrs['source_files']`` lists the files read, separated by ``"; "``.
+
+    Raises
+    ------
+    InputFileError
+        Unreadable file, missing variable, unknown units, grid differing between files,
+        non-monthly stamps or non-standard calendar, conflicting duplicate months, gaps,
+        ``start``/``end`` not covered, all-NaN months.
+    """
+    paths = resolve_sources(source)
+    by_var: dict[str, list[_Piece]] = defaultdict(list)
+    available: set[str] = set()
+    for p in paths:
+        pieces, names = _read_file(p)
+        available.update(names)
+        for short, pc in pieces.items():
+            by_var[short].append(pc)
+    if variables is None:
+        wanted = [v for v in VARIABLES if v in by_var]
+        if not wanted:
+            raise input_error(
+                paths, None, f"at least one ERA5 variable of {list(VARIABLES)}", "none", available=available
+            )
+    else:
+        wanted = [_ALIAS.get(v, v) for v in variables]
+        for v in wanted:
+            if v not in VARIABLES:
+                raise input_error(paths, v, f"an ERA5 short name of {list(VARIABLES)}", f"{v!r}")
+            if v not in by_var:
+                raise missing_variable(paths, v, available)
+
+    all_pieces = [pc for v in wanted for pc in by_var[v]]
+    var_of = {id(pc): v for v in wanted for pc in by_var[v]}
+    _check_grids(all_pieces, var_of)
+
+    t0, t1 = _month(start), _month(end)
+    out: dict[str, xr.DataArray] = {}
+    ranges: dict[str, pd.DatetimeIndex] = {}
+    for v in wanted:
+        spec = VARIABLES[v]
+        pieces = by_var[v]
+        files = sorted({pc.path for pc in pieces})
+        da = _combine(v, pieces)
+        da = convert_units(da, files, spec.accepted, spec.units, v)
+        times = pd.DatetimeIndex(da["time"].values)
+        full = pd.date_range(times.min(), times.max(), freq="MS")
+        gaps = full.difference(times)
+        if len(gaps):
+            raise input_error(
+                files,
+                v,
+                "a gap-free monthly record",
+                f"missing months {months_str(gaps)} within {covered(times)}",
+            )
+        if (t0 is not None and t0 < times.min()) or (t1 is not None and t1 > times.max()):
+            want = f"{t0:%Y-%m}" if t0 is not None else "record start"
+            want += f" .. {t1:%Y-%m}" if t1 is not None else " .. record end"
+            raise input_error(
+                files, v, f"a record covering the requested period {want}", f"it covers {covered(times)}"
+            )
+        da = da.sel(time=slice(t0, t1))
+        ranges[v] = pd.DatetimeIndex(da["time"].values)
+        da = to_canonical(da).transpose("time", "lat", "lon").astype(np.float32)
+        da.attrs = {
+            "units": spec.units,
+            "long_name": spec.long_name,
+            "era5_short_name": v,
+            **({"units_in_file": da.attrs["units_in_file"]} if "units_in_file" in da.attrs else {}),
+        }
+        da.encoding = {}
+        out[v] = da
+
+    first = ranges[wanted[0]]
+    for v in wanted[1:]:
+        if not ranges[v].equals(first):
+            raise input_error(
+                sorted({pc.path for pc in by_var[v]}),
+                v,
+                f"the same months as {wanted[0]!r} ({covered(first)})",
+                f"{covered(ranges[v])}",
+                hint="pass start= and end= to select a common period",
+            )
+
+    if check_nan:
+        for v, da in out.items():
+            allnan = da.isnull().all(("lat", "lon")).compute().values
+            if allnan.any():
+                files = sorted({pc.path for pc in by_var[v]})
+                bad = pd.DatetimeIndex(da["time"].values[allnan])
+                raise input_error(
+                    files,
+                    v,
+                    "data in every month",
+                    f"all-NaN months {months_str(bad)}",
+                    hint="the download is incomplete; fetch those months again",
+                )
+
+    ds = xr.Dataset(out)
+    ds["time"].attrs = {"standard_name": "time", "long_name": "month (first day)"}
+    ds.attrs = {
+        "source": "ERA5 monthly averaged reanalysis (Copernicus CDS)",
+        "source_files": "; ".join(str(p) for p in paths),
+    }
+    return ds

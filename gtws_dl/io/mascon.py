@@ -1,0 +1,279 @@
+"""GRACE/GRACE-FO mascon grids (JPL RL06.x CRI, CSR RL06.x, GSFC RL06 v2) → monthly TWSA in mm.
+
+Month assignment
+----------------
+Each solution has a mid-span stamp (``days since 2002-01-01T00:00:00Z``) and usually
+``time_bounds`` (its span). A solution is assigned to the calendar month that holds most days
+of its span (ties: the month holding the mid-span stamp); without bounds, to the month holding
+the stamp. If several solutions land in one month the reader keeps, deterministically,
+
+1. the one whose span lies most inside that month (largest fraction of its span in the month);
+2. among exact ties (e.g. the same solution twice) their mean;
+
+and logs a warning naming the months and stamps. Months without a solution stay absent —
+never interpolated.
+
+Re-referencing
+--------------
+``baseline=("2004-01", "2009-12")`` subtracts, per cell, the mean over the months present in
+that window (the products' own baseline is 2004.000–2009.999, but after CRI/land masking or a
+different month selection the mean is not exactly zero, and the GTWS-MLrec-style targets are
+anomalies against exactly this window). ``baseline=None`` keeps the file's reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from gtws_dl.io._common import convert_units, covered, decode_time, open_nc, probe_read
+from gtws_dl.io.errors import input_error, missing_variable
+from gtws_dl.io.regrid import to_canonical
+
+LOGGER = logging.getLogger(__name__)
+
+CENTRES = ("jpl", "csr", "gsfc")
+_LWE_UNITS = {
+    "cm": (10.0, 0.0),
+    "centimeters": (10.0, 0.0),
+    "centimetres": (10.0, 0.0),
+    "mm": (1.0, 0.0),
+    "millimeters": (1.0, 0.0),
+    "m": (1000.0, 0.0),
+    "meters": (1000.0, 0.0),
+    "kg m-2": (1.0, 0.0),
+    "kg/m2": (1.0, 0.0),
+}
+
+
+def _canonical_field(ds: xr.Dataset, name: str, path) -> xr.DataArray:
+    """Variable ``name`` with dims renamed/canonicalised (lat ascending, lon −180..180)."""
+    da = ds[name]
+    ren = {d: c for d, c in (("latitude", "lat"), ("longitude", "lon")) if d in da.dims}
+    da = da.rename(ren)
+    if "lat" not in da.dims or "lon" not in da.dims:
+        raise input_error(path, name, "dims lat and lon", f"dims {da.dims}")
+    return to_canonical(da)
+
+
+def _bounds(ds: xr.Dataset, tname: str, path) -> pd.DatetimeIndex | None:
+    bname = ds[tname].attrs.get("bounds")
+    for cand in (bname, "time_bounds", "time_bnds"):
+        if cand and cand in ds.variables:
+            b = ds[cand]
+            if b.ndim != 2 or tname not in b.dims:
+                raise input_error(path, cand, f"shape ({tname}, 2)", f"dims {b.dims}")
+            b = b.transpose(tname, ...)
+            units_src = b if "units" in b.attrs else ds[tname]
+            flat = xr.DataArray(np.asarray(b.values).ravel(), attrs=units_src.attrs)
+            return decode_time(flat, path, what=cand)
+    return None
+
+
+def assign_months(
+    mid: pd.DatetimeIndex, bounds: pd.DatetimeIndex | None
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Calendar month of each solution and the fraction of its span inside that month.
+
+    Parameters
+    ----------
+    mid : DatetimeIndex (n,)
+        Mid-span stamps.
+    bounds : DatetimeIndex (2n,) or None
+        Flattened ``(start, end)`` pairs.
+    """
+    months = pd.DatetimeIndex(mid).to_period("M").to_timestamp()
+    frac = np.ones(len(mid))
+    if bounds is None:
+        return pd.DatetimeIndex(months).as_unit("ns"), frac
+    b = np.asarray(pd.DatetimeIndex(bounds).as_unit("ns").asi8, dtype=np.int64).reshape(-1, 2)
+    out = []
+    for k in range(len(mid)):
+        t0, t1 = pd.Timestamp(b[k, 0]), pd.Timestamp(b[k, 1])
+        if t1 < t0:
+            t0, t1 = t1, t0
+        span = (t1 - t0).total_seconds()
+        if span <= 0:
+            out.append(months[k])
+            continue
+        best, best_ov = None, -1.0
+        for m in pd.period_range(t0, t1, freq="M"):
+            ms, me = m.to_timestamp(), (m + 1).to_timestamp()
+            ov = (min(t1, me) - max(t0, ms)).total_seconds()
+            tie_break = ms == months[k]  # prefer the month holding the stamp on a tie
+            if ov > best_ov + 1e-6 or (abs(ov - best_ov) <= 1e-6 and tie_break):
+                best, best_ov = ms, ov
+        out.append(best)
+        frac[k] = best_ov / span
+    return pd.DatetimeIndex(out).as_unit("ns"), frac
+
+
+def _resolve(
+    da: xr.DataArray, months: pd.DatetimeIndex, frac: np.ndarray, mid: pd.DatetimeIndex, path
+) -> xr.DataArray:
+    """One field per month (see module docstring); logs every resolution."""
+    groups: dict[pd.Timestamp, list[int]] = defaultdict(list)
+    for k, m in enumerate(months):
+        groups[m].append(k)
+    fields, stamps = [], []
+    for m in sorted(groups):
+        idx = groups[m]
+        if len(idx) == 1:
+            fields.append(da.isel(time=idx[0], drop=True))
+        else:
+            best = max(frac[i] for i in idx)
+            winners = [i for i in idx if abs(frac[i] - best) < 1e-9]
+            if len(winners) == 1:
+                fields.append(da.isel(time=winners[0], drop=True))
+                how = f"kept the solution stamped {mid[winners[0]]:%Y-%m-%d} ({best:.0%} of its span)"
+            else:
+                fields.append(
+                    da.isel(time=winners).mean("time", skipna=False).drop_vars("time", errors="ignore")
+                )
+                how = f"averaged the {len(winners)} equally placed solutions"
+            LOGGER.warning(
+                "%s: %d solutions fall in %s (stamps %s); %s",
+                path,
+                len(idx),
+                f"{m:%Y-%m}",
+                ", ".join(f"{mid[i]:%Y-%m-%d}" for i in idx),
+                how,
+            )
+        stamps.append(m)
+    out = xr.concat(fields, dim="time", coords="minimal", compat="override")
+    return out.assign_coords(time=pd.DatetimeIndex(stamps).as_unit("ns"))
+
+
+def _aux_field(src: str | os.PathLike | xr.DataArray, var: str, ref: xr.DataArray, what: str) -> xr.DataArray:
+    """Gain factors / land mask from a file path or DataArray, checked against the mascon grid."""
+    if isinstance(src, xr.DataArray):
+        da, path = to_canonical(src), "<DataArray>"
+    else:
+        path = src
+        ds = open_nc(src)
+        if var not in ds.data_vars:
+            raise missing_variable(src, var, list(ds.data_vars))
+        da = _canonical_field(ds, var, src)
+        da = da.squeeze(drop=True)
+    if da.dims != ("lat", "lon"):
+        da = da.transpose("lat", "lon", ...)
+        if da.ndim != 2:
+            raise input_error(path, var, "a (lat, lon) field", f"dims {da.dims}")
+    ok = (
+        da.sizes["lat"] == ref.sizes["lat"]
+        and da.sizes["lon"] == ref.sizes["lon"]
+        and np.allclose(da["lat"], ref["lat"], atol=1e-4)
+        and np.allclose(da["lon"], ref["lon"], atol=1e-4)
+    )
+    if not ok:
+        raise input_error(
+            path,
+            var,
+            f"the mascon grid ({ref.sizes['lat']}x{ref.sizes['lon']}) for the {what}",
+            f"a {da.sizes['lat']}x{da.sizes['lon']} grid",
+        )
+    return da.assign_coords(lat=ref["lat"], lon=ref["lon"]).astype(np.float64)
+
+
+def open_mascon(
+    path: str | os.PathLike,
+    centre: str,
+    *,
+    gain_factor: str | os.PathLike | xr.DataArray | None = None,
+    land_mask: str | os.PathLike | xr.DataArray | None = None,
+    baseline: tuple[str, str] | None = ("2004-01", "2009-12"),
+    window: tuple[str, str] | None = None,
+) -> xr.DataArray:
+    """Read one mascon file into monthly TWSA (mm) on its native grid, canonical layout.
+
+    Parameters
+    ----------
+    path : path
+        The centre's NetCDF (e.g. ``GRCTellus.JPL.200204_202412.GLO.RL06.3M.MSCNv04CRI.nc``).
+    centre : {"jpl", "csr", "gsfc"}
+        Recorded in the attributes (layouts are detected, not assumed).
+    gain_factor : path or DataArray, optional
+        JPL CLM4 gain factors (variable ``scale_factor``, lat × lon), multiplied in.
+    land_mask : path or DataArray, optional
+        Variable ``land_mask`` (1 land, 0 ocean); ocean cells become NaN.
+    baseline : (first month, last month) or None
+        Re-reference to the per-cell mean over the months present in this window.
+    window : (first month, last month), optional
+        Keep only these months; a window with no month in the file raises.
+
+    Returns
+    -------
+    xr.DataArray
+        ``twsa`` float32 mm, dims ``(time, lat, lon)``, ``time`` month start (only months the
+        file holds), lat ascending, lon −180..180; attrs ``units``, ``centre``, ``source_file``.
+    """
+    centre = centre.lower()
+    if centre not in CENTRES:
+        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
+    ds = open_nc(path)
+    if "lwe_thickness" not in ds.data_vars:
+        raise missing_variable(path, "lwe_thickness", list(ds.data_vars))
+    tname = "time"
+    da = ds["lwe_thickness"]
+    if tname not in da.dims:
+        raise input_error(path, "lwe_thickness", "a 'time' dimension", f"dims {da.dims}")
+    probe_read(path, da, tname)
+    mid = decode_time(ds[tname], path)
+    bnds = _bounds(ds, tname, path)
+    da = convert_units(da, path, _LWE_UNITS, "mm", "lwe_thickness")
+    da = _canonical_field(da.to_dataset(name="lwe_thickness"), "lwe_thickness", path)
+    da = da.transpose("time", "lat", "lon").astype(np.float64)  # GSFC may store (lat, lon, time)
+    da = da.drop_vars([c for c in da.coords if c not in ("time", "lat", "lon")])
+    months, frac = assign_months(mid, bnds)
+    da = _resolve(da.assign_coords(time=np.arange(da.sizes["time"])), months, frac, mid, path)
+
+    if window is not None:
+        w0, w1 = (pd.Timestamp(w).to_period("M").to_timestamp() for w in window)
+        times = pd.DatetimeIndex(da["time"].values)
+        sel = da.sel(time=slice(w0, w1))
+        if sel.sizes["time"] == 0:
+            raise input_error(
+                path,
+                "lwe_thickness",
+                f"months in the requested window {w0:%Y-%m} .. {w1:%Y-%m}",
+                f"none; the file covers {covered(times)}",
+            )
+        da = sel
+
+    if gain_factor is not None:
+        da = da * _aux_field(gain_factor, "scale_factor", da.isel(time=0), "gain factors")
+    if land_mask is not None:
+        lm = _aux_field(land_mask, "land_mask", da.isel(time=0), "land mask")
+        da = da.where(lm > 0.5)
+
+    if baseline is not None:
+        b0, b1 = (pd.Timestamp(b).to_period("M").to_timestamp() for b in baseline)
+        base = da.sel(time=slice(b0, b1))
+        if base.sizes["time"] == 0:
+            raise input_error(
+                path,
+                "lwe_thickness",
+                f"months in the baseline {b0:%Y-%m} .. {b1:%Y-%m}",
+                f"none; the file covers {covered(pd.DatetimeIndex(da['time'].values))}",
+            )
+        da = da - base.mean("time", skipna=True)
+
+    da = da.astype(np.float32)
+    da.name = "twsa"
+    da.attrs = {
+        "units": "mm",
+        "long_name": "terrestrial water storage anomaly (liquid water equivalent thickness)",
+        "centre": centre,
+        "source_file": str(path),
+        "baseline": "file reference" if baseline is None else f"{baseline[0]}..{baseline[1]}",
+        "gain_factor": "none"
+        if gain_factor is None
+        else str(gain_factor if not isinstance(gain_factor, xr.DataArray) else "DataArray"),
+    }
+    da["time"].attrs = {"standard_name": "time", "long_name": "month (first day)"}
+    return da

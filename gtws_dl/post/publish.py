@@ -1,0 +1,124 @@
+"""Turn a finished reconstruction (Zarr) into the products users open.
+
+For each centre in the reconstruction:
+``gtws_dl_twsa_<centre>.nc`` (+ ``.zarr``) — TWSA in mm, re-referenced to the anomaly baseline;
+``gtws_dl_twsa_<centre>_detrended_deseasonalized.nc`` — its residual after removing a linear trend and the mean
+seasonal cycle (annual + semi-annual harmonics by default) fitted over ``decompose_period``.
+Then ``gtws_dl_regional_series.xlsx`` is (re)written from every product present in the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from gtws_dl import __version__
+from gtws_dl.grid import Grid
+from gtws_dl.post.decompose import decimal_year, detrend_deseasonalize
+from gtws_dl.post.products import read_product, write_twsa_product
+from gtws_dl.post.regions import region_masks
+from gtws_dl.post.series import regional_series, write_series_xlsx
+
+LOGGER = logging.getLogger(__name__)
+CENTRES = ("jpl", "csr", "gsfc")
+DD = "_detrended_deseasonalized"
+
+
+def product_name(centre: str, detrended: bool = False) -> str:
+    return f"gtws_dl_twsa_{centre}{DD if detrended else ''}.nc"
+
+
+def open_finished(recon_path: str | Path) -> xr.Dataset:
+    """Open a reconstruction Zarr; refuse one whose run has not finished."""
+    ds = xr.open_zarr(recon_path, consolidated=False)
+    if not ds.attrs.get("complete"):
+        raise RuntimeError(f"{recon_path} is an unfinished reconstruction; re-run infer.py to complete it")
+    return ds
+
+
+def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cube_dir: str | Path,
+            normalisation: Mapping, config: Mapping | None = None, products: Mapping | None = None,
+            baseline: tuple[str, str] = ("2004-01", "2009-12")) -> dict[str, Path]:
+    """Write the NetCDF/Zarr products of every centre in ``recon_path`` and refresh the Excel series."""
+    products = dict(products or {})
+    out_dir = Path(products_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ds = open_finished(recon_path)
+    static = xr.open_zarr(Path(cube_dir) / "predictors.zarr", consolidated=False)
+    land = static["land_mask"].values.astype(bool)
+    area = static["cell_area"].values
+    times = pd.DatetimeIndex(ds["time"].values)
+    t_years = decimal_year(times)
+    in_base = (times >= pd.Timestamp(baseline[0])) & (times <= pd.Timestamp(baseline[1]) + pd.offsets.MonthEnd(0))
+    period = products.get("decompose_period")
+    written: dict[str, Path] = {}
+    for centre in [str(c) for c in ds["target"].values]:
+        twsa = ds["twsa"].sel(target=centre).values.astype(np.float32)
+        if in_base.any():  # exact anomaly reference, as the GRACE products
+            twsa = twsa - np.nanmean(twsa[in_base], axis=0, keepdims=True)
+        attrs = {
+            "title": f"gtws-dl reconstructed terrestrial water storage anomaly ({centre.upper()} mascon-trained)",
+            "gtws_dl_version": __version__,
+            "target_centre": centre,
+            "anomaly_baseline": f"{baseline[0]} to {baseline[1]}",
+            "training_period": " to ".join(normalisation.get("train_period") or []),
+            "validation_period": " to ".join(normalisation.get("val_period") or []),
+            "normalisation_period": " to ".join(normalisation.get("stats_period") or []),
+            "predictors": ", ".join(normalisation["channels"]),
+            "model_window_months": int(normalisation["window"]),
+            "config": _short_config(config),
+        }
+        p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
+                               cell_area=area, attrs=attrs, zarr_copy=bool(products.get("zarr_copy", True)))
+        written[centre] = p
+        resid = detrend_deseasonalize(twsa, t_years, fit_period=tuple(period) if period else None,
+                                      n_harmonics=int(products.get("n_harmonics", 2)))
+        resid[:, ~land] = np.nan
+        dd_attrs = {**attrs, "title": attrs["title"] + ", detrended and deseasonalized",
+                    "processing": "linear trend and mean seasonal cycle (annual + semi-annual harmonics) removed "
+                                  f"per cell, fitted over {period or 'the whole record'}"}
+        written[centre + DD] = write_twsa_product(
+            out_dir / product_name(centre, True), resid, grid=grid, times=times, land_mask=land, cell_area=area,
+            attrs=dd_attrs, zarr_copy=bool(products.get("zarr_copy", True)))
+        LOGGER.info("wrote %s and its detrended+deseasonalized twin", p)
+    written["xlsx"] = write_regional_workbook(out_dir, grid=grid, land=land, cell_area=area)
+    return written
+
+
+def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.ndarray,
+                            cell_area: np.ndarray) -> Path:
+    """``gtws_dl_regional_series.xlsx``: one sheet per product found in ``products_dir``."""
+    products_dir = Path(products_dir)
+    masks = region_masks(grid, land)
+    sheets: dict[str, pd.DataFrame] = {}
+    for detrended in (False, True):
+        for centre in CENTRES:
+            path = products_dir / product_name(centre, detrended)
+            if not path.exists():
+                continue
+            da = read_product(path)["twsa"].load()
+            sheets[centre + (DD if detrended else "")] = regional_series(
+                da.values, cell_area, masks, times=pd.DatetimeIndex(da["time"].values))
+    readme = {
+        "product": "gtws-dl regional terrestrial water storage anomaly series",
+        "version": __version__,
+        "units": "<region>_mm: area-weighted mean over the region's land cells, mm water equivalent; "
+                 "<region>_Gt: mass anomaly, Gt (1 mm over 1 m2 = 1 kg)",
+        "method": "area weights from the spherical cell area; land cells = land fraction >= 0.5 (GLOBE 30'' mask)",
+        "regions": ", ".join(masks),
+        "sheets": ", ".join(sheets),
+        "license": "CC-BY-4.0",
+    }
+    return write_series_xlsx(sheets, products_dir / "gtws_dl_regional_series.xlsx", readme=readme)
+
+
+def _short_config(config: Mapping | None) -> str:
+    if not config:
+        return ""
+    keep = {k: config.get(k) for k in ("grid", "target", "ckpt_path", "data") if k in config}
+    return repr(keep)[:4000]

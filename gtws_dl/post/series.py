@@ -1,0 +1,150 @@
+"""Regional TWSA series (area-weighted mean in mm, mass in Gt) and their Excel workbook.
+
+For region R with weights ``w = cell_area`` (× ``land_fraction`` if given), at month t::
+
+    mean_mm(t) = Σ_{i∈R, finite} w_i x_i(t) / Σ_{i∈R, finite} w_i        (mean over valid cells)
+    mass_Gt(t) = mean_mm(t) · Σ_{i∈R} w_i · 1e-12                         (full region area)
+
+1 mm of water over 1 m² is 1 kg, so mm·m² = kg and Gt = kg·1e-12. The mass scales the mean over
+valid cells by the *full* region area: cells that are NaN in a month are assumed to carry the
+regional mean anomaly rather than zero. A month with no valid cell is NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+LOGGER = logging.getLogger(__name__)
+KG_PER_GT = 1e12
+
+
+def regional_series(
+    twsa: xr.DataArray | np.ndarray,
+    cell_area: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    *,
+    land_fraction: np.ndarray | None = None,
+    times: Sequence | np.ndarray | None = None,
+    chunk: int = 120,
+) -> pd.DataFrame:
+    """Area-weighted regional means (mm) and masses (Gt) per month.
+
+    Parameters
+    ----------
+    twsa : DataArray (time, lat, lon) or ndarray (time, nlat, nlon)
+        TWSA in mm water equivalent; NaN = no value.
+    cell_area : ndarray (nlat, nlon)
+        Cell areas in m² (:meth:`gtws_dl.grid.Grid.cell_area`).
+    masks : {name: bool ndarray (nlat, nlon)}
+    land_fraction : ndarray (nlat, nlon), optional
+        Multiplies the weights (land area instead of cell area).
+    times : (time,) datetimes, optional
+        Needed when ``twsa`` is a plain array; a DataArray uses its ``time`` coordinate.
+    chunk : int
+        Months processed at once (bounds memory; result independent of it).
+
+    Returns
+    -------
+    DataFrame indexed by month start (``time``), with a ``time`` column ``YYYY-MM`` and columns
+    ``<region>_mm`` and ``<region>_Gt`` in the order of ``masks``.
+    """
+    if isinstance(twsa, xr.DataArray):
+        if times is None:
+            times = twsa["time"].values
+        twsa = twsa.transpose("time", ...)
+    data = twsa
+    shape = tuple(data.shape)
+    area = np.asarray(cell_area, float)
+    if len(shape) != 3 or shape[1:] != area.shape:
+        raise ValueError(
+            f"twsa has shape {shape} and cell_area {area.shape}; expected (time, nlat, nlon) and (nlat, nlon)"
+        )
+    if times is None or len(times) != shape[0]:
+        raise ValueError(
+            f"times must give one stamp per month of twsa ({shape[0]}), got {None if times is None else len(times)}"
+        )
+    w = (
+        area
+        if land_fraction is None
+        else area * _check(np.asarray(land_fraction, float), area.shape, "land_fraction")
+    )
+    names = list(masks)
+    M = np.stack(
+        [_check(np.asarray(masks[n]).astype(bool), area.shape, f"mask {n!r}").ravel() for n in names], axis=1
+    )
+    Wr = M * w.ravel()[:, None]  # (cells, regions) weights
+    total_area = Wr.sum(0)  # m²
+    mean = np.empty((shape[0], len(names)))
+    for t0 in range(0, shape[0], chunk):
+        block = np.asarray(data[t0 : t0 + chunk], dtype=float).reshape(-1, area.size)
+        valid = np.isfinite(block)
+        num = np.where(valid, block, 0.0) @ Wr
+        den = valid.astype(float) @ Wr
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean[t0 : t0 + chunk] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(times)).to_period("M").to_timestamp(), name="time")
+    cols: dict[str, np.ndarray] = {"time": index.strftime("%Y-%m").to_numpy()}
+    for k, n in enumerate(names):
+        cols[f"{n}_mm"] = mean[:, k]
+        cols[f"{n}_Gt"] = mean[:, k] * total_area[k] / KG_PER_GT
+    return pd.DataFrame(cols, index=index)
+
+
+def _check(a: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    if a.shape != shape:
+        raise ValueError(f"{what} has shape {a.shape}, expected {shape}")
+    return a
+
+
+def write_series_xlsx(
+    sheets: Mapping[str, pd.DataFrame],
+    path: str | Path,
+    *,
+    readme: Mapping[str, object] | Sequence[str],
+) -> Path:
+    """Write regional series to an Excel workbook, atomically.
+
+    The first sheet ``README`` holds ``readme`` (a mapping → two columns *item*/*value*; a list →
+    one line per row: units, method, version, sources). Then one sheet per entry of ``sheets``
+    (sheet name = key, ≤ 31 characters, none of ``[]:*?/\\``), written without the index (the
+    ``time`` column carries the month), header row frozen, columns sized to their content.
+    Written to ``<name>.tmp-<pid>`` then moved into place with :func:`os.replace`.
+    """
+    from openpyxl.utils import get_column_letter
+
+    path = Path(path)
+    bad = [s for s in sheets if not s or len(s) > 31 or any(c in s for c in "[]:*?/\\") or s == "README"]
+    if bad:
+        raise ValueError(f"invalid sheet names {bad}: 1-31 characters, none of []:*?/\\, not 'README'")
+    if isinstance(readme, Mapping):
+        rdf = pd.DataFrame({"item": list(readme), "value": [str(v) for v in readme.values()]})
+    else:
+        rdf = pd.DataFrame({"README": [str(v) for v in readme]})
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as xw:
+            for name, df in [("README", rdf), *sheets.items()]:
+                df.to_excel(xw, sheet_name=name, index=False)
+                ws = xw.sheets[name]
+                ws.freeze_panes = "A2"
+                for j, col in enumerate(df.columns, start=1):
+                    longest = max([len(str(col))] + [len(_fmt(v)) for v in df[col].head(500)])
+                    ws.column_dimensions[get_column_letter(j)].width = min(100, max(8, longest + 2))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    LOGGER.info("wrote %s (%d sheets + README)", path, len(sheets))
+    return path
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
