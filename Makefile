@@ -32,7 +32,7 @@ infer: install
 	$(PY) infer.py -m target=$(TARGETS) paths.output_dir=$(OUT)
 
 report: install
-	$(PY) -m gtws_dl.evaluate.demo paths.output_dir=$(OUT)
+	$(PY) -m gtws_dl.evaluate.truth paths.output_dir=$(OUT)
 
 demo: twin ingest train infer report
 	@echo ""
