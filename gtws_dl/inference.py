@@ -43,7 +43,8 @@ def infer(cfg: DictConfig) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     bw = cfg.get("batch_windows") or 4
     recon = reconstruct(module, cfg.paths.cube_dir, out, ckpt_path=cfg.ckpt_path, device=cfg.device,
-                        amp=bool(cfg.amp), batch_windows=int(bw))
+                        amp=bool(cfg.amp), batch_windows=int(bw),
+                        tile=tuple(cfg.tile) if cfg.get("tile") else None)
     return publish(recon, cfg.paths.products_dir, grid=grid_from(cfg), cube_dir=cfg.paths.cube_dir,
                    normalisation=dict(module.hparams.normalisation), config=to_plain(cfg),
                    products=to_plain(cfg.products), baseline=tuple(manifest.get("baseline", ("2004-01", "2009-12"))))

@@ -72,13 +72,15 @@ def _fingerprint(ckpt_path: Path, manifest: dict) -> str:
 
 
 def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | Path, *, ckpt_path: str | Path,
-                device: str = "auto", amp: bool = True, batch_windows: int = 4, progress: bool = True) -> Path:
+                device: str = "auto", amp: bool = True, batch_windows: int = 4, tile: tuple[int, int] | None = None,
+                progress: bool = True) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
     Parameters
     ----------
     module : a :class:`~gtws_dl.models.module.ReconstructionModule` (its ``hparams.normalisation`` is used)
     batch_windows : windows per forward pass (memory vs. throughput)
+    tile : (lat, lon) cells per tile when a whole field does not fit in device memory; see :func:`predict_tiled`
     """
     manifest, pred_g, _ = open_cube(cube_dir)
     norm = module.hparams.normalisation
@@ -139,10 +141,8 @@ def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | P
                 xb = (np.asarray(pred[lo:hi], dtype=np.float32)[idx - lo] - mean) / std
                 x[j, L - len(idx):] = xb  # right-align: a short last block keeps its full spin-up
             x[~np.isfinite(x)] = 0.0
-            xt = torch.from_numpy(x).to(dev, non_blocking=True)
             with autocast:
-                y, _ = module(xt)
-            y = y.float().cpu().numpy()
+                y = predict_tiled(module, x, dev, tile=tile)
             for j, (_, k0, k1) in enumerate(group):
                 keep = y[j, L - (k1 - k0):].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
                 keep[:, :, ~land] = np.nan
@@ -151,6 +151,48 @@ def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | P
             _write_json(prog_path, {"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)})
     zarr.open_group(out_path, mode="r+").attrs["complete"] = True  # readers refuse a store without it
     return out_path
+
+
+def predict_tiled(module: torch.nn.Module, x: np.ndarray, dev: torch.device, *,
+                  tile: tuple[int, int] | None = None) -> np.ndarray:
+    """Run the network on ``x`` [B, T, C, H, W] whole or in overlapping tiles; returns [B, T, K, H, W] float32.
+
+    A ConvLSTM's output at a cell depends on inputs within ``T × layers × (kernel // 2)`` cells (its halo):
+    each tile is computed with that halo of real neighbours around it (wrapping in longitude on a global grid,
+    zero padding only at the grid's true edges, as untiled) and only its core is kept, so seams are identical to
+    the untiled result up to floating-point summation order.
+    """
+    B, T, C, H, W = x.shape
+    net = getattr(module, "net", module)
+    if tile is None or (tile[0] >= H and tile[1] >= W):
+        y, _ = module(torch.from_numpy(x).to(dev, non_blocking=True))
+        return y.float().cpu().numpy()
+    halo = T * int(net.receptive_per_step)
+    th, tw = min(tile[0], H), min(tile[1], W)
+    circular = bool(getattr(net, "lon_circular", False))
+    out: np.ndarray | None = None
+    try:
+        for i0 in range(0, H, th):
+            i1 = min(H, i0 + th)
+            lo, hi = max(0, i0 - halo), min(H, i1 + halo)
+            for j0 in range(0, W, tw):
+                j1 = min(W, j0 + tw)
+                if tw >= W:  # full longitude: the network wraps by itself
+                    cols, net.lon_circular = np.arange(W), circular
+                elif circular:  # neighbours across the dateline are real data
+                    cols, net.lon_circular = np.arange(j0 - halo, j1 + halo) % W, False
+                else:
+                    cols, net.lon_circular = np.arange(max(0, j0 - halo), min(W, j1 + halo)), False
+                xt = torch.from_numpy(np.ascontiguousarray(x[:, :, :, lo:hi][..., cols])).to(dev)
+                y, _ = module(xt)
+                y = y.float().cpu().numpy()
+                if out is None:
+                    out = np.empty((B, T, y.shape[2], H, W), dtype=np.float32)
+                c0 = int(np.flatnonzero(cols == j0)[0])
+                out[..., i0:i1, j0:j1] = y[..., i0 - lo:i1 - lo, c0:c0 + (j1 - j0)]
+    finally:
+        net.lon_circular = circular
+    return out
 
 
 def _write_json(path: Path, obj) -> None:
