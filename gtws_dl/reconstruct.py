@@ -27,6 +27,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from gtws_dl.cube import open_cube
+from gtws_dl.lock import OutputLock
 
 LOGGER = logging.getLogger(__name__)
 
@@ -74,6 +75,17 @@ def _fingerprint(ckpt_path: Path, manifest: dict) -> str:
 def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | Path, *, ckpt_path: str | Path,
                 device: str = "auto", amp: bool = True, batch_windows: int = 4, tile: tuple[int, int] | None = None,
                 progress: bool = True) -> Path:
+    """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
+
+    A second process writing the same ``out_path`` is refused (:class:`~gtws_dl.lock.OutputLockedError`).
+    See :func:`_reconstruct` for the parameters.
+    """
+    with OutputLock(out_path):
+        return _reconstruct(module, cube_dir, out_path, ckpt_path=ckpt_path, device=device, amp=amp,
+                            batch_windows=batch_windows, tile=tile, progress=progress)
+
+
+def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, progress) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
     Parameters

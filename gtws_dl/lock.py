@@ -1,0 +1,58 @@
+"""A lock file that refuses a second run writing to the same output, and recovers from killed runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+
+class OutputLockedError(RuntimeError):
+    """Another live process is writing to the same output."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OutputLock:
+    """``with OutputLock(path):`` — exclusive writer of ``path`` (lock file ``<path>.lock``).
+
+    A lock left by a process that no longer runs on this host (killed, crashed) is taken over.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.lock = Path(str(path) + ".lock")
+
+    def __enter__(self) -> OutputLock:
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    other = json.loads(self.lock.read_text() or "{}")
+                except (OSError, ValueError):
+                    other = {}
+                if other.get("host") == me["host"] and not _alive(int(other.get("pid", -1))):
+                    self.lock.unlink(missing_ok=True)  # stale: its writer is gone
+                    continue
+                raise OutputLockedError(
+                    f"{self.lock.with_suffix('')} is being written by process {other.get('pid')} on "
+                    f"{other.get('host')}; wait for it to finish or remove {self.lock} if that run is dead"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return self
+        raise OutputLockedError(f"could not take {self.lock}")
+
+    def __exit__(self, *exc) -> None:
+        self.lock.unlink(missing_ok=True)
