@@ -289,7 +289,8 @@ class CubeBuilder:
                 return old
         LOGGER.info("checksummed %d input files in %.1f s", len(inputs), _time.perf_counter() - t0)
 
-        era5 = era5_io.open_era5(files["era5"], list(s.variables), start=s.start, end=s.end)
+        # NaN/Inf over land is checked per block by CubeWriter, so the reader's own full pass is skipped
+        era5 = era5_io.open_era5(files["era5"], list(s.variables), start=s.start, end=s.end, check_nan=False)
         extra = self._open_extra(files)
         channels = list(s.variables) + list(extra) + [f"wb_ewma{int(m)}" for m in s.ewma_months]
         channels += ["land_fraction", "sin_lat"]
@@ -309,7 +310,8 @@ class CubeBuilder:
         for i0 in tqdm(range(0, nt, step), desc="predictor cube", unit="block", disable=not progress):
             i1 = min(nt, i0 + step)
             tsel = self.times[i0:i1]
-            fields = [self._regrid(era5[v].sel(time=tsel)) for v in s.variables]
+            met = regrid_conservative(era5[list(s.variables)].sel(time=tsel).load(), g)  # one read per block
+            fields = [met[v].transpose("time", "lat", "lon").values.astype(np.float32) for v in s.variables]
             fields += [self._regrid(da.sel(time=tsel)) for da in extra.values()]
             # antecedent water balance P + E (ERA5's E < 0 when evaporating), mm/day, causal EWMA
             wb = fields[i_tp] + fields[i_e]

@@ -348,7 +348,9 @@ def _combine(var: str, pieces: list[_Piece]) -> xr.DataArray:
                     pieces[src[dropped[0]]].path,
                 )
         i = j + 1
-    keep_arr = np.asarray(keep)
+    keep_arr = np.asarray(keep)  # in time order
+    if len(keep_arr) == da.sizes["time"] and (np.diff(keep_arr) == 1).all():
+        return da  # already sorted without duplicates: keep the dask graph simple
     return da.isel(time=keep_arr)
 
 

@@ -165,6 +165,16 @@ def _target_description(grid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     raise TypeError(f"grid must be a gtws_dl.grid.Grid or an xarray object with lat/lon, got {type(grid)}")
 
 
+def _remap(x: np.ndarray, wlat: np.ndarray, wlon: np.ndarray) -> np.ndarray:
+    """``wlat @ x @ wlon.T`` over the last two axes, as two large GEMMs (x: (..., ny, nx))."""
+    lead, (ny, nx) = x.shape[:-2], x.shape[-2:]
+    n = int(np.prod(lead, dtype=np.int64))
+    y = (x.reshape(n * ny, nx) @ wlon.T).reshape(n, ny, -1)  # lon first: (n, ny, mx)
+    mx = y.shape[-1]
+    y = wlat @ y.transpose(1, 0, 2).reshape(ny, n * mx)  # lat: (my, n * mx)
+    return y.reshape(-1, n, mx).transpose(1, 0, 2).reshape(*lead, -1, mx)
+
+
 def _apply(
     x: np.ndarray, wlat: np.ndarray, wlon: np.ndarray, tgt_area: np.ndarray, min_valid: float
 ) -> np.ndarray:
@@ -172,9 +182,12 @@ def _apply(
     out_dtype = np.result_type(x.dtype, np.float32)
     xf = np.asarray(x, dtype=np.float64)
     valid = np.isfinite(xf)
-    filled = np.where(valid, xf, 0.0)
-    num = np.matmul(np.matmul(wlat, filled), wlon.T)
-    den = np.matmul(np.matmul(wlat, valid.astype(np.float64)), wlon.T)
+    if valid.all():  # common case: the valid-area denominator is the same for every field
+        num = _remap(xf, wlat, wlon)
+        den = np.broadcast_to(_remap(np.ones(x.shape[-2:]), wlat, wlon), num.shape)
+    else:
+        num = _remap(np.where(valid, xf, 0.0), wlat, wlon)
+        den = _remap(valid.astype(np.float64), wlat, wlon)
     with np.errstate(invalid="ignore", divide="ignore"):
         y = num / den
         frac = den / tgt_area
