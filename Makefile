@@ -5,11 +5,10 @@ PY := $(VENV)/bin/python
 # CPU machines: the pinned CPU wheel. GPU machines: e.g. make TORCH_SPEC="torch==2.13.0 --index-url ..." install
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= outputs/demo
-TARGETS ?= jpl,csr,gsfc
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.gtws-dl-installed
 
-.PHONY: install demo twin ingest train infer report test test-fast lint bench leaderboard clean
+.PHONY: install demo twin ingest train infer skill report test test-fast lint bench leaderboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,19 +24,25 @@ twin: install
 ingest: install
 	$(PY) -m gtws_dl.ingest paths.output_dir=$(OUT)
 
+# the demo trains one network with jpl/csr/gsfc heads (experiment=demo); per-centre networks:
+#   python train.py -m target=jpl,csr,gsfc && python infer.py -m target=jpl,csr,gsfc
 train: install
-	$(PY) train.py -m target=$(TARGETS) paths.output_dir=$(OUT) trainer.enable_progress_bar=false
+	$(PY) train.py experiment=demo paths.output_dir=$(OUT)
 
 infer: install
-	$(PY) infer.py -m target=$(TARGETS) paths.output_dir=$(OUT)
+	$(PY) infer.py target=all paths.output_dir=$(OUT)
 
-report: install
+skill: install
 	$(PY) -m gtws_dl.evaluate.truth paths.output_dir=$(OUT)
 
-demo: twin ingest train infer report
+report: install
+	$(PY) -m gtws_dl.evaluate.report paths.output_dir=$(OUT)
+
+demo: twin ingest train infer skill
 	@echo ""
 	@echo "Products:  $(OUT)/products  (gtws_dl_twsa_*.nc, *_detrended_deseasonalized.nc, gtws_dl_regional_series.xlsx)"
 	@echo "Truth:     $(OUT)/twin/truth_twsa.nc     Skill: $(OUT)/products/skill_vs_truth.md"
+	@echo "Full evaluation report (maps, budgets, ENSO): make report  ->  $(OUT)/report/report.md"
 
 test: install
 	$(PY) -m pytest -q

@@ -2,13 +2,14 @@
 
 Batches are dicts of tensors:
 ``x`` [B, T, C, H, W] normalised predictors (NaN → 0); ``y`` [B, T, K, H, W] targets divided by their
-training-period scale (mm / scale); ``mask`` [B, T, K, H, W] bool, True where the loss counts
+per-cell training-period scale (mm / scale); ``mask`` [B, T, K, H, W] bool, True where the loss counts
 (land, finite target, past the warm-up, month in the split).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,48 +66,86 @@ def time_split(times: pd.DatetimeIndex, available: np.ndarray, *, val_months: in
 
 
 class WindowDataset(Dataset):
-    """Windows of ``window`` months; training samples random spatial patches, validation the full field."""
+    """Windows of ``window`` months; training samples land-centred spatial patches, validation the full field.
+
+    ``scale`` (K, H, W) is the per-cell target scale in mm. ``dropout`` lists (channel, availability channel,
+    climatology (12, H, W)) triples: with probability ``p_dropout`` a training window sees such a predictor
+    replaced by its climatology (availability 0) before a random month, as before the record starts (LAI
+    before 1982, SIF before 2001), so the network learns the regime it meets in the pre-satellite years.
+    """
 
     def __init__(self, pred, targ, *, starts, loss_months, land, mean, std, scale, window, warmup,
-                 patch=None, seed=0, epoch_len=None) -> None:
+                 months, patch=None, seed=0, epoch_len=None, dropout=(), p_dropout=0.0) -> None:
         self.pred, self.targ = pred, targ  # array-likes (zarr or numpy), (T, C, H, W) and (K, T, H, W)
         self.starts = np.asarray(starts)
         self.loss_months = np.zeros(pred.shape[0], dtype=bool)
         self.loss_months[loss_months] = True
         self.land = land
+        self.land_cells = np.argwhere(land)
         self.mean = mean[:, None, None].astype(np.float32)
         self.std = std[:, None, None].astype(np.float32)
-        self.scale = scale[:, None, None].astype(np.float32)
+        self.scale = scale.astype(np.float32)
+        self.months = np.asarray(months)  # calendar month (1..12) of every cube month
         self.window, self.warmup, self.patch, self.seed = window, warmup, patch, seed
         self.epoch_len = epoch_len or len(self.starts)
+        self.dropout, self.p_dropout = list(dropout), float(p_dropout)
         self.epoch = 0
 
     def __len__(self) -> int:
         return self.epoch_len
+
+    def _crop(self, rng) -> tuple[int, int, int, int]:
+        H, W = self.land.shape
+        if self.patch is None:
+            return 0, 0, H, W
+        ph, pw = min(self.patch[0] or H, H), min(self.patch[1] or W, W)
+        ci, cj = self.land_cells[rng.integers(len(self.land_cells))]  # centred on a random land cell
+        la = int(np.clip(ci - ph // 2, 0, H - ph))
+        lo = int(np.clip(cj - pw // 2, 0, W - pw))
+        return la, lo, ph, pw
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, i))
         t0 = int(self.starts[i % len(self.starts)] if self.epoch_len == len(self.starts)
                  else self.starts[rng.integers(len(self.starts))])
         t1 = t0 + self.window
-        H, W = self.land.shape
-        if self.patch is None:
-            la, lo, ph, pw = 0, 0, H, W
-        else:
-            ph, pw = min(self.patch[0] or H, H), min(self.patch[1] or W, W)
-            la, lo = int(rng.integers(H - ph + 1)), int(rng.integers(W - pw + 1))
-        x = np.asarray(self.pred[t0:t1, :, la:la + ph, lo:lo + pw], dtype=np.float32)
+        la, lo, ph, pw = self._crop(rng)
+        sl = (slice(la, la + ph), slice(lo, lo + pw))
+        x = np.array(self.pred[t0:t1, :, sl[0], sl[1]], dtype=np.float32)
+        for ch, ch_avail, clim in self.dropout:
+            if rng.random() < self.p_dropout:
+                cut = int(rng.integers(1, self.window + 1))  # months before `cut` lack the record
+                x[:cut, ch] = clim[self.months[t0:t0 + cut] - 1][:, sl[0], sl[1]]
+                x[:cut, ch_avail] = 0.0
         x = (x - self.mean) / self.std
         x[~np.isfinite(x)] = 0.0
-        y = np.asarray(self.targ[:, t0:t1, la:la + ph, lo:lo + pw], dtype=np.float32).transpose(1, 0, 2, 3)
-        y = y / self.scale[None]
-        m = np.isfinite(y) & self.land[None, None, la:la + ph, lo:lo + pw]
+        y = np.asarray(self.targ[:, t0:t1, sl[0], sl[1]], dtype=np.float32).transpose(1, 0, 2, 3)
+        y = y / self.scale[None, :, sl[0], sl[1]]
+        m = np.isfinite(y) & self.land[None, None, sl[0], sl[1]]
         keep = self.loss_months[t0:t1].copy()
         keep[: self.warmup] = False
         m &= keep[:, None, None, None]
         y[~m] = 0.0
         return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "mask": torch.from_numpy(m),
                 "t0": torch.tensor(t0), "origin": torch.tensor([la, lo])}
+
+
+def availability_climatologies(pred, channels: list[str]) -> list[tuple[int, int, np.ndarray]]:
+    """(channel, availability channel, climatology (12, H, W)) for every ``X`` with an ``X_available`` twin.
+
+    The climatology is what the cube holds before the predictor's record starts (the reader's fill), so the
+    training-time replacement equals what inference meets. Channels whose record covers the cube are skipped.
+    """
+    out = []
+    for name in channels:
+        if f"{name}_available" not in channels:
+            continue
+        ch, ca = channels.index(name), channels.index(f"{name}_available")
+        gaps = np.flatnonzero(np.asarray(pred[:, ca, 0, 0]) < 0.5)
+        if len(gaps) < 12:
+            continue
+        out.append((ch, ca, np.asarray(pred[gaps[0]:gaps[0] + 12, ch], dtype=np.float32)))  # 12 filled months
+    return out
 
 
 class CubeDataModule(L.LightningDataModule):
@@ -118,12 +157,16 @@ class CubeDataModule(L.LightningDataModule):
     patch : (lat, lon) cells of the random training crops; None = full field
     val_months, gap_months : blocked split (gap defaults to ``window``)
     in_memory : "auto" loads the cubes into RAM when they are smaller than ``max_in_memory_gb``
+    min_scale_mm : floor of the per-cell target scale (GRACE noise level), mm
+    p_dropout : probability that a training window loses a partial-record predictor (LAI, SIF) as before
+        its record starts
     """
 
     def __init__(self, cube_dir: str, targets: list[str], *, window: int = 24, warmup: int = 12,
                  batch_size: int = 4, patch: list[int] | None = None, val_months: int = 24,
                  gap_months: int | None = None, samples_per_epoch: int | None = None, num_workers: int = 0,
-                 in_memory: str | bool = "auto", max_in_memory_gb: float = 6.0, seed: int = 0) -> None:
+                 in_memory: str | bool = "auto", max_in_memory_gb: float = 6.0, seed: int = 0,
+                 min_scale_mm: float = 10.0, p_dropout: float = 0.5) -> None:
         super().__init__()
         if warmup >= window:
             raise ValueError(f"data.warmup={warmup} must be smaller than data.window={window}")
@@ -135,6 +178,7 @@ class CubeDataModule(L.LightningDataModule):
         self.gap_months = window if gap_months is None else gap_months
         self.samples_per_epoch, self.num_workers = samples_per_epoch, num_workers
         self.in_memory, self.max_in_memory_gb, self.seed = in_memory, max_in_memory_gb, seed
+        self.min_scale_mm, self.p_dropout = float(min_scale_mm), float(p_dropout)
         self._ready = False
 
     # ------------------------------------------------------------------ setup
@@ -173,14 +217,19 @@ class CubeDataModule(L.LightningDataModule):
                 f"month {self.times[self.split.train_end]:%Y-%m}; rebuild the cube with "
                 "data.stats_period ending before the validation months"
             )
-        tr = self.targ[:, self.split.train][:, :, self.land]
-        self.scale = np.nanstd(tr, axis=(1, 2)).astype(np.float32)
+        # per-cell target scale (K, H, W), mm: every land cell weighs alike in the loss, whatever its amplitude
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN ocean cells
+            sd = np.nanstd(self.targ[:, self.split.train], axis=1)
+        self.scale = np.where(np.isfinite(sd), np.maximum(sd, self.min_scale_mm), 1.0).astype(np.float32)
+        self.months = self.times.month.values
+        self.dropout = availability_climatologies(self.pred, self.channels) if self.p_dropout > 0 else []
         self._ready = True
 
     def normalisation(self) -> dict:
         """What inference needs to reproduce the inputs: saved with the checkpoint."""
         return {"channels": self.channels, "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "targets": self.targets, "target_scale_mm": self.scale.tolist(),
+                "targets": self.targets, "min_scale_mm": self.min_scale_mm,
                 "grid": self.manifest["grid"], "stats_period": self.manifest["stats"]["period"],
                 "train_period": [f"{self.times[self.split.train[0]]:%Y-%m}",
                                  f"{self.times[self.split.train[-1]]:%Y-%m}"],
@@ -188,10 +237,12 @@ class CubeDataModule(L.LightningDataModule):
                                f"{self.times[self.split.val[-1]]:%Y-%m}"] if len(self.split.val) else None,
                 "window": self.window, "warmup": self.warmup}
 
-    def _dataset(self, starts, loss_months, *, patch, epoch_len=None) -> WindowDataset:
+    def _dataset(self, starts, loss_months, *, patch, epoch_len=None, train=False) -> WindowDataset:
         return WindowDataset(self.pred, self.targ, starts=starts, loss_months=loss_months, land=self.land,
                              mean=self.mean, std=self.std, scale=self.scale, window=self.window,
-                             warmup=self.warmup, patch=patch, seed=self.seed, epoch_len=epoch_len)
+                             warmup=self.warmup, months=self.months, patch=patch, seed=self.seed,
+                             epoch_len=epoch_len, dropout=self.dropout if train else (),
+                             p_dropout=self.p_dropout)
 
     def train_starts(self) -> np.ndarray:
         """Window starts whose loss part holds a training month and which end by ``train_end``."""
@@ -211,7 +262,7 @@ class CubeDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self._dataset(self.train_starts(), self.split.train, patch=self.patch,
-                           epoch_len=self.samples_per_epoch)
+                           epoch_len=self.samples_per_epoch, train=True)
         ds.epoch = self.trainer.current_epoch if self.trainer is not None else 0
         gen = torch.Generator().manual_seed(self.seed + ds.epoch)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=gen,

@@ -105,7 +105,7 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     targets = list(norm["targets"])
     mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
-    scale = np.asarray(norm["target_scale_mm"], dtype=np.float32)[:, None, None, None]
+    scale = module.target_scale.detach().cpu().numpy().astype(np.float32)[:, None]  # (K, 1, H, W) mm
     times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else

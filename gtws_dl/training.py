@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -47,11 +48,11 @@ def train(cfg: DictConfig) -> dict:
     dm.setup("fit")
     check_grid(cfg, dm.manifest)
     grid = grid_from(cfg)
-    patch = cfg.datamodule.get("patch")
-    lon_circular = grid.nlon * grid.res >= 360 - 1e-9 and (patch is None or patch[1] is None)
+    lon_circular = grid.nlon * grid.res >= 360 - 1e-9  # global: convolutions wrap at the dateline
     norm = dm.normalisation()
     model = instantiate(cfg.model, in_channels=len(dm.channels), targets=dm.targets, normalisation=norm,
                         lon_circular=bool(lon_circular), _convert_="all")
+    model.target_scale.copy_(torch.from_numpy(dm.scale))
     LOGGER.info("model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe())
 
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",

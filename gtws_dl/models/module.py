@@ -53,12 +53,19 @@ class ReconstructionModule(L.LightningModule):
         self.targets = list(targets)
         self.net = instantiate(net, in_channels=in_channels, out_channels=len(self.targets),
                                lon_circular=lon_circular)
+        # per-cell target scale (K, H, W), mm: outputs × target_scale = TWSA in mm; filled by train(), saved
+        # in the state dict so inference needs nothing but the checkpoint
+        shape = normalisation["grid"]["shape"]
+        self.register_buffer("target_scale", torch.ones(len(self.targets), *shape))
 
     def forward(self, x: torch.Tensor, state=None):
         return self.net(x, state)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
+        # wrap around in longitude only when the batch spans the whole (global) longitude circle
+        self.net.lon_circular = bool(self.hparams.lon_circular) and batch["x"].shape[-1] == self.target_scale.shape[-1]
         pred, _ = self(batch["x"])
+        self.net.lon_circular = bool(self.hparams.lon_circular)
         loss = masked_mse(pred.float(), batch["y"], batch["mask"])
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -68,8 +75,7 @@ class ReconstructionModule(L.LightningModule):
         bs = batch["x"].shape[0]
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, on_epoch=True, on_step=stage == "train")
         if stage == "val":  # RMSE in mm, averaged over centres, for humans
-            scale = torch.tensor(self.hparams.normalisation["target_scale_mm"], device=pred.device)
-            se = ((pred.float() - batch["y"]) * scale[None, None, :, None, None]) ** 2 * batch["mask"]
+            se = ((pred.float() - batch["y"]) * self.target_scale[None, None]) ** 2 * batch["mask"]
             self.log("val_rmse_mm", torch.sqrt(se.sum() / batch["mask"].sum().clamp(min=1)), batch_size=bs)
         return loss
 
