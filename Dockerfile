@@ -18,12 +18,13 @@ COPY train.py infer.py ./
 
 # torch comes with the base image (CUDA build); the package's other dependencies as in the Makefile's install
 RUN pip install --no-cache-dir -e . \
-    && useradd --create-home --uid 1000 gtws \
+    && groupadd --gid 1000 gtws \
+    && useradd --create-home --uid 1000 --gid 1000 gtws \
     && mkdir -p /opt/gtws-dl/cache /outputs \
     && python -c "from gtws_dl.grid import Grid; from gtws_dl.landmask import land_fraction; [land_fraction(Grid(r)) for r in (0.25, 0.5, 1.0, 2.0)]" \
     && chown -R gtws:gtws /opt/gtws-dl /outputs
 
-USER gtws
+USER 1000:1000
 WORKDIR /outputs
 ENTRYPOINT ["python", "/opt/gtws-dl/infer.py"]
 CMD ["--help"]

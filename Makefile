@@ -55,7 +55,7 @@ lint: install
 	$(PY) -m ruff format --check gtws_dl tests train.py infer.py
 
 bench: install
-	$(PY) -m bench.run
+	$(PY) -m bench.run --threads 1
 
 clean:
 	rm -rf outputs multirun .pytest_cache

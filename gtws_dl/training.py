@@ -76,7 +76,8 @@ def train(cfg: DictConfig) -> dict:
         "global_step": trainer.global_step, "split": dm.split.describe(),
         "config": to_plain(cfg),
     }
-    write_json_atomic(out_dir / "train_summary.json", summary)
+    if trainer.is_global_zero:  # under DDP every rank gets here; rank 0 holds the checkpoint callback's view
+        write_json_atomic(out_dir / "train_summary.json", summary)
     LOGGER.info("trained %s in %.0f s; best val_loss %s; checkpoints in %s", cfg.target.name, wall,
                 summary["best_val_loss"], ckpt_dir)
     return summary

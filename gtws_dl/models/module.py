@@ -33,6 +33,36 @@ def masked_gaussian_nll(mean, log_var, y, mask):
     return (nll * mask).sum() / n.clamp(min=1)
 
 
+def masked_laplace_nll(mean, log_b, y, mask):
+    """Laplace negative log-likelihood ``log b + |y − μ| / b`` (up to a constant) over ``mask``."""
+    n = mask.sum()
+    nll = log_b + (y - mean).abs() * torch.exp(-log_b)
+    return (nll * mask).sum() / n.clamp(min=1)
+
+
+LIKELIHOODS = ("mse", "gaussian", "laplace")
+LOG_SCALE_RANGE = (-7.0, 5.0)  # clamp of the predicted log-variance / log-b (normalised units): stable NLL
+
+
+def split_output(y, likelihood: str):
+    """Network output [..., K or 2K, H, W] → (mean, std) in normalised units; std is None for ``mse``.
+
+    Works on torch tensors and numpy arrays. Gaussian head: log-variance, std = exp(log_var / 2);
+    Laplace head: log b, std = √2 · b.
+    """
+    if likelihood == "mse":
+        return y, None
+    K = y.shape[-3] // 2
+    mean, s = y[..., :K, :, :], y[..., K:, :, :]
+    if isinstance(s, torch.Tensor):
+        s = s.clamp(*LOG_SCALE_RANGE)
+        return mean, (torch.exp(0.5 * s) if likelihood == "gaussian" else 2**0.5 * torch.exp(s))
+    import numpy as np
+
+    s = np.clip(s, *LOG_SCALE_RANGE)
+    return mean, (np.exp(0.5 * s) if likelihood == "gaussian" else np.sqrt(2.0) * np.exp(s))
+
+
 class ReconstructionModule(L.LightningModule):
     """Maps predictor windows to TWSA for one or several GRACE centres.
 
@@ -44,15 +74,21 @@ class ReconstructionModule(L.LightningModule):
     in_channels : predictor channels C
     targets : centres predicted, e.g. ["csr"] or ["jpl", "csr", "gsfc"]
     normalisation : what :meth:`gtws_dl.data.CubeDataModule.normalisation` returns
+    likelihood : ``mse`` (point estimate), ``gaussian`` or ``laplace`` (heteroscedastic head: the net outputs
+        2K channels, mean and log-scale, trained by negative log-likelihood; reconstruction writes ``twsa_std``)
     """
 
     def __init__(self, net: dict, optimizer: dict, in_channels: int, targets: list[str],
-                 normalisation: dict, scheduler: dict | None = None, lon_circular: bool = False) -> None:
+                 normalisation: dict, scheduler: dict | None = None, lon_circular: bool = False,
+                 likelihood: str = "mse") -> None:
         super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"model.likelihood={likelihood!r}; expected one of {LIKELIHOODS}")
         self.save_hyperparameters()
         self.targets = list(targets)
-        self.net = instantiate(net, in_channels=in_channels, out_channels=len(self.targets),
-                               lon_circular=lon_circular)
+        self.likelihood = likelihood
+        n_out = len(self.targets) * (1 if likelihood == "mse" else 2)
+        self.net = instantiate(net, in_channels=in_channels, out_channels=n_out, lon_circular=lon_circular)
         # per-cell target scale (K, H, W), mm: outputs × target_scale = TWSA in mm; filled by train(), saved
         # in the state dict so inference needs nothing but the checkpoint
         shape = normalisation["grid"]["shape"]
@@ -64,19 +100,29 @@ class ReconstructionModule(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         # wrap around in longitude only when the batch spans the whole (global) longitude circle
         self.net.lon_circular = bool(self.hparams.lon_circular) and batch["x"].shape[-1] == self.target_scale.shape[-1]
-        pred, _ = self(batch["x"])
+        out, _ = self(batch["x"])
         self.net.lon_circular = bool(self.hparams.lon_circular)
-        loss = masked_mse(pred.float(), batch["y"], batch["mask"])
+        out = out.float()
+        K = len(self.targets)
+        pred = out[:, :, :K]
+        if self.likelihood == "mse":
+            loss = masked_mse(pred, batch["y"], batch["mask"])
+        else:
+            log_s = out[:, :, K:].clamp(*LOG_SCALE_RANGE)
+            nll = masked_gaussian_nll if self.likelihood == "gaussian" else masked_laplace_nll
+            loss = nll(pred, log_s, batch["y"], batch["mask"])
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"{stage} loss is {loss.item()} at step {self.global_step}; inputs or learning rate "
                 "(model.optimizer.lr) are at fault. The last good checkpoint is kept in the checkpoint folder."
             )
         bs = batch["x"].shape[0]
-        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, on_epoch=True, on_step=stage == "train")
+        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, on_epoch=True, on_step=stage == "train",
+                 sync_dist=stage == "val")  # DDP: the best checkpoint judges all validation windows
         if stage == "val":  # RMSE in mm, averaged over centres, for humans
-            se = ((pred.float() - batch["y"]) * self.target_scale[None, None]) ** 2 * batch["mask"]
-            self.log("val_rmse_mm", torch.sqrt(se.sum() / batch["mask"].sum().clamp(min=1)), batch_size=bs)
+            se = ((pred - batch["y"]) * self.target_scale[None, None]) ** 2 * batch["mask"]
+            self.log("val_rmse_mm", torch.sqrt(se.sum() / batch["mask"].sum().clamp(min=1)), batch_size=bs,
+                     sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -103,3 +149,15 @@ class ReconstructionModule(L.LightningModule):
     @property
     def receptive_halo_per_month(self) -> int:
         return int(getattr(self.net, "receptive_per_step", math.inf))
+
+    def spatial_halo(self, T: int) -> int:
+        """Cells of neighbours an output depends on for a window of ``T`` months (see :func:`spatial_halo`)."""
+        return spatial_halo(self.net, T)
+
+
+def spatial_halo(net, T: int) -> int:
+    """Tiling halo of ``net`` for ``T`` months: ``net.spatial_halo(T)`` if it has one (U-Net: fixed receptive
+    field), else ``T × net.receptive_per_step`` (recurrent nets: the halo grows every month)."""
+    if hasattr(net, "spatial_halo"):
+        return int(net.spatial_halo(T))
+    return T * int(net.receptive_per_step)
