@@ -31,6 +31,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from gtws_dl import __version__
+from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.grid import Grid
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
@@ -38,10 +39,18 @@ from gtws_dl.io import vegetation as veg_io
 from gtws_dl.io.errors import InputFileError
 from gtws_dl.io.regrid import regrid_conservative
 from gtws_dl.landmask import land_fraction
+from gtws_dl.lock import remove_stale_temps
 
 LOGGER = logging.getLogger(__name__)
 
 CUBE_FORMAT_VERSION = 1  # bump when the cube layout changes; readers refuse other versions
+
+
+class CubeError(ValueError):
+    """A cube that is missing, unfinished, corrupt, of another format version or lacking what a run needs."""
+
+
+
 ERA5_VARIABLES = ("t2m", "d2m", "skt", "sp", "u10", "v10", "tp", "e", "pev", "ssrd", "strd", "swvl1", "sd")
 CENTRES = ("jpl", "csr", "gsfc")
 
@@ -139,7 +148,7 @@ class CubeWriter:
 
     def __init__(self, out_dir: str | Path, grid: Grid, times: pd.DatetimeIndex, channels: Sequence[str], *,
                  land_fraction: np.ndarray, stats_period: tuple[str, str], chunk_months: int = 12,
-                 units: Mapping[str, str] | None = None) -> None:
+                 units: Mapping[str, str] | None = None, n_targets: int = 3) -> None:
         self.out_dir, self.grid, self.times = Path(out_dir), grid, pd.DatetimeIndex(times)
         self.channels, self.chunk_months = list(channels), int(chunk_months)
         self.landfrac = np.asarray(land_fraction, dtype=np.float32)
@@ -147,11 +156,18 @@ class CubeWriter:
         self.stats_period = tuple(stats_period)
         self.units = dict(units or {})
         self.stats = _RunningStats(len(self.channels))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "manifest.json").unlink(missing_ok=True)  # no manifest = incomplete cube
-        self._tmp = self.out_dir / f"predictors.zarr.tmp-{os.getpid()}"
-        shutil.rmtree(self._tmp, ignore_errors=True)
         nt, nc, g = len(self.times), len(self.channels), grid
+        # refuse before touching anything: the existing cube (if any) stays valid until finish() swaps it
+        check_writable(self.out_dir, what="cube directory", config_key="paths.cube_dir")
+        need = float32_bytes(nt, nc, *g.shape) + float32_bytes(n_targets, nt, *g.shape)
+        check_free_space(self.out_dir, need, what=f"cube {self.out_dir} ({nt} months x {nc} channels, {g})",
+                         config_key="paths.cube_dir")
+        self._created_dir = not self.out_dir.exists()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.out_dir)
+        self._tmp = self.out_dir / f"predictors.zarr.tmp-{os.getpid()}"
+        self._tmp_targets = self.out_dir / f"targets.zarr.tmp-{os.getpid()}"
+        shutil.rmtree(self._tmp, ignore_errors=True)
         template = xr.Dataset(
             {
                 "predictors": (("time", "channel", "lat", "lon"),
@@ -177,9 +193,12 @@ class CubeWriter:
         bad = ~np.isfinite(block[:, :, self.land])
         if bad.any():
             ti, ci = np.nonzero(bad.any(axis=2))
+            self.abort()  # the previous cube (if any) is left as it was
             raise InputFileError(
                 f"predictor {self.channels[ci[0]]!r} has NaN/Inf over land in {tsel[ti[0]]:%Y-%m} "
-                f"({int(bad.sum())} values in this block); inputs must cover every land cell"
+                f"({int(bad.sum())} values in this block); inputs must cover every land cell: check the "
+                "input files' coverage of grid.bbox and that no month is missing",
+                variable=self.channels[ci[0]],
             )
         lo, hi = (pd.Timestamp(p) for p in self.stats_period)
         in_stats = (tsel >= lo) & (tsel <= hi)
@@ -192,8 +211,7 @@ class CubeWriter:
         """Targets (target, time, lat, lon) in mm; NaN = no solution; ocean is masked here."""
         twsa = np.asarray(twsa, dtype=np.float32).copy()
         twsa[:, :, ~self.land] = np.nan
-        path = self.out_dir / "targets.zarr"
-        tmp = self.out_dir / f"targets.zarr.tmp-{os.getpid()}"
+        tmp = self._tmp_targets  # moved into place by finish(), with the predictors
         ds = xr.Dataset(
             {"twsa": (("target", "time", "lat", "lon"), twsa,
                       {"units": "mm", "long_name": "GRACE/GRACE-FO TWSA on the model grid"})},
@@ -202,22 +220,35 @@ class CubeWriter:
         )
         enc = {"twsa": {"chunks": (1, self.chunk_months, *self.grid.shape), "compressors": _compressors()}}
         ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+
+    def abort(self) -> None:
+        """Drop the temp stores; the cube directory is left as it was before this writer."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        shutil.rmtree(self._tmp_targets, ignore_errors=True)
+        if self._created_dir and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
+            self.out_dir.rmdir()
 
     def finish(self, **manifest_extra) -> dict:
         """Move the predictors into place and write ``manifest.json`` (last); returns the manifest."""
         if not self._written.all():
             first = self.times[np.flatnonzero(~self._written)[0]]
             raise RuntimeError(f"cube in {self.out_dir} is incomplete: month {first:%Y-%m} was never written")
-        if not (self.out_dir / "targets.zarr").exists():
+        if not self._tmp_targets.exists():
             raise RuntimeError(f"cube in {self.out_dir} has no targets.zarr; call write_targets first")
         if self.stats.n.min() == 0:
-            raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}")
+            self.abort()
+            raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}; "
+                                 "set data.stats_period inside data.start..data.end")
         mean, std = self.stats.result()
-        path = self.out_dir / "predictors.zarr"
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(self._tmp, path)
+        # swap: no manifest while the stores change, so a crash here leaves a cube that open_cube refuses
+        (self.out_dir / "manifest.json").unlink(missing_ok=True)
+        for tmp, name in ((self._tmp, "predictors.zarr"), (self._tmp_targets, "targets.zarr")):
+            path = self.out_dir / name
+            if path.exists():  # a directory cannot be os.replace'd over a non-empty one
+                old = self.out_dir / f"{name}.old-{os.getpid()}"
+                os.replace(path, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, path)
         manifest = {
             "format": "gtws-dl cube",
             "cube_format_version": CUBE_FORMAT_VERSION,
@@ -291,7 +322,13 @@ class CubeBuilder:
 
         # NaN/Inf over land is checked per block by CubeWriter, so the reader's own full pass is skipped
         era5 = era5_io.open_era5(files["era5"], list(s.variables), start=s.start, end=s.end, check_nan=False)
+        for v in s.variables:
+            check_coverage(era5[v], g, files["era5"], "data.era5_dir")
         extra = self._open_extra(files)
+        for key, da in extra.items():
+            if "lat" in da.dims:
+                check_coverage(da, g, files[key.split("_")[0]] if key.split("_")[0] in files else
+                               files.get("landcover", []), f"data.{key}")
         channels = list(s.variables) + list(extra) + [f"wb_ewma{int(m)}" for m in s.ewma_months]
         channels += ["land_fraction", "sin_lat"]
         units = {v: era5[v].attrs.get("units", "") for v in s.variables}
@@ -299,7 +336,16 @@ class CubeBuilder:
         units.update({f"wb_ewma{int(m)}": "mm day-1" for m in s.ewma_months})
         units.update({"land_fraction": "1", "sin_lat": "1"})
         writer = CubeWriter(self.out_dir, g, self.times, channels, land_fraction=self.landfrac,
-                            stats_period=s.stats_period, chunk_months=s.chunk_months, units=units)
+                            stats_period=s.stats_period, chunk_months=s.chunk_months, units=units,
+                            n_targets=len(s.grace))
+        try:
+            return self._write(writer, era5, extra, channels, files, fp, inputs, progress)
+        except BaseException:
+            writer.abort()  # the previous cube (if any) stays as it was
+            raise
+
+    def _write(self, writer, era5, extra, channels, files, fp, inputs, progress) -> dict:
+        s, g = self.spec, self.grid
 
         static = [self.landfrac, np.repeat(np.sin(np.deg2rad(g.lat))[:, None], g.nlon, axis=1)]
         alphas = [1.0 - np.exp(-1.0 / m) for m in s.ewma_months]
@@ -346,6 +392,7 @@ class CubeBuilder:
             path = files[f"grace_{c}"][0]
             gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
             da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(s.baseline))
+            check_coverage(da, g, [path], f"data.grace.{c}")
             da = regrid_conservative(da, g).transpose("time", "lat", "lon")
             common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
             if len(common) == 0:
@@ -354,6 +401,40 @@ class CubeBuilder:
             info[c] = {"file": str(path), "months": len(common),
                        "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}"}
         return centres, data, info
+
+
+def check_coverage(da: xr.DataArray, grid: Grid, files, config_key: str) -> None:
+    """Refuse an input whose lat/lon extent does not cover the grid's domain (canonical ``da``, cell centres).
+
+    Without it, a regional download that misses ``grid.bbox`` only shows up later as NaN predictors over land.
+    """
+    lat, lon = np.asarray(da["lat"].values, float), np.asarray(da["lon"].values, float)
+    if lat.size == 0 or lon.size == 0:
+        raise InputFileError(f"{_files(files)}: variable {da.name!r}: no lat/lon cells ({config_key})",
+                             paths=files, variable=str(da.name))
+    dlat = float(np.median(np.diff(lat))) if lat.size > 1 else 180.0
+    dlon = float(np.median(np.diff(lon))) if lon.size > 1 else 360.0
+    have_lat = (max(-90.0, lat.min() - dlat / 2), min(90.0, lat.max() + dlat / 2))
+    glob_lon = lon.max() - lon.min() + dlon >= 360 - 1e-6
+    have_lon = (-180.0, 180.0) if glob_lon else (lon.min() - dlon / 2, lon.max() + dlon / 2)
+    lon0, lon1, lat0, lat1 = grid.bounds
+    tol = 1e-6
+    if have_lon[0] > lon0 + tol or have_lon[1] < lon1 - tol or have_lat[0] > lat0 + tol or have_lat[1] < lat1 - tol:
+        raise InputFileError(
+            f"{_files(files)}: variable {da.name!r}: expected coverage of the grid domain lon {lon0:g}..{lon1:g}, "
+            f"lat {lat0:g}..{lat1:g} (grid.bbox); found coverage lon {have_lon[0]:g}..{have_lon[1]:g}, "
+            f"lat {have_lat[0]:g}..{have_lat[1]:g}. Download {config_key} for the grid.bbox area or set grid.bbox "
+            "inside the data",
+            paths=[str(f) for f in files], variable=str(da.name),
+            expected=f"lon {lon0:g}..{lon1:g}, lat {lat0:g}..{lat1:g}",
+            found=f"lon {have_lon[0]:g}..{have_lon[1]:g}, lat {have_lat[0]:g}..{have_lat[1]:g}",
+        )
+
+
+def _files(files) -> str:
+    from gtws_dl.io.errors import describe_files
+
+    return describe_files([str(f) for f in files])
 
 
 def _coords(grid: Grid, times: pd.DatetimeIndex) -> dict:
@@ -371,16 +452,68 @@ def open_cube(cube_dir: str | Path) -> tuple[dict, zarr.Group, zarr.Group]:
     """Open a finished cube: (manifest, predictors group, targets group). Refuses incomplete/old cubes."""
     cube_dir = Path(cube_dir)
     mpath = cube_dir / "manifest.json"
+    rebuild = "rebuild it with `python -m gtws_dl.ingest force=true` (same paths.* and grid.* overrides)"
     if not mpath.exists():
-        raise FileNotFoundError(
+        raise CubeNotFoundError(
             f"{cube_dir}: no manifest.json — the cube is missing or was not finished; run `python -m gtws_dl.ingest`"
         )
-    manifest = json.loads(mpath.read_text())
+    try:
+        manifest = json.loads(mpath.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CubeError(f"{mpath}: the cube manifest is not valid JSON ({err}); {rebuild}") from None
     if manifest.get("cube_format_version") != CUBE_FORMAT_VERSION:
-        raise ValueError(
+        raise CubeError(
             f"{mpath}: cube format version {manifest.get('cube_format_version')} != {CUBE_FORMAT_VERSION} "
-            "expected by this gtws-dl; rebuild it with `python -m gtws_dl.ingest ingest.force=true`"
+            f"expected by this gtws-dl (written by gtws-dl {manifest.get('code_version', '?')}); {rebuild}"
         )
-    pred = zarr.open_group(cube_dir / "predictors.zarr", mode="r")
-    targ = zarr.open_group(cube_dir / "targets.zarr", mode="r")
-    return manifest, pred, targ
+    missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+    stats = manifest.get("stats") or {}
+    missing += [f"stats.{k}" for k in ("period", "mean", "std") if k not in stats]
+    if missing:
+        raise CubeError(f"{mpath}: the cube manifest lacks {missing} (normalisation statistics / layout); {rebuild}")
+    nc = len(manifest["channels"])
+    if len(stats["mean"]) != nc or len(stats["std"]) != nc:
+        raise CubeError(f"{mpath}: normalisation statistics hold {len(stats['mean'])} means and "
+                        f"{len(stats['std'])} stds for {nc} channels; {rebuild}")
+    groups = []
+    for name, var in (("predictors.zarr", "predictors"), ("targets.zarr", "twsa")):
+        try:
+            g = zarr.open_group(cube_dir / name, mode="r")
+            arr = g[var]
+        except (FileNotFoundError, KeyError, ValueError, OSError) as err:
+            raise CubeError(f"{cube_dir / name}: missing or unreadable ({type(err).__name__}: {err}); "
+                            f"{rebuild}") from None
+        groups.append((g, arr))
+    shape = list(groups[0][1].shape)
+    want = [manifest["time"]["n"], nc, *manifest["grid"]["shape"]]
+    if shape != want:
+        raise CubeError(f"{cube_dir / 'predictors.zarr'}: shape {shape} (time, channel, lat, lon) does not match "
+                        f"its manifest {want}; {rebuild}")
+    return manifest, groups[0][0], groups[1][0]
+
+
+_MANIFEST_KEYS = ("grid", "time", "channels", "stats", "fingerprint")
+
+
+class CubeNotFoundError(CubeError, FileNotFoundError):
+    """No finished cube (no manifest) in the directory."""
+
+
+def cube_targets(targ: zarr.Group) -> list[str]:
+    """Names of the target centres in a targets group."""
+    return [str(t) for t in targ["target"][:]]
+
+
+def check_cube_targets(cube_dir: str | Path, wanted) -> list[str]:
+    """Refuse (:class:`CubeError`) target centres that the cube lacks; returns the cube's centres."""
+    _, _, targ = open_cube(cube_dir)
+    have = cube_targets(targ)
+    missing = [t for t in wanted if t not in have]
+    if missing:
+        raise CubeError(
+            f"{Path(cube_dir) / 'targets.zarr'} holds targets {have}; requested {missing} is not in it: choose "
+            f"target= one of {have} or add data.grace.{missing[0]} and rebuild the cube (`python -m gtws_dl.ingest`)"
+        )
+    return have

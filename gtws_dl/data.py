@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gtws_dl.cube import open_cube
+from gtws_dl.cube import check_cube_targets, open_cube
 
 LOGGER = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class CubeDataModule(L.LightningDataModule):
                  min_scale_mm: float = 10.0, p_dropout: float = 0.5) -> None:
         super().__init__()
         if warmup >= window:
-            raise ValueError(f"data.warmup={warmup} must be smaller than data.window={window}")
+            raise ValueError(f"datamodule.warmup={warmup} must be smaller than datamodule.window={window}")
         self.cube_dir = Path(cube_dir)
         self.targets = list(targets)
         self.window, self.warmup, self.batch_size = window, warmup, batch_size
@@ -191,9 +191,7 @@ class CubeDataModule(L.LightningDataModule):
         self.times = pd.DatetimeIndex(pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"],
                                                     freq="MS"))
         cube_targets = [str(t) for t in targ_g["target"][:]]
-        missing = [t for t in self.targets if t not in cube_targets]
-        if missing:
-            raise ValueError(f"{self.cube_dir}/targets.zarr has targets {cube_targets}; requested {missing}")
+        check_cube_targets(self.cube_dir, self.targets)
         tidx = [cube_targets.index(t) for t in self.targets]
         pred, targ = pred_g["predictors"], targ_g["twsa"]
         self.land = np.asarray(pred_g["land_mask"][:], dtype=bool)
@@ -264,9 +262,10 @@ class CubeDataModule(L.LightningDataModule):
         ds = self._dataset(self.train_starts(), self.split.train, patch=self.patch,
                            epoch_len=self.samples_per_epoch, train=True)
         ds.epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        gen = torch.Generator().manual_seed(self.seed + ds.epoch)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=gen,
-                          num_workers=self.num_workers, persistent_workers=False, drop_last=False)
+        # an explicit per-epoch order: a resumed run (which iterates the loader once more) sees the same batches
+        order = np.random.default_rng((self.seed, ds.epoch)).permutation(len(ds)).tolist()
+        return DataLoader(ds, batch_size=self.batch_size, sampler=order, num_workers=self.num_workers,
+                          persistent_workers=False, drop_last=False)
 
     def val_dataloader(self) -> DataLoader:
         ds = self._dataset(self.val_starts(), self.split.val, patch=None)

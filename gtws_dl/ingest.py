@@ -10,7 +10,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from gtws_dl.config import conf_dir, grid_from
+from gtws_dl.config import conf_dir, grid_from, validate_config
 from gtws_dl.cube import CubeBuilder, CubeSpec
 
 LOGGER = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def spec_from(cfg: DictConfig) -> CubeSpec:
 
 def ingest(cfg: DictConfig) -> dict:
     """Build (or re-use) the cubes in ``cfg.paths.cube_dir``; returns the manifest."""
+    validate_config(cfg)
     grid = grid_from(cfg)
     LOGGER.info("ingest onto %s grid -> %s", grid, cfg.paths.cube_dir)
     return CubeBuilder(spec_from(cfg), grid, cfg.paths.cube_dir).build(force=bool(cfg.get("force", False)))

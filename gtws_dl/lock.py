@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -12,12 +13,13 @@ class OutputLockedError(RuntimeError):
     """Another live process is writing to the same output."""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (used to recognise files of killed writers)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
 
@@ -42,7 +44,7 @@ class OutputLock:
                     other = json.loads(self.lock.read_text() or "{}")
                 except (OSError, ValueError):
                     other = {}
-                if other.get("host") == me["host"] and not _alive(int(other.get("pid", -1))):
+                if other.get("host") == me["host"] and not pid_alive(int(other.get("pid", -1))):
                     self.lock.unlink(missing_ok=True)  # stale: its writer is gone
                     continue
                 raise OutputLockedError(
@@ -56,3 +58,24 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.lock.unlink(missing_ok=True)
+
+
+def remove_stale_temps(directory: Path, prefix: str = "") -> list[Path]:
+    """Remove ``<name>.tmp-<pid>`` / ``.old-<pid>`` entries left in ``directory`` by processes that are gone.
+
+    A SIGKILLed writer cannot clean up after itself; its temp files must not pile up or be mistaken for data.
+    Entries of live processes (a concurrent writer) are left alone.
+    """
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        if not p.name.startswith(prefix):
+            continue
+        for tag in (".tmp-", ".old-"):
+            head, sep, pid = p.name.rpartition(tag)
+            if sep and head and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+                break
+    return removed

@@ -6,7 +6,10 @@ months ``[kS - warmup, (k+1)S)``: the network starts from a zero state, spins up
 ``warmup`` months. Blocks are independent, so memory is bounded by one batch of windows, and an interrupted
 run resumes at the first unfinished batch with bit-identical results (batches are fixed groups of blocks).
 
-Output ``<recon_dir>/<name>.zarr``: ``twsa`` (target, time, lat, lon) float32 mm, NaN over ocean.
+Output ``<recon_dir>/<name>.zarr``: ``twsa`` (target, time, lat, lon) float32 mm, NaN over ocean; with a
+heteroscedastic head (``model.likelihood`` gaussian/laplace) also ``twsa_std`` (same layout, mm), the predicted
+standard deviation. :func:`combine_ensemble` merges the reconstructions of a deep ensemble into one store of the
+same layout (mean and total spread).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from gtws_dl.cube import open_cube
+from gtws_dl.diskspace import check_free_space, float32_bytes
 from gtws_dl.lock import OutputLock
 
 LOGGER = logging.getLogger(__name__)
@@ -99,6 +103,12 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     check_compatible(norm, manifest, str(ckpt_path))
     window, warmup = int(norm["window"]), int(norm["warmup"])
     stride = window - warmup
+    net = getattr(module, "net", module)
+    if getattr(net, "lags", None) and int(getattr(net, "receptive_per_step", 1)) == 0:
+        # a stateless net (U-Net) sees only its last `lags` months: any blocking gives the same outputs, so
+        # longer blocks with the minimal spin-up read the cube fewer times and waste fewer months
+        warmup = min(warmup, int(net.lags) - 1)
+        stride = max(stride, 24)
     pred = pred_g["predictors"]
     land = np.asarray(pred_g["land_mask"][:], dtype=bool)
     nt, nc, H, W = pred.shape
@@ -106,6 +116,7 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
     scale = module.target_scale.detach().cpu().numpy().astype(np.float32)[:, None]  # (K, 1, H, W) mm
+    likelihood = str(getattr(module, "likelihood", "mse"))
     times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
@@ -125,18 +136,27 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     if done and len(done) == -(-len(_blocks(nt, stride, warmup)) // batch_windows):
         LOGGER.info("%s is already complete for this checkpoint and cube", out_path)
     if not done:
+        check_free_space(out_path.parent, float32_bytes(len(targets), nt, H, W), what=f"reconstruction {out_path}",
+                         config_key="paths.recon_dir")
         shutil.rmtree(out_path, ignore_errors=True)
+        variables = {"twsa": (("target", "time", "lat", "lon"),
+                              _lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
+                              {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"})}
+        if likelihood != "mse":
+            variables["twsa_std"] = (("target", "time", "lat", "lon"),
+                                     _lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
+                                     {"units": "mm", "long_name": f"predicted standard deviation ({likelihood} head)"})
         ds = xr.Dataset(
-            {"twsa": (("target", "time", "lat", "lon"),
-                      _lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
-                      {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"})},
+            variables,
             coords={"target": np.array(targets, dtype=object), "time": times,
                     "lat": np.asarray(pred_g["lat"][:]), "lon": np.asarray(pred_g["lon"][:])},
             attrs={"checkpoint": str(ckpt_path), "cube": str(cube_dir)},
         )
         ds.to_zarr(out_path, mode="w", compute=False, consolidated=False, zarr_format=3,
-                   encoding={"twsa": {"chunks": (1, stride, H, W)}})
-    out = zarr.open_group(out_path, mode="r+")["twsa"]
+                   encoding={v: {"chunks": (1, stride, H, W)} for v in variables})
+    group = zarr.open_group(out_path, mode="r+")
+    out = group["twsa"]
+    out_std = group["twsa_std"] if likelihood != "mse" else None
 
     blocks = _blocks(nt, stride, warmup)
     groups = [blocks[i:i + batch_windows] for i in range(0, len(blocks), batch_windows)]
@@ -155,33 +175,53 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
             x[~np.isfinite(x)] = 0.0
             with autocast:
                 y = predict_tiled(module, x, dev, tile=tile)
+            y, y_std = _split(y, likelihood)
             for j, (_, k0, k1) in enumerate(group):
                 keep = y[j, L - (k1 - k0):].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
                 keep[:, :, ~land] = np.nan
                 out[:, k0:k1] = keep
+                if out_std is not None:
+                    sd = y_std[j, L - (k1 - k0):].transpose(1, 0, 2, 3) * scale
+                    sd[:, :, ~land] = np.nan
+                    out_std[:, k0:k1] = sd
             done.add(gi)
             _write_json(prog_path, {"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)})
     zarr.open_group(out_path, mode="r+").attrs["complete"] = True  # readers refuse a store without it
     return out_path
 
 
+def _split(y: np.ndarray, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:
+    from gtws_dl.models.module import split_output
+
+    return split_output(y, likelihood) if likelihood != "mse" else (y, None)
+
+
 def predict_tiled(module: torch.nn.Module, x: np.ndarray, dev: torch.device, *,
                   tile: tuple[int, int] | None = None) -> np.ndarray:
     """Run the network on ``x`` [B, T, C, H, W] whole or in overlapping tiles; returns [B, T, K, H, W] float32.
 
-    A ConvLSTM's output at a cell depends on inputs within ``T × layers × (kernel // 2)`` cells (its halo):
-    each tile is computed with that halo of real neighbours around it (wrapping in longitude on a global grid,
-    zero padding only at the grid's true edges, as untiled) and only its core is kept, so seams are identical to
-    the untiled result up to floating-point summation order.
+    An output cell depends on inputs within the net's halo: ``T × layers × (kernel // 2)`` cells for a
+    ConvLSTM (it grows every month), the fixed receptive field for a U-Net (``net.spatial_halo(T)``). Each tile
+    is computed with that halo of real neighbours around it (wrapping in longitude on a global grid, zero
+    padding only at the grid's true edges, as untiled) and only its core is kept, so seams are identical to the
+    untiled result up to floating-point summation order. Nets that pool (``net.align`` > 1) get tile origins
+    and halos rounded to multiples of ``align`` so tiles pool on the whole field's grid; on a global grid whose
+    longitude count is not a multiple of ``align``, tiles span the full longitude (latitude bands).
     """
+    from gtws_dl.models.module import spatial_halo
+
     B, T, C, H, W = x.shape
     net = getattr(module, "net", module)
     if tile is None or (tile[0] >= H and tile[1] >= W):
         y, _ = module(torch.from_numpy(x).to(dev, non_blocking=True))
         return y.float().cpu().numpy()
-    halo = T * int(net.receptive_per_step)
-    th, tw = min(tile[0], H), min(tile[1], W)
+    align = int(getattr(net, "align", 1))
+    up = lambda v: -(-int(v) // align) * align  # noqa: E731
+    halo = up(spatial_halo(net, T))
+    th, tw = min(up(tile[0]), H), min(up(tile[1]), W)
     circular = bool(getattr(net, "lon_circular", False))
+    if circular and W % align:
+        tw = W
     out: np.ndarray | None = None
     try:
         for i0 in range(0, H, th):
@@ -207,6 +247,67 @@ def predict_tiled(module: torch.nn.Module, x: np.ndarray, dev: torch.device, *,
     return out
 
 
+def combine_ensemble(members: list[str | Path], out_path: str | Path) -> Path:
+    """Merge the reconstructions of a deep ensemble into one store of the same layout.
+
+    ``twsa`` = the members' mean; ``twsa_std`` = the total predictive spread
+    ``sqrt(mean_i σ_i² + var_i μ_i)`` (Lakshminarayanan et al. 2017): each member's own predicted σ_i
+    (0 for members without a heteroscedastic head) plus the spread of the member means. Written atomically.
+    """
+    members = [Path(m) for m in members]
+    if not members:
+        raise ValueError("combine_ensemble needs at least one member reconstruction")
+    dss = [xr.open_zarr(m, consolidated=False) for m in members]
+    for m, ds in zip(members, dss, strict=True):
+        if not ds.attrs.get("complete"):
+            raise RuntimeError(f"{m} is an unfinished reconstruction; re-run it before combining")
+    ref = dss[0]["twsa"]
+    for m, ds in zip(members[1:], dss[1:], strict=True):
+        if ds["twsa"].shape != ref.shape or list(ds["target"].values) != list(ref["target"].values):
+            raise ValueError(f"{m}: shape/targets {ds['twsa'].shape} {list(ds['target'].values)} differ from "
+                             f"{members[0]}: {ref.shape} {list(ref['target'].values)}")
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    K, nt, H, W = ref.shape
+    chunk = (1, min(nt, 120), H, W)
+    mean = np.empty((K, nt, H, W), np.float32)
+    std = np.empty((K, nt, H, W), np.float32)
+    for k in range(K):  # one target at a time: memory = members × one target's record
+        mus = np.stack([ds["twsa"].isel(target=k).values for ds in dss]).astype(np.float32)
+        var_al = np.mean(np.stack([(ds["twsa_std"].isel(target=k).values if "twsa_std" in ds else
+                                    np.zeros_like(mus[0])) ** 2 for ds in dss]), axis=0)
+        mean[k], std[k] = mus.mean(axis=0), np.sqrt(var_al + mus.var(axis=0))
+    ds = xr.Dataset(
+        {"twsa": (ref.dims, mean, {"units": "mm", "long_name": "deep-ensemble mean TWSA"}),
+         "twsa_std": (ref.dims, std, {"units": "mm",
+                                      "long_name": "deep-ensemble predictive standard deviation"})},
+        coords={c: ref[c].values for c in ref.dims},
+        attrs={"members": [str(m) for m in members], "complete": True},
+    )
+    ds.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3,
+               encoding={v: {"chunks": chunk} for v in ("twsa", "twsa_std")})
+    shutil.rmtree(out_path, ignore_errors=True)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def reconstruct_ensemble(ckpt_paths: list[str | Path], cube_dir: str | Path, out_path: str | Path, *,
+                         load, **kwargs) -> Path:
+    """Reconstruct with every member checkpoint (``<out>.member<i>.zarr``, resumable) and merge them with
+    :func:`combine_ensemble` into ``out_path`` (``twsa`` = ensemble mean, ``twsa_std`` = total spread).
+
+    ``load`` turns a checkpoint path into a module (e.g. :func:`gtws_dl.inference.load_checkpoint`);
+    ``kwargs`` go to :func:`reconstruct`.
+    """
+    out_path = Path(out_path)
+    members = []
+    for i, ckpt in enumerate(ckpt_paths):
+        member = out_path.with_name(f"{out_path.stem}.member{i}.zarr")
+        members.append(reconstruct(load(ckpt), cube_dir, member, ckpt_path=ckpt, **kwargs))
+    return combine_ensemble(members, out_path)
+
+
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj))
@@ -225,3 +326,33 @@ def open_reconstruction(path: str | Path) -> xr.DataArray:
     if not ds.attrs.get("complete"):
         raise RuntimeError(f"{path} is an unfinished reconstruction; re-run infer.py to complete it")
     return ds["twsa"]
+
+
+def write_reconstruction(out_path: str | Path, twsa: np.ndarray, *, targets, times, lat, lon,
+                         twsa_std: np.ndarray | None = None, attrs: dict | None = None,
+                         chunk_months: int = 12) -> Path:
+    """Write a finished reconstruction store in the layout of :func:`reconstruct` (atomically).
+
+    ``twsa`` (and optional ``twsa_std``): (target, time, lat, lon) mm, NaN over ocean. Used by models that
+    predict the whole record at once (the baselines of :mod:`gtws_dl.models.baselines`), so the same products
+    and skill code evaluates them.
+    """
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    dims = ("target", "time", "lat", "lon")
+    data = {"twsa": (dims, np.asarray(twsa, np.float32),
+                     {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"})}
+    if twsa_std is not None:
+        data["twsa_std"] = (dims, np.asarray(twsa_std, np.float32),
+                            {"units": "mm", "long_name": "predicted standard deviation"})
+    ds = xr.Dataset(data, coords={"target": np.array(list(targets), dtype=object), "time": pd.DatetimeIndex(times),
+                                  "lat": np.asarray(lat), "lon": np.asarray(lon)},
+                    attrs={**(attrs or {}), "complete": True})
+    H, W = ds.sizes["lat"], ds.sizes["lon"]
+    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ds.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3,
+               encoding={v: {"chunks": (1, chunk_months, H, W)} for v in data})
+    shutil.rmtree(out_path, ignore_errors=True)
+    os.replace(tmp, out_path)
+    return out_path

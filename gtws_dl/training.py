@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -37,10 +38,40 @@ def check_grid(cfg: DictConfig, manifest: dict) -> None:
         )
 
 
+def run_dir(cfg: DictConfig) -> Path:
+    """``cfg.out_dir``; in a Hydra multirun that sweeps keys other than ``target``, plus a folder named by this
+    job's values of those swept keys (e.g. ``train/csr/model.net.hidden=[16]``), so every sweep job writes its own
+    checkpoints and ``train_summary.json`` while a sweep over centres alone keeps ``train/<target>/``."""
+    out_dir = Path(cfg.out_dir)
+    if not cfg.get("multirun_subdir", False):
+        return out_dir
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):  # not under @hydra.main (tests, the leaderboard)
+        return out_dir
+    if hc.mode != RunMode.MULTIRUN:
+        return out_dir
+    parser = OverridesParser.create()
+    cli = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+    swept = {o.key_or_group for o in parser.parse_overrides(cli) if o.is_sweep_override()} - {"target"}
+    mine = [o for o in parser.parse_overrides(list(hc.overrides.task)) if o.key_or_group in swept]
+    if not mine:
+        return out_dir
+    name = ",".join(f"{o.key_or_group}={o.get_value_element_as_str()}" for o in mine).replace("/", "_")
+    return out_dir / name
+
+
 def train(cfg: DictConfig) -> dict:
     """Train and return a summary (best checkpoint, validation loss, parameters, wall time)."""
+    from gtws_dl.config import validate_config
+
+    validate_config(cfg)  # a bad override is refused before anything is created
     L.seed_everything(int(cfg.seed), workers=True)
-    out_dir = Path(cfg.out_dir)
+    out_dir = run_dir(cfg)
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
@@ -55,8 +86,9 @@ def train(cfg: DictConfig) -> dict:
     model.target_scale.copy_(torch.from_numpy(dm.scale))
     LOGGER.info("model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe())
 
+    # no version counter: a resumed run must keep updating last.ckpt/best.ckpt, not write last-v1.ckpt
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
-                                 save_last=True, save_top_k=1)
+                                 save_last=True, save_top_k=1, enable_version_counter=False)
     trainer = instantiate(cfg.trainer, callbacks=[checkpoint], logger=CSVLogger(out_dir, name="logs"),
                           default_root_dir=str(out_dir))
     ckpt_path = cfg.get("ckpt_path")
@@ -69,7 +101,8 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.perf_counter() - t0
     summary = {
-        "target": cfg.target.name, "centres": list(cfg.target.centres),
+        "target": cfg.target.name, "centres": list(cfg.target.centres), "out_dir": str(out_dir),
+        "model": type(model.net).__name__, "likelihood": model.likelihood,
         "best_checkpoint": checkpoint.best_model_path, "last_checkpoint": str(ckpt_dir / "last.ckpt"),
         "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
         "parameters": model.n_parameters(), "train_seconds": wall,

@@ -165,6 +165,9 @@ def fake_run(tmp_path_factory):
                   zarr_copy=False)
         write_twsa_product(pdir / product_name(c), rec, **kw)
         write_twsa_product(pdir / product_name(c, True), detrend_deseasonalize(rec, t), **kw)
+    from gtws_dl.post.manifest import write_products_manifest
+
+    write_products_manifest(pdir)  # a finished publication: readers refuse a folder without it
     # external barystatic SLE (from the truth) and a published field
     from gtws_dl.post.regions import region_masks
     from gtws_dl.post.series import regional_series

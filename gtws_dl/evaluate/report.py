@@ -152,7 +152,7 @@ class Context:
         """Detrended + deseasonalized product of ``centre`` (time, nlat, nlon) mm (product file, else computed)."""
         p = Path(self.cfg.paths.products_dir) / product_name(centre, True)
         if p.exists():
-            return on_grid(read_product(p)["twsa"], self.grid, self.times, chunk=int(self.rc.time_chunk),
+            return on_grid(read_product(p, verify=True)["twsa"], self.grid, self.times, chunk=int(self.rc.time_chunk),
                            desc=f"reading {p.name}")
         LOGGER.warning("%s missing: detrending/deseasonalizing %s here", p, centre)
         return decompose(self.rec[centre], decimal_year(self.times),
@@ -173,14 +173,14 @@ def load_context(cfg: DictConfig, out: Path) -> Context:
         raise FileNotFoundError(
             f"no product {', '.join(product_name(c) for c in rc.centres)} in {pdir}; run infer.py first "
             f"(found: {sorted(p.name for p in pdir.glob('*.nc')) if pdir.exists() else 'no such folder'})")
-    first = read_product(next(iter(products.values())))
+    first = read_product(next(iter(products.values())), verify=True)
     grid = grid_of(first)
     times = _month_start(first["time"].values)
     land = first["land_mask"].values.astype(bool) if "land_mask" in first else np.isfinite(first["twsa"][0].values)
     ctx = Context(cfg=cfg, out=out, grid=grid, times=times, land=land, area=grid.cell_area(), products=products)
     chunk = int(rc.time_chunk)
     for c, p in tqdm(products.items(), desc="reading products"):
-        ctx.rec[c] = on_grid(read_product(p)["twsa"], grid, times, chunk=chunk, desc=f"reading {p.name}")
+        ctx.rec[c] = on_grid(read_product(p, verify=True)["twsa"], grid, times, chunk=chunk, desc=f"reading {p.name}")
     missing = [c for c in rc.centres if c not in products]
     if missing:
         ctx.notes["centres"] = f"no product for {', '.join(missing)} in {pdir}"

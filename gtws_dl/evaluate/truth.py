@@ -9,7 +9,6 @@ GRACE era.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -49,7 +48,7 @@ def skill_table(products_dir: str | Path, truth: xr.DataArray, *, grid, periods:
         path = Path(products_dir) / product_name(centre)
         if not path.exists():
             continue
-        rec = read_product(path)["twsa"]
+        rec = read_product(path, verify=True)["twsa"]
         times = pd.DatetimeIndex(rec["time"].values).to_period("M").to_timestamp()
         tt = pd.DatetimeIndex(truth["time"].values).to_period("M").to_timestamp()
         common = times.intersection(tt)

@@ -28,6 +28,8 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl.grid import EARTH_RADIUS_M, Grid
+from gtws_dl.lock import remove_stale_temps
+from gtws_dl.post.manifest import check_product, set_aside
 
 LOGGER = logging.getLogger(__name__)
 TIME_UNITS = "days since 1940-01-01"
@@ -261,6 +263,9 @@ def write_twsa_product(
     ds = build_product(twsa, grid=grid, times=times, land_mask=land_mask, cell_area=cell_area, attrs=attrs,
                        twsa_std=twsa_std, units=units)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(path.parent, path.name)
+    _clean_stale(path.parent, zarr_path(path).name)
+    set_aside(path.parent)  # the folder's manifest no longer vouches for it until the publication ends
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, netcdf=True))
@@ -295,11 +300,24 @@ def _write_zarr_atomic(ds: xr.Dataset, target: Path) -> None:
     LOGGER.info("wrote %s", target)
 
 
-def read_product(path: str | Path, **kwargs) -> xr.Dataset:
-    """Open a product (``.nc`` file or ``.zarr`` store) with xarray (lazy)."""
+def _clean_stale(directory: Path, name: str) -> None:
+    """Remove ``<name>.tmp-<pid>``/``.old-<pid>`` left by a killed writer (its pid no longer runs)."""
+    remove_stale_temps(directory, prefix=f"{name}.")
+
+
+
+def read_product(path: str | Path, *, verify: bool | None = None, **kwargs) -> xr.Dataset:
+    """Open a product (``.nc`` file or ``.zarr`` store) with xarray (lazy), checked against its folder's manifest.
+
+    verify : None (default) checks size and sha256 against ``manifest.json`` when the folder has one; True also
+        refuses a folder without a manifest (an unfinished publication); False skips the check (used while
+        publishing, before the manifest is written).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"product {path} does not exist")
+    if verify is not False:
+        check_product(path, require=bool(verify))
     if path.is_dir() or path.suffix == ".zarr":
         return xr.open_zarr(path, consolidated=False, **kwargs)
     return xr.open_dataset(path, engine="netcdf4", **kwargs)

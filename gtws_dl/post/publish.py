@@ -61,6 +61,8 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
         twsa = ds["twsa"].sel(target=centre).values.astype(np.float32)
         if in_base.any():  # exact anomaly reference, as the GRACE products
             twsa = twsa - np.nanmean(twsa[in_base], axis=0, keepdims=True)
+        # predictive spread (heteroscedastic head and/or deep ensemble), mm; unaffected by the re-referencing
+        twsa_std = ds["twsa_std"].sel(target=centre).values.astype(np.float32) if "twsa_std" in ds else None
         attrs = {
             "title": f"gtws-dl reconstructed terrestrial water storage anomaly ({centre.upper()} mascon-trained)",
             "gtws_dl_version": __version__,
@@ -74,7 +76,8 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
             "config": _short_config(config),
         }
         p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
-                               cell_area=area, attrs=attrs, zarr_copy=bool(products.get("zarr_copy", True)))
+                               cell_area=area, attrs=attrs, twsa_std=twsa_std,
+                               zarr_copy=bool(products.get("zarr_copy", True)))
         written[centre] = p
         resid = detrend_deseasonalize(twsa, t_years, fit_period=tuple(period) if period else None,
                                       n_harmonics=int(products.get("n_harmonics", 2)))
@@ -101,7 +104,7 @@ def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.nd
             path = products_dir / product_name(centre, detrended)
             if not path.exists():
                 continue
-            da = read_product(path)["twsa"].load()
+            da = read_product(path, verify=False)["twsa"].load()  # the manifest is written after publish()
             sheets[centre + (DD if detrended else "")] = regional_series(
                 da.values, cell_area, masks, times=pd.DatetimeIndex(da["time"].values))
     readme = {

@@ -1,0 +1,274 @@
+"""Leaderboard: train/fit every model config on one cube and split, reconstruct, publish, evaluate.
+
+``python -m gtws_dl.evaluate.leaderboard [scale=1] [models=[unet,climatology]]`` (config ``conf/leaderboard.yaml``)
+writes ``<out_dir>/leaderboard.{md,csv}``: one row per model × target × region with area-weighted medians of
+r, NSE, KGE, RMSE, bias and cyclostationary NSE on (a) the held-out GRACE months (the validation block of the
+split, never used for fitting or checkpoint choice: the networks are evaluated from ``last.ckpt``) and (b) the twin
+truth over ``truth_period``, full and detrended+deseasonalized, plus fit time, parameter count and, for models
+with a predicted spread, the calibration (fraction of cell-months with ``|error| < std``, nominal 68 %).
+
+Every model writes a reconstruction store (``recon.zarr``) and products under ``<out_dir>/<model>/`` through the
+same code as the demo; finished models are re-used when their spec is unchanged (``reuse``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from gtws_dl.config import conf_dir, grid_from, to_plain
+from gtws_dl.evaluate.protocol import METRICS, REGIONS, evaluate
+
+LOGGER = logging.getLogger(__name__)
+
+
+def ensure_cube(cfg: DictConfig) -> None:
+    """Re-use ``paths.cube_dir``; build the twin and the cube with their own commands when it is missing."""
+    cube = Path(cfg.paths.cube_dir)
+    if (cube / "manifest.json").exists():
+        return
+    LOGGER.info("no cube in %s: building the twin Earth and the cube (minutes)", cube)
+    for mod in ("gtws_dl.twin", "gtws_dl.ingest"):
+        subprocess.run([sys.executable, "-m", mod, f"paths.output_dir={cfg.paths.output_dir}"], check=True)
+
+
+def _spec_hash(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _done(folder: Path, spec: dict) -> dict | None:
+    f = folder / "leaderboard_run.json"
+    if f.exists():
+        info = json.loads(f.read_text())
+        if info.get("spec_hash") == _spec_hash(spec) and Path(info["recon"]).exists():
+            return info
+    return None
+
+
+def _save(folder: Path, spec: dict, info: dict) -> dict:
+    info = {**info, "spec_hash": _spec_hash(spec), "spec": spec}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"leaderboard_run.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(info, indent=1, default=str))
+    os.replace(tmp, folder / "leaderboard_run.json")
+    return info
+
+
+def run_deep(cfg: DictConfig, name: str, spec: dict, seed: int) -> dict:
+    """Train one network (one seed) through ``train(cfg)`` and reconstruct from its last checkpoint."""
+    from hydra import compose
+
+    from gtws_dl.inference import load_checkpoint
+    from gtws_dl.reconstruct import reconstruct
+    from gtws_dl.training import train
+
+    folder = Path(cfg.out_dir) / name / f"seed{seed}"
+    full = {**spec, "seed": seed, "scale": float(cfg.scale), "target": cfg.target}
+    if cfg.reuse and (info := _done(folder, full)):
+        LOGGER.info("%s seed %d: re-using %s", name, seed, info["recon"])
+        return info
+    spe = max(8, int(round(int(spec.get("samples_per_epoch", 256)) * float(cfg.scale))))
+    overrides = [f"paths.output_dir={cfg.paths.output_dir}", f"paths.cube_dir={cfg.paths.cube_dir}",
+                 f"target={cfg.target}", f"seed={seed}", f"out_dir={folder / 'train'}",
+                 f"datamodule.val_months={cfg.split.val_months}", f"datamodule.gap_months={cfg.split.gap_months}",
+                 f"datamodule.samples_per_epoch={spe}", "trainer.enable_progress_bar=false",
+                 *list(spec.get("overrides", []))]
+    tcfg = compose("train", overrides=overrides)
+    summary = train(tcfg)
+    ckpt = summary["last_checkpoint"]  # not best.ckpt: that one was chosen on the held-out months
+    module = load_checkpoint(ckpt)
+    t0 = time.perf_counter()
+    recon = reconstruct(module, cfg.paths.cube_dir, folder / "recon.zarr", ckpt_path=ckpt, device="auto",
+                        batch_windows=int(cfg.batch_windows), progress=False)
+    info = {"recon": str(recon), "train_seconds": summary["train_seconds"],
+            "recon_seconds": time.perf_counter() - t0, "parameters": summary["parameters"],
+            "split": summary["split"], "likelihood": summary.get("likelihood", "mse")}
+    return _save(folder, full, info)
+
+
+def run_model(cfg: DictConfig, name: str, spec: dict, cells_cache: dict) -> dict:
+    """Fit/train model ``name`` (all its seeds); returns the info of the store to evaluate."""
+    from gtws_dl.models.baselines import load_cells, run_baseline
+    from gtws_dl.reconstruct import combine_ensemble
+
+    folder = Path(cfg.out_dir) / name
+    if spec["kind"] == "baseline":
+        full = {**spec, "target": cfg.target, "split": to_plain(cfg.split)}
+        if cfg.reuse and (info := _done(folder, full)):
+            return info
+        if "cells" not in cells_cache:
+            cells_cache["cells"] = load_cells(cfg.paths.cube_dir, list(cfg.centres),
+                                              val_months=int(cfg.split.val_months),
+                                              gap_months=int(cfg.split.gap_months))
+        info = run_baseline(spec["baseline"], cfg.paths.cube_dir, folder / "recon.zarr", targets=list(cfg.centres),
+                            cells=cells_cache["cells"], **dict(spec.get("kwargs", {})))
+        return _save(folder, full, info)
+    seeds = list(spec.get("seeds", [0]))
+    members = [run_deep(cfg, name, spec, s) for s in seeds]
+    if len(members) == 1:
+        return members[0]
+    recon = combine_ensemble([m["recon"] for m in members], folder / "recon.zarr")
+    return {"recon": str(recon), "train_seconds": sum(m["train_seconds"] for m in members),
+            "recon_seconds": sum(m["recon_seconds"] for m in members),
+            "parameters": sum(m["parameters"] for m in members), "members": len(members),
+            "member_recons": [m["recon"] for m in members]}
+
+
+def evaluate_model(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
+    """Publish the model's products and evaluate every centre; rows of the leaderboard."""
+    from gtws_dl.cube import open_cube
+    from gtws_dl.data import time_split
+    from gtws_dl.post.products import read_product
+    from gtws_dl.post.publish import product_name, publish
+    from gtws_dl.post.regions import region_masks
+
+    grid = grid_from(cfg)
+    manifest, pred_g, targ_g = open_cube(cfg.paths.cube_dir)
+    products_dir = Path(cfg.out_dir) / name / "products"
+    norm = {"channels": manifest["channels"], "window": 0, "train_period": None, "val_period": None,
+            "stats_period": manifest["stats"]["period"]}
+    publish(info["recon"], products_dir, grid=grid, cube_dir=cfg.paths.cube_dir, normalisation=norm,
+            config={"model": name}, products={"zarr_copy": False},
+            baseline=tuple(manifest.get("baseline", ("2004-01", "2009-12"))))
+    land = np.asarray(pred_g["land_mask"][:], bool)
+    area = grid.cell_area()
+    masks = region_masks(grid, land)
+    regions = {"land": masks["global_land_excl_greenland_antarctica"],
+               "ice": masks["greenland"] | masks["antarctica"]}
+    cube_targets = [str(t) for t in targ_g["target"][:]]
+    times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
+    obs_all = {c: np.asarray(targ_g["twsa"][cube_targets.index(c)], np.float32) for c in cfg.centres}
+    avail = np.any([np.isfinite(o[:, land]).any(1) for o in obs_all.values()], axis=0)
+    split = time_split(times, avail, val_months=int(cfg.split.val_months), gap_months=int(cfg.split.gap_months))
+    tt = pd.DatetimeIndex(truth["time"].values).to_period("M").to_timestamp()
+    a, b = (pd.Timestamp(p) for p in cfg.truth_period)
+    tsel = tt[(tt >= a) & (tt <= b)]
+    rows = []
+    for centre in cfg.centres:
+        prod = read_product(products_dir / product_name(centre))
+        ptimes = pd.DatetimeIndex(prod["time"].values).to_period("M").to_timestamp()
+        sim = prod["twsa"].values
+        std = prod["twsa_std"].values if "twsa_std" in prod else None
+        iv = ptimes.get_indexer(times[split.val])
+        held = evaluate(sim[iv], obs_all[centre][split.val], times[split.val], cell_area=area, regions=regions,
+                        sim_std=None if std is None else std[iv])
+        it = ptimes.get_indexer(tsel)
+        tru = evaluate(sim[it], truth.values[tt.get_indexer(tsel)], tsel, cell_area=area, regions=regions,
+                       sim_std=None if std is None else std[it])
+        for rkey, rname in REGIONS.items():
+            row = {"model": name, "target": centre, "region": rname,
+                   "parameters": info.get("parameters"), "train_s": round(float(info.get("train_seconds", 0)), 1),
+                   "recon_s": round(float(info.get("recon_seconds", 0) or 0), 1)}
+            for tag, res in (("heldout", held), ("truth", tru)):
+                for signal in ("full", "dd"):
+                    for m in METRICS:
+                        row[f"{tag}_{signal}_{m}"] = res.get(f"{rkey}_{signal}_{m}")
+                row[f"{tag}_calib68"] = res.get(f"{rkey}_calib68")
+                row[f"{tag}_median_std_mm"] = res.get(f"{rkey}_median_std_mm")
+            rows.append(row)
+    return rows
+
+
+EVAL_VERSION = 1  # bump when the protocol changes: cached evaluations are then recomputed
+
+
+def _evaluated(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
+    """:func:`evaluate_model`, cached beside the model while its store and the protocol are unchanged."""
+    key = _spec_hash({"info": info, "truth_period": list(cfg.truth_period), "split": to_plain(cfg.split),
+                      "centres": list(cfg.centres), "version": EVAL_VERSION})
+    f = Path(cfg.out_dir) / name / "leaderboard_eval.json"
+    if cfg.reuse and f.exists() and (cached := json.loads(f.read_text())).get("key") == key:
+        return cached["rows"]
+    rows = evaluate_model(cfg, name, info, truth)
+    tmp = f.with_name(f"{f.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"key": key, "rows": rows}, default=float))
+    os.replace(tmp, f)
+    return rows
+
+
+MD_COLUMNS = {  # leaderboard.md (the csv has every metric)
+    "model": "model", "target": "target", "parameters": "params", "train_s": "fit s",
+    "heldout_full_r": "held r", "heldout_full_nse": "held NSE", "heldout_full_cnse": "held cNSE",
+    "heldout_full_rmse": "held RMSE", "heldout_dd_r": "held r dd",
+    "truth_full_r": "truth r", "truth_full_nse": "truth NSE", "truth_full_kge": "truth KGE",
+    "truth_full_cnse": "truth cNSE", "truth_full_rmse": "truth RMSE", "truth_full_bias": "truth bias",
+    "truth_dd_r": "truth r dd", "truth_dd_nse": "truth NSE dd",
+    "heldout_calib68": "calib68 held", "truth_calib68": "calib68 truth",
+}
+
+
+def write_leaderboard(df: pd.DataFrame, out_dir: Path, *, header: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f"leaderboard.csv.tmp-{os.getpid()}"
+    df.to_csv(tmp, index=False, float_format="%.4f")
+    os.replace(tmp, out_dir / "leaderboard.csv")
+    parts = [header, ""]
+    for rname in REGIONS.values():
+        sub = df[df.region == rname]
+        cols = [c for c in MD_COLUMNS if c in sub]
+        if rname != REGIONS["land"]:
+            cols = ["model", "target", "heldout_full_r", "heldout_full_nse", "truth_full_r", "truth_full_nse",
+                    "truth_full_cnse", "truth_dd_r"]
+        t = sub[cols].rename(columns=MD_COLUMNS)
+        parts += [f"## {rname}", "", t.to_markdown(index=False, floatfmt=".3f"), ""]
+    tmp = out_dir / f"leaderboard.md.tmp-{os.getpid()}"
+    tmp.write_text("\n".join(parts) + "\n")
+    os.replace(tmp, out_dir / "leaderboard.md")
+    return out_dir / "leaderboard.md"
+
+
+def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:
+    from gtws_dl.evaluate.truth import open_truth
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(int(cfg.threads))
+    ensure_cube(cfg)
+    truth = open_truth(cfg.data.truth).load()
+    names = list(cfg.models_to_run) if cfg.get("models_to_run") else list(cfg.models)
+    rows, cells_cache = [], {}
+    for name in names:
+        if name not in cfg.models:
+            raise KeyError(f"models_to_run names {name!r}; conf/leaderboard.yaml defines {list(cfg.models)}")
+        spec = OmegaConf.to_container(cfg.models[name], resolve=True)
+        t0 = time.perf_counter()
+        info = run_model(cfg, name, spec, cells_cache)
+        rows += _evaluated(cfg, name, info, truth)
+        LOGGER.info("leaderboard: %s done in %.0f s", name, time.perf_counter() - t0)
+    df = pd.DataFrame(rows)
+    wall = time.perf_counter() - t_start
+    a, b = cfg.truth_period
+    header = "\n".join([
+        "# gtws-dl leaderboard", "",
+        f"Cube `{cfg.paths.cube_dir}`, targets {list(cfg.centres)}, scale={cfg.scale}; held-out = the last "
+        f"{cfg.split.val_months} GRACE months (gap {cfg.split.gap_months} months before them; networks evaluated "
+        f"from last.ckpt, never chosen on them); truth = twin truth {a}..{b}. Area-weighted medians over cells. "
+        "cNSE = cyclostationary NSE (0 = the reference's own monthly climatology); dd = detrended+deseasonalized; "
+        "calib68 = fraction of cell-months with |error| < predicted std (nominal 0.683). "
+        f"Wall time of this run {wall:.0f} s (re-used models count their original fit time)."])
+    write_leaderboard(df, Path(cfg.out_dir), header=header)
+    LOGGER.info("leaderboard written to %s in %.0f s", cfg.out_dir, wall)
+    return df
+
+
+@hydra.main(config_path=conf_dir(), config_name="leaderboard", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    df = run_leaderboard(cfg)
+    land = df[df.region == REGIONS["land"]]
+    print(land[[c for c in MD_COLUMNS if c in land]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"written {Path(cfg.out_dir) / 'leaderboard.md'}")
+
+
+if __name__ == "__main__":
+    main()
