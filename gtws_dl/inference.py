@@ -167,4 +167,25 @@ def infer(cfg: DictConfig) -> dict:
     written["manifest"] = write_products_manifest(
         cfg.paths.products_dir, written=written, checkpoint=cfg.ckpt_path, cube_manifest=manifest,
         reconstruction=recon, config=to_plain(cfg))
+    print(summary(written, grid=grid_from(cfg), centres=list(module.targets)))
     return written
+
+
+def summary(written: dict, *, grid, centres: list[str]) -> str:
+    """A few lines for the terminal: period, grid, products and regional trends (Gt/yr, whole record)."""
+    import numpy as np
+    import pandas as pd
+
+    sheets = pd.read_excel(written["xlsx"], sheet_name=centres)
+    first = sheets[centres[0]]
+    lines = [f"reconstructed {first['time'].iloc[0]}..{first['time'].iloc[-1]} ({len(first)} months) "
+             f"on a {grid} grid",
+             f"products in {Path(written['xlsx']).parent}: "
+             + ", ".join(sorted(Path(p).name for k, p in written.items() if str(p).endswith(".nc")))]
+    regions = ("global_land", "global_land_excl_greenland_antarctica", "greenland", "antarctica")
+    lines.append("linear trend, Gt/yr (whole record): " + "; ".join(
+        f"{c}: " + ", ".join(
+            f"{r} {np.polyfit(np.arange(len(df)) / 12.0, df[f'{r}_Gt'].to_numpy(float), 1)[0]:+.1f}"
+            for r in regions if f"{r}_Gt" in df and np.isfinite(df[f"{r}_Gt"]).all())
+        for c, df in sheets.items()))
+    return "\n".join(lines)
