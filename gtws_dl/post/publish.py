@@ -10,6 +10,7 @@ Then ``gtws_dl_regional_series.xlsx`` is (re)written from every product present 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,7 +61,9 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     for centre in [str(c) for c in ds["target"].values]:
         twsa = ds["twsa"].sel(target=centre).values.astype(np.float32)
         if in_base.any():  # exact anomaly reference, as the GRACE products
-            twsa = twsa - np.nanmean(twsa[in_base], axis=0, keepdims=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # ocean cells are all-NaN
+                twsa = twsa - np.nanmean(twsa[in_base], axis=0, keepdims=True)
         # predictive spread (heteroscedastic head and/or deep ensemble), mm; unaffected by the re-referencing
         twsa_std = ds["twsa_std"].sel(target=centre).values.astype(np.float32) if "twsa_std" in ds else None
         attrs = {
