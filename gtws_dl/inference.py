@@ -153,19 +153,29 @@ def infer(cfg: DictConfig) -> dict:
     from gtws_dl.post.manifest import write_products_manifest
     from gtws_dl.post.publish import publish
 
-    module, manifest = preflight(cfg)
+    from omegaconf import OmegaConf
+
+    from gtws_dl.reconstruct import reconstruct_ensemble
+
+    members = [str(p) for p in (cfg.get("ensemble") or [])]
+    for member in members:  # every member passes the same pre-flight checks before anything is written
+        preflight(OmegaConf.merge(cfg, {"ckpt_path": member}))
+    module, manifest = preflight(OmegaConf.merge(cfg, {"ckpt_path": members[0]}) if members else cfg)
     out = Path(cfg.paths.recon_dir) / f"{cfg.target.name}.zarr"
     out.parent.mkdir(parents=True, exist_ok=True)
-    bw = cfg.get("batch_windows") or 4
-    recon = reconstruct(module, cfg.paths.cube_dir, out, ckpt_path=cfg.ckpt_path, device=cfg.device,
-                        amp=bool(cfg.amp), batch_windows=int(bw),
-                        tile=tuple(cfg.tile) if cfg.get("tile") else None)
+    kwargs = {"device": cfg.device, "amp": bool(cfg.amp), "batch_windows": int(cfg.get("batch_windows") or 4),
+              "tile": tuple(cfg.tile) if cfg.get("tile") else None}
+    if members:  # ensemble mean -> twsa, total spread -> twsa_std
+        recon = reconstruct_ensemble(members, cfg.paths.cube_dir, out, load=load_checkpoint, **kwargs)
+    else:
+        recon = reconstruct(module, cfg.paths.cube_dir, out, ckpt_path=cfg.ckpt_path, **kwargs)
     written = publish(recon, cfg.paths.products_dir, grid=grid_from(cfg), cube_dir=cfg.paths.cube_dir,
                       normalisation=dict(module.hparams.normalisation), config=to_plain(cfg),
                       products=to_plain(cfg.products),
                       baseline=tuple(manifest.get("baseline", ("2004-01", "2009-12"))))
     written["manifest"] = write_products_manifest(
-        cfg.paths.products_dir, written=written, checkpoint=cfg.ckpt_path, cube_manifest=manifest,
+        cfg.paths.products_dir, written=written, checkpoint=members[0] if members else cfg.ckpt_path,
+        cube_manifest=manifest,
         reconstruction=recon, config=to_plain(cfg))
     print(summary(written, grid=grid_from(cfg), centres=list(module.targets)))
     return written

@@ -76,3 +76,15 @@ def test_ingest_reuses_an_unchanged_cube(tiny_run):
     log = _run(["-m", "gtws_dl.ingest", *COMMON], tiny_run)
     assert "up to date" in log
     assert (tiny_run / "cube" / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_infer_ensemble_writes_mean_and_spread(tiny_run):
+    """``infer.py ensemble=[a,b]``: the mean of identical members is the single model and their spread is zero."""
+    ckpt = tiny_run / "train" / "all" / "checkpoints" / "best.ckpt"
+    single = xr.open_dataset(tiny_run / "products" / "gtws_dl_twsa_csr.nc")["twsa"].values
+    _run(["infer.py", *COMMON, "target=all", f"ensemble=[{ckpt},{ckpt}]",
+          f"paths.products_dir={tiny_run}/products_ens", f"paths.recon_dir={tiny_run}/recon_ens"], tiny_run)
+    ens = xr.open_dataset(tiny_run / "products_ens" / "gtws_dl_twsa_csr.nc")
+    land = ens["land_mask"].values.astype(bool)
+    np.testing.assert_allclose(ens["twsa"].values[:, land], single[:, land], atol=1e-3)
+    assert "twsa_std" in ens and np.nanmax(np.abs(ens["twsa_std"].values)) < 1e-3
