@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gtws_dl.config import grid_from, to_plain, validate_config
 from gtws_dl.cube import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.models.module import ReconstructionModule
-from gtws_dl.reconstruct import CheckpointMismatchError, check_compatible, reconstruct
+from gtws_dl.reconstruct import CheckpointMismatchError, check_compatible, reconstruct, reconstruct_ensemble
 from gtws_dl.training import check_grid
 
 LOGGER = logging.getLogger(__name__)
@@ -152,10 +152,6 @@ def infer(cfg: DictConfig) -> dict:
     """
     from gtws_dl.post.manifest import write_products_manifest
     from gtws_dl.post.publish import publish
-
-    from omegaconf import OmegaConf
-
-    from gtws_dl.reconstruct import reconstruct_ensemble
 
     members = [str(p) for p in (cfg.get("ensemble") or [])]
     for member in members:  # every member passes the same pre-flight checks before anything is written
