@@ -171,7 +171,7 @@ class CubeWriter:
         template = xr.Dataset(
             {
                 "predictors": (("time", "channel", "lat", "lon"),
-                               _lazy_nan((nt, nc, *g.shape), (self.chunk_months, nc, *g.shape))),
+                               lazy_nan((nt, nc, *g.shape), (self.chunk_months, nc, *g.shape))),
                 "land_mask": (("lat", "lon"), self.land),
                 "land_fraction": (("lat", "lon"), self.landfrac),
                 "cell_area": (("lat", "lon"), g.cell_area(), {"units": "m2"}),
@@ -442,7 +442,8 @@ def _coords(grid: Grid, times: pd.DatetimeIndex) -> dict:
             "lon": ("lon", grid.lon, {"units": "degrees_east"})}
 
 
-def _lazy_nan(shape, chunks):
+def lazy_nan(shape, chunks):
+    """A dask float32 array of NaN: the template of a Zarr store filled block by block."""
     import dask.array as dsa
 
     return dsa.full(shape, np.nan, dtype=np.float32, chunks=chunks)

@@ -79,3 +79,12 @@ def remove_stale_temps(directory: Path, prefix: str = "") -> list[Path]:
                 removed.append(p)
                 break
     return removed
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``<path>.tmp-<pid>`` then rename it over ``path``: readers see the old or the new file."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

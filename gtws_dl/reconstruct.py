@@ -29,9 +29,9 @@ import xarray as xr
 import zarr
 from tqdm.auto import tqdm
 
-from gtws_dl.cube import open_cube
+from gtws_dl.cube import lazy_nan, open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
-from gtws_dl.lock import OutputLock
+from gtws_dl.lock import OutputLock, write_text_atomic
 
 LOGGER = logging.getLogger(__name__)
 
@@ -140,11 +140,11 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
                          config_key="paths.recon_dir")
         shutil.rmtree(out_path, ignore_errors=True)
         variables = {"twsa": (("target", "time", "lat", "lon"),
-                              _lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
+                              lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
                               {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"})}
         if likelihood != "mse":
             variables["twsa_std"] = (("target", "time", "lat", "lon"),
-                                     _lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
+                                     lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
                                      {"units": "mm", "long_name": f"predicted standard deviation ({likelihood} head)"})
         ds = xr.Dataset(
             variables,
@@ -185,7 +185,7 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
                     sd[:, :, ~land] = np.nan
                     out_std[:, k0:k1] = sd
             done.add(gi)
-            _write_json(prog_path, {"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)})
+            write_text_atomic(prog_path, json.dumps({"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)}))
     zarr.open_group(out_path, mode="r+").attrs["complete"] = True  # readers refuse a store without it
     return out_path
 
@@ -308,16 +308,7 @@ def reconstruct_ensemble(ckpt_paths: list[str | Path], cube_dir: str | Path, out
     return combine_ensemble(members, out_path)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
-
-def _lazy_nan(shape, chunks):
-    import dask.array as dsa
-
-    return dsa.full(shape, np.nan, dtype=np.float32, chunks=chunks)
 
 
 def open_reconstruction(path: str | Path) -> xr.DataArray:

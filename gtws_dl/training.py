@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,14 +16,13 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
 from gtws_dl.config import grid_from, to_plain
+from gtws_dl.lock import write_text_atomic
 
 LOGGER = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, default=str))
 
 
 def check_grid(cfg: DictConfig, manifest: dict) -> None:

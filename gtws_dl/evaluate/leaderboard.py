@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gtws_dl.config import conf_dir, grid_from, to_plain
 from gtws_dl.evaluate.protocol import METRICS, REGIONS, evaluate
+from gtws_dl.lock import write_text_atomic
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ def _done(folder: Path, spec: dict) -> dict | None:
 def _save(folder: Path, spec: dict, info: dict) -> dict:
     info = {**info, "spec_hash": _spec_hash(spec), "spec": spec}
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"leaderboard_run.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(info, indent=1, default=str))
-    os.replace(tmp, folder / "leaderboard_run.json")
+    write_text_atomic(folder / "leaderboard_run.json", json.dumps(info, indent=1, default=str))
     return info
 
 
@@ -192,9 +191,7 @@ def _evaluated(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
     if cfg.reuse and f.exists() and (cached := json.loads(f.read_text())).get("key") == key:
         return cached["rows"]
     rows = evaluate_model(cfg, name, info, truth)
-    tmp = f.with_name(f"{f.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"key": key, "rows": rows}, default=float))
-    os.replace(tmp, f)
+    write_text_atomic(f, json.dumps({"key": key, "rows": rows}, default=float))
     return rows
 
 
@@ -223,10 +220,7 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path, *, header: str) -> Path:
                     "truth_full_cnse", "truth_dd_r"]
         t = sub[cols].rename(columns=MD_COLUMNS)
         parts += [f"## {rname}", "", t.to_markdown(index=False, floatfmt=".3f"), ""]
-    tmp = out_dir / f"leaderboard.md.tmp-{os.getpid()}"
-    tmp.write_text("\n".join(parts) + "\n")
-    os.replace(tmp, out_dir / "leaderboard.md")
-    return out_dir / "leaderboard.md"
+    return write_text_atomic(out_dir / "leaderboard.md", "\n".join(parts) + "\n")
 
 
 def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:

@@ -10,7 +10,6 @@ GRACE era.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from omegaconf import DictConfig
 
 from gtws_dl.config import conf_dir, grid_from
 from gtws_dl.evaluate.skill import area_weighted_median, cyclostationary_nse, deseasonalize, nse, pearson_r
+from gtws_dl.lock import write_text_atomic
 from gtws_dl.post.products import read_product
 from gtws_dl.post.publish import CENTRES, product_name
 from gtws_dl.post.regions import region_masks
@@ -83,9 +83,7 @@ def write_skill(df: pd.DataFrame, products_dir: str | Path) -> Path:
           "", df.to_markdown(index=False, floatfmt=".3f") if len(df) else "(no products found)"]
     for name, text in (("skill_vs_truth.md", "\n".join(md) + "\n"),
                        ("skill_vs_truth.json", df.to_json(orient="records", indent=1))):
-        tmp = out / f"{name}.tmp-{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_text_atomic(out / name, text)
     return out / "skill_vs_truth.md"
 
 

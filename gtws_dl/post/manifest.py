@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gtws_dl.lock import write_text_atomic
+
 LOGGER = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 PREVIOUS = "manifest.previous.json"  # the last manifest, set aside while a publication is in progress
@@ -133,9 +135,7 @@ def write_products_manifest(products_dir: str | os.PathLike, *, written: Mapping
     manifest = {"format": "gtws-dl products", "manifest_version": MANIFEST_VERSION, "code_version": __version__,
                 "updated": now, "files": files, "runs": runs}
     path = d / MANIFEST
-    tmp = d / f"{MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=1, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(manifest, indent=1, default=str))
     (d / PREVIOUS).unlink(missing_ok=True)
     LOGGER.info("wrote %s (%d products)", path, len(files))
     return path
