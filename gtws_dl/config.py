@@ -126,6 +126,7 @@ def validate_config(cfg: DictConfig) -> None:
                     p is None or (isinstance(p, int) and not isinstance(p, bool) and p > 0) for p in patch):
                 raise ConfigError(f"config key datamodule.patch={_show(patch)}: expected [lat cells, lon cells] "
                                   "(positive integers or null) or null, e.g. datamodule.patch=[16,48]")
+        _choice(cfg, "datamodule.target_base", ("none", "seasonal_trend"))
         inm = _get(cfg, "datamodule.in_memory", "auto")
         if inm not in ("auto", True, False):
             raise ConfigError(f"config key datamodule.in_memory={_show(inm)}: expected auto, true or false")

@@ -1,8 +1,9 @@
 """Lightning DataModule: windows of months read from the Zarr cubes, with an honest time split.
 
 Batches are dicts of tensors:
-``x`` [B, T, C, H, W] normalised predictors (NaN → 0); ``y`` [B, T, K, H, W] targets divided by their
-per-cell training-period scale (mm / scale); ``mask`` [B, T, K, H, W] bool, True where the loss counts
+``x`` [B, T, C, H, W] normalised predictors (NaN → 0); ``y`` [B, T, K, H, W] targets minus their per-cell
+base (:mod:`gtws_dl.models.target_base`; zero with ``target_base="none"``) divided by the per-cell
+training-period scale ((mm − base) / scale); ``mask`` [B, T, K, H, W] bool, True where the loss counts
 (land, finite target, past the warm-up, month in the split).
 """
 
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gtws_dl.cube import check_cube_targets, open_cube
+from gtws_dl.models.target_base import fit_target_base
 
 LOGGER = logging.getLogger(__name__)
 
@@ -68,14 +70,16 @@ def time_split(times: pd.DatetimeIndex, available: np.ndarray, *, val_months: in
 class WindowDataset(Dataset):
     """Windows of ``window`` months; training samples land-centred spatial patches, validation the full field.
 
-    ``scale`` (K, H, W) is the per-cell target scale in mm. ``dropout`` lists (channel, availability channel,
+    ``scale`` (K, H, W) is the per-cell target scale in mm, ``base`` the per-cell base subtracted from the
+    targets first (None: none). ``dropout`` lists (channel, availability channel,
     climatology (12, H, W)) triples: with probability ``p_dropout`` a training window sees such a predictor
     replaced by its climatology (availability 0) before a random month, as before the record starts (LAI
     before 1982, SIF before 2001), so the network learns the regime it meets in the pre-satellite years.
     """
 
     def __init__(self, pred, targ, *, starts, loss_months, land, mean, std, scale, window, warmup,
-                 months, patch=None, seed=0, epoch_len=None, dropout=(), p_dropout=0.0) -> None:
+                 months, patch=None, seed=0, epoch_len=None, dropout=(), p_dropout=0.0, base=None,
+                 times=None) -> None:
         self.pred, self.targ = pred, targ  # array-likes (zarr or numpy), (T, C, H, W) and (K, T, H, W)
         self.starts = np.asarray(starts)
         self.loss_months = np.zeros(pred.shape[0], dtype=bool)
@@ -89,6 +93,8 @@ class WindowDataset(Dataset):
         self.window, self.warmup, self.patch, self.seed = window, warmup, patch, seed
         self.epoch_len = epoch_len or len(self.starts)
         self.dropout, self.p_dropout = list(dropout), float(p_dropout)
+        self.base = base if base is not None and base.kind != "none" else None
+        self.times = times
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -119,8 +125,10 @@ class WindowDataset(Dataset):
                 x[:cut, ch_avail] = 0.0
         x = (x - self.mean) / self.std
         x[~np.isfinite(x)] = 0.0
-        y = np.asarray(self.targ[:, t0:t1, sl[0], sl[1]], dtype=np.float32).transpose(1, 0, 2, 3)
-        y = y / self.scale[None, :, sl[0], sl[1]]
+        y = np.asarray(self.targ[:, t0:t1, sl[0], sl[1]], dtype=np.float32)
+        if self.base is not None:
+            y = y - self.base.evaluate(self.times[t0:t1], *sl)
+        y = y.transpose(1, 0, 2, 3) / self.scale[None, :, sl[0], sl[1]]
         m = np.isfinite(y) & self.land[None, None, sl[0], sl[1]]
         keep = self.loss_months[t0:t1].copy()
         keep[: self.warmup] = False
@@ -158,6 +166,8 @@ class CubeDataModule(L.LightningDataModule):
     val_months, gap_months : blocked split (gap defaults to ``window``)
     in_memory : "auto" loads the cubes into RAM when they are smaller than ``max_in_memory_gb``
     min_scale_mm : floor of the per-cell target scale (GRACE noise level), mm
+    target_base : ``seasonal_trend`` = the network learns the departure from each cell's training-period
+        climatology + held linear trend (:mod:`gtws_dl.models.target_base`); ``none`` = the whole signal
     p_dropout : probability that a training window loses a partial-record predictor (LAI, SIF) as before
         its record starts
     """
@@ -166,7 +176,7 @@ class CubeDataModule(L.LightningDataModule):
                  batch_size: int = 4, patch: list[int] | None = None, val_months: int = 24,
                  gap_months: int | None = None, samples_per_epoch: int | None = None, num_workers: int = 0,
                  in_memory: str | bool = "auto", max_in_memory_gb: float = 6.0, seed: int = 0,
-                 min_scale_mm: float = 10.0, p_dropout: float = 0.5) -> None:
+                 min_scale_mm: float = 10.0, p_dropout: float = 0.5, target_base: str = "none") -> None:
         super().__init__()
         if warmup >= window:
             raise ValueError(f"datamodule.warmup={warmup} must be smaller than datamodule.window={window}")
@@ -179,6 +189,7 @@ class CubeDataModule(L.LightningDataModule):
         self.samples_per_epoch, self.num_workers = samples_per_epoch, num_workers
         self.in_memory, self.max_in_memory_gb, self.seed = in_memory, max_in_memory_gb, seed
         self.min_scale_mm, self.p_dropout = float(min_scale_mm), float(p_dropout)
+        self.target_base = str(target_base)
         self._ready = False
 
     # ------------------------------------------------------------------ setup
@@ -215,10 +226,15 @@ class CubeDataModule(L.LightningDataModule):
                 f"month {self.times[self.split.train_end]:%Y-%m}; rebuild the cube with "
                 "data.stats_period ending before the validation months"
             )
+        # per-cell base (K, P, H, W) from the training months only; the network learns what it leaves over
+        self.base = fit_target_base(self.targ, self.times, self.split.train, self.target_base)
         # per-cell target scale (K, H, W), mm: every land cell weighs alike in the loss, whatever its amplitude
+        resid = self.targ[:, self.split.train]
+        if self.base.kind != "none":
+            resid = resid - self.base.evaluate(self.times[self.split.train])
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN ocean cells
-            sd = np.nanstd(self.targ[:, self.split.train], axis=1)
+            sd = np.nanstd(resid, axis=1)
         self.scale = np.where(np.isfinite(sd), np.maximum(sd, self.min_scale_mm), 1.0).astype(np.float32)
         self.months = self.times.month.values
         self.dropout = availability_climatologies(self.pred, self.channels) if self.p_dropout > 0 else []
@@ -233,14 +249,14 @@ class CubeDataModule(L.LightningDataModule):
                                  f"{self.times[self.split.train[-1]]:%Y-%m}"],
                 "val_period": [f"{self.times[self.split.val[0]]:%Y-%m}",
                                f"{self.times[self.split.val[-1]]:%Y-%m}"] if len(self.split.val) else None,
-                "window": self.window, "warmup": self.warmup}
+                "window": self.window, "warmup": self.warmup, "target_base": self.base.meta()}
 
     def _dataset(self, starts, loss_months, *, patch, epoch_len=None, train=False) -> WindowDataset:
         return WindowDataset(self.pred, self.targ, starts=starts, loss_months=loss_months, land=self.land,
                              mean=self.mean, std=self.std, scale=self.scale, window=self.window,
                              warmup=self.warmup, months=self.months, patch=patch, seed=self.seed,
                              epoch_len=epoch_len, dropout=self.dropout if train else (),
-                             p_dropout=self.p_dropout)
+                             p_dropout=self.p_dropout, base=self.base, times=self.times)
 
     def train_starts(self) -> np.ndarray:
         """Window starts whose loss part holds a training month and which end by ``train_end``."""

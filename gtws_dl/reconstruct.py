@@ -116,6 +116,7 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
     scale = module.target_scale.detach().cpu().numpy().astype(np.float32)[:, None]  # (K, 1, H, W) mm
+    base = module.base() if hasattr(module, "base") else None  # per-cell climatology + trend, mm
     likelihood = str(getattr(module, "likelihood", "mse"))
     times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
 
@@ -178,6 +179,8 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
             y, y_std = _split(y, likelihood)
             for j, (_, k0, k1) in enumerate(group):
                 keep = y[j, L - (k1 - k0):].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
+                if base is not None and base.kind != "none":
+                    keep += base.evaluate(times[k0:k1])
                 keep[:, :, ~land] = np.nan
                 out[:, k0:k1] = keep
                 if out_std is not None:

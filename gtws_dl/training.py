@@ -82,6 +82,8 @@ def train(cfg: DictConfig) -> dict:
     model = instantiate(cfg.model, in_channels=len(dm.channels), targets=dm.targets, normalisation=norm,
                         lon_circular=bool(lon_circular), _convert_="all")
     model.target_scale.copy_(torch.from_numpy(dm.scale))
+    if dm.base.kind != "none":
+        model.target_base.copy_(torch.from_numpy(dm.base.coef))
     LOGGER.info("model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe())
 
     # no version counter: a resumed run must keep updating last.ckpt/best.ckpt, not write last-v1.ckpt

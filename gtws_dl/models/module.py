@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
+from gtws_dl.models.target_base import TargetBase, n_coefficients
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -93,6 +95,20 @@ class ReconstructionModule(L.LightningModule):
         # in the state dict so inference needs nothing but the checkpoint
         shape = normalisation["grid"]["shape"]
         self.register_buffer("target_scale", torch.ones(len(self.targets), *shape))
+        # per-cell target base coefficients (K, P, H, W), mm (gtws_dl.models.target_base); P = 0 without one
+        meta = normalisation.get("target_base") or {"kind": "none"}
+        self.register_buffer("target_base", torch.zeros(len(self.targets), n_coefficients(meta["kind"]), *shape))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints written before the target base existed carry no buffer: a zero-coefficient base
+        sd = checkpoint.get("state_dict", {})
+        if "target_base" not in sd:
+            sd["target_base"] = torch.zeros_like(self.target_base)
+
+    def base(self) -> TargetBase:
+        """The per-cell base the outputs are added to (kind ``none``: zero)."""
+        meta = self.hparams.normalisation.get("target_base")
+        return TargetBase.from_meta(meta, self.target_base.detach().cpu().numpy())
 
     def forward(self, x: torch.Tensor, state=None):
         return self.net(x, state)

@@ -1,0 +1,113 @@
+"""The per-cell target base (GRACE-era climatology + held trend) a network's residual is added to."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gtws_dl.models.target_base import TargetBase, fit_target_base
+from gtws_dl.post.decompose import decimal_year
+
+
+def _known(times, H=3, W=4, seed=0):
+    """(1, T, H, W) mm: 5 + 2 mm/yr trend from 2010 + a per-cell seasonal cycle + small noise."""
+    rng = np.random.default_rng(seed)
+    t = decimal_year(times)
+    amp = rng.uniform(10, 60, (H, W))
+    phase = rng.uniform(0, 2 * np.pi, (H, W))
+    seas = amp[None] * np.sin(2 * np.pi * t[:, None, None] + phase[None])
+    y = 5.0 + 2.0 * (t - 2010.0)[:, None, None] + seas + rng.normal(0, 0.5, seas.shape)
+    return y[None].astype(np.float32), seas
+
+
+def test_fit_recovers_seasonal_cycle_and_holds_trend_outside_training():
+    times = pd.date_range("1990-01", "2020-12", freq="MS")
+    y, seas = _known(times)
+    y[:, times < "2002-04"] = np.nan  # no GRACE before 2002-04
+    train = np.flatnonzero((times >= "2002-04") & (times <= "2016-12"))
+    base = fit_target_base(y, times, train, "seasonal_trend")
+    b = base.evaluate(times)[0]
+    t = decimal_year(times)
+    inside = (times >= "2002-04") & (times <= "2016-12")
+    expect = 5.0 + 2.0 * (np.clip(t, t[train[0]], t[train[-1]]) - 2010.0)[:, None, None]
+    # a monthly climatology of a sinusoid (mid-month samples) equals the sinusoid at mid-month
+    err = b - (expect + seas)
+    assert np.abs(err[inside]).max() < 1.5, np.abs(err[inside]).max()
+    # before the first and after the last training month the trend is held flat (not extrapolated)
+    early = b[times < "2002-04"] - seas[times < "2002-04"]
+    assert np.allclose(early, early[0], atol=1.5)
+    assert abs(early.mean() - (5.0 + 2.0 * (t[train[0]] - 2010.0))) < 1.0
+    late = b[times > "2016-12"] - seas[times > "2016-12"]
+    assert abs(late.mean() - (5.0 + 2.0 * (t[train[-1]] - 2010.0))) < 1.0
+
+
+def test_fit_uses_training_months_only():
+    times = pd.date_range("2002-01", "2020-12", freq="MS")
+    y, _ = _known(times)
+    train = np.flatnonzero(times <= "2015-12")
+    a = fit_target_base(y, times, train, "seasonal_trend").coef
+    y2 = y.copy()
+    y2[:, times > "2015-12"] += 1000.0  # validation months changed: the fit must not move
+    b = fit_target_base(y2, times, train, "seasonal_trend").coef
+    np.testing.assert_array_equal(a, b)
+
+
+def test_none_base_is_zero_and_cells_without_data_get_zero():
+    times = pd.date_range("2002-01", "2010-12", freq="MS")
+    y, _ = _known(times)
+    y[:, :, 0, 0] = np.nan  # an ocean cell
+    train = np.arange(len(times))
+    assert not fit_target_base(y, times, train, "none").evaluate(times).any()
+    b = fit_target_base(y, times, train, "seasonal_trend").evaluate(times)
+    assert np.isfinite(b).all() and not b[0, :, 0, 0].any()
+    with pytest.raises(ValueError, match="target_base='harmonic'"):
+        fit_target_base(y, times, train, "harmonic")
+
+
+def test_datamodule_learns_the_residual_and_the_module_carries_the_base(synthetic_cube):
+    """Training targets are (twsa − base) / scale; the checkpointed module gives the base back."""
+    from gtws_dl.data import CubeDataModule
+    from gtws_dl.models.module import ReconstructionModule
+
+    dm = CubeDataModule(str(synthetic_cube["dir"]), ["csr"], window=12, warmup=0, patch=None,
+                        val_months=12, gap_months=0, target_base="seasonal_trend", p_dropout=0.0)
+    dm.setup()
+    ds = dm._dataset(dm.train_starts(), dm.split.train, patch=None)
+    t0 = int(dm.train_starts()[-1])
+    item = ds[len(ds.starts) - 1]
+    assert int(item["t0"]) == t0
+    raw = np.asarray(dm.targ[0, t0:t0 + 12], dtype=np.float32)
+    back = item["y"][:, 0].numpy() * dm.scale[0] + dm.base.evaluate(dm.times[t0:t0 + 12])[0]
+    m = item["mask"][:, 0].numpy()
+    assert m.any()
+    np.testing.assert_allclose(back[m], raw[m], atol=1e-3)
+    # the residual has no seasonal cycle left: its per-cell mean over training months is ~0 in scale units
+    norm = dm.normalisation()
+    assert norm["target_base"]["kind"] == "seasonal_trend"
+    module = ReconstructionModule(net={"_target_": "gtws_dl.models.convlstm.ConvLSTM", "hidden": [4]},
+                                  optimizer={"_target_": "torch.optim.AdamW"}, in_channels=len(dm.channels),
+                                  targets=["csr"], normalisation=norm)
+    module.target_base.copy_(torch.from_numpy(dm.base.coef))
+    again = module.base()
+    np.testing.assert_allclose(again.evaluate(dm.times), dm.base.evaluate(dm.times), rtol=1e-6)
+    # an old checkpoint without the buffer loads as a zero base
+    sd = {"state_dict": {}}
+    module.on_load_checkpoint(sd)
+    assert sd["state_dict"]["target_base"].shape == module.target_base.shape
+
+
+def test_target_base_is_a_checked_config_choice():
+    from hydra import compose, initialize_config_dir
+
+    from gtws_dl.config import ConfigError, conf_dir, validate_config
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=["datamodule.target_base=trend"])
+    with pytest.raises(ConfigError, match="datamodule.target_base='trend'"):
+        validate_config(cfg)
+
+
+def test_from_meta_without_meta_is_none():
+    assert TargetBase.from_meta(None, None).kind == "none"
