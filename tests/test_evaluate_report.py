@@ -144,6 +144,15 @@ def fake_run(tmp_path_factory):
                 "runoff": (("time", "lat", "lon"), np.where(land[None], runoff, np.nan).astype(np.float32),
                            {"units": "mm day-1"})},
                coords={"time": times, "lat": grid.lat, "lon": grid.lon}).to_netcdf(tw / "truth_twsa.nc")
+    # the parts of the truth no forcing explains (as the twin writes them): pumping and land ice
+    tc = (t - t.mean())[:, None, None]
+    depletion = np.where(land[None] & (np.abs(lat2) < 40)[None], -1.0 * tc, np.nan)
+    ice = np.where(land[None] & (lat2 > 60)[None], -3.0 * tc, np.where(land[None], 0.0, np.nan))
+    depletion = np.where(land[None], np.nan_to_num(depletion), np.nan)
+    xr.Dataset({"twsa_forced": (("time", "lat", "lon"), (truth - depletion - ice).astype(np.float32)),
+                "depletion": (("time", "lat", "lon"), depletion.astype(np.float32)),
+                "ice": (("time", "lat", "lon"), ice.astype(np.float32))},
+               coords={"time": times, "lat": grid.lat, "lon": grid.lon}).to_netcdf(tw / "truth_components.nc")
     skt = 290 + 3 * np.cos(2 * np.pi * t)[:, None, None] + np.zeros((nt, H, W))
     inbox = (np.abs(lat2) <= 5) & (lon2 >= -170) & (lon2 <= -120)
     skt = skt + x[:, None, None] * inbox[None]
@@ -234,6 +243,12 @@ def test_report_end_to_end_twin(fake_run):
     enso_rows = {row["field"]: row for row in nums["enso"]}
     assert enso_rows["jpl"]["pattern r vs truth"] > 0.8
     assert enso_rows["truth"]["median regression (mm/K)"] > 5
+    # attribution: products = truth + noise, so against the forced stores alone their trend error is the
+    # unforced (pumping + ice) trend of the truth, which report.md states in its own table
+    unf = nums["unforced_trend_global_land_gt_yr"]
+    assert unf < -1.0
+    assert nums["budget_jpl_trend_error_forced_gt_yr"] == pytest.approx(unf, rel=0.1)
+    assert "What no forcing-driven reconstruction can see" in text and "twin truth, forced" in text
     # external SLE made from the truth: correlation ~ 1
     ext = [row for row in nums["mass_budget"] if row["reference"] == "sle.csv"]
     assert ext and ext[0]["r"] > 0.95
