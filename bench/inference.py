@@ -70,6 +70,7 @@ def time_reconstruct(
     device: str = "cpu",
     batch_windows: int = 4,
     amp: bool = True,
+    prefetch: bool = True,
 ) -> dict:
     """Wall seconds (and peak GPU MB) of one fresh :func:`gtws_dl.reconstruct.reconstruct` run."""
     dev = resolve_device(device)
@@ -90,6 +91,7 @@ def time_reconstruct(
         amp=amp,
         batch_windows=batch_windows,
         progress=False,
+        prefetch=prefetch,
     )
     _sync(dev)
     return {"seconds": time.perf_counter() - t0, "gpu_peak_mb": gpu_peak_mb(dev)}

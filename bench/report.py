@@ -103,6 +103,13 @@ def render(res: dict) -> str:
             f"{1e3 * row['step_s']['auto']:.0f} ms/step; loading {1e3 * row['load_s_per_batch']['auto']:.0f} "
             "ms/batch |"
         )
+    if res.get("prefetch"):
+        pf = res["prefetch"]
+        lines.append(
+            f"| prefetch speed-up, tiny model | {_f(pf['ratio'])} | `reconstruct()` wall `prefetch=false` ÷ "
+            f"`prefetch=true` (median of {pf['repeats']} each) | {pf['off_s']:.2f} vs {pf['on_s']:.2f} s; "
+            "read of batch i+1 overlaps the forward pass of batch i |"
+        )
     lines += [
         f"| bounded memory | {_f(mem['ratio_peak'])} | peak RSS {mem['long']['label']} ÷ {mem['short']['label']} "
         f"(fresh processes) | {mem['long']['peak_mb']:.0f} vs {mem['short']['peak_mb']:.0f} MB; growth above "
@@ -142,6 +149,10 @@ def render(res: dict) -> str:
             f"| {row['variant']} | {row['store_mb']:.0f} | {row['ms_per_sample']:.1f} | "
             f"{_f(row['ratio_vs_memory'])} |"
         )
+    if res.get("chunks"):
+        from bench.chunks import render_chunks
+
+        lines += [""] + render_chunks(res["chunks"])
     if res.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]]
     lines.append("")

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +21,7 @@ import torch
 
 from bench import inference as inf
 from bench import loader as ld
+from bench.chunks import ChunkParams, run_chunks
 from bench.cubes import CubeSize, build_cube, build_module, compose_train, even
 from bench.report import command_line, machine, now, render
 
@@ -59,6 +61,9 @@ class BenchParams:
     chunk_samples: int = 16
     dense_n: int = 2048
     dense_seconds: float = 1.0
+    prefetch_repeats: int = 3  # reconstruct runs per mode (prefetch off/on, interleaved), tiny model
+    # Zarr layout/codec study (bench/chunks.py), ~45 s at the default scale
+    chunks: ChunkParams = field(default_factory=ChunkParams)
 
     def scaled(self, scale: float) -> BenchParams:
         """Months × scale, grid cells × scale (latitudes × √scale)."""
@@ -71,6 +76,7 @@ class BenchParams:
             scaling_months_nlat=even(self.scaling_months_nlat * r),
             scaling_nlat=sorted({even(n * r) for n in self.scaling_nlat}),
             memory_nlat=even(self.memory_nlat * r),
+            chunks=self.chunks.scaled(scale),
         )
 
 
@@ -283,6 +289,36 @@ def bench_scaling(p: BenchParams, work: Path, device: str) -> dict:
     return res
 
 
+def bench_prefetch(p: BenchParams, main: dict, work: Path, device: str) -> dict:
+    """Reconstruction wall time without ÷ with the prefetching reader, tiny (read-bound) model on the main cube.
+
+    Runs alternate between the modes (order flipped every repeat); medians are compared.
+    """
+    cube = main["cube"]
+    module, _, _ = _module(p, cube, _size(p, p.nlat, p.months), hidden=p.tiny_hidden, encoder=p.tiny_encoder)
+    inf.time_reconstruct(module, cube, work / "prefetch", device=device, batch_windows=p.batch_windows)
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    for rep in range(p.prefetch_repeats):
+        for on in (False, True) if rep % 2 == 0 else (True, False):
+            r = inf.time_reconstruct(
+                module, cube, work / "prefetch", device=device, batch_windows=p.batch_windows, prefetch=on
+            )
+            runs[on].append(r["seconds"])
+    off, on = (statistics.median(runs[k]) for k in (False, True))
+    res = {"off_s": off, "on_s": on, "ratio": off / on, "repeats": p.prefetch_repeats}
+    print(f"prefetch speed-up (tiny model): {res['ratio']:.3f}  ({off:.2f} s vs {on:.2f} s)", flush=True)
+    return res
+
+
+def bench_chunks(p: BenchParams, work: Path) -> dict:
+    """Store size, whole read and training-patch reads of the predictor array per Zarr layout and codec."""
+    print("zarr chunk layout and codec:", flush=True)
+    res = run_chunks(p.chunks, work / "chunks")
+    for note in res["notes"]:
+        print(f"  {note}", flush=True)
+    return res
+
+
 def run_all(
     params: BenchParams | None = None,
     *,
@@ -300,8 +336,10 @@ def run_all(
         tmp = Path(tmp)
         infer, eff, main = bench_inference(p, tmp, str(dev))
         loader = bench_loader(p, main, tmp)
+        prefetch = bench_prefetch(p, main, tmp, str(dev))
         memory = bench_memory(p, tmp, str(dev))
         scaling = bench_scaling(p, tmp, str(dev))
+        chunks = bench_chunks(p, tmp)
     params_out = {**asdict(p), "window": main["window"], "warmup": main["warmup"]}
     res = {
         "machine": machine(dev),
@@ -311,8 +349,10 @@ def run_all(
         "inference": infer,
         "efficiency": eff,
         "loader": loader,
+        "prefetch": prefetch,
         "memory": memory,
         "scaling": scaling,
+        "chunks": chunks,
         "date": now(),
         "command": command or command_line(),
         "wall_s": time.perf_counter() - t0,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gtws_dl.config import grid_from, to_plain, validate_config
+from gtws_dl.config import ConfigError, grid_from, to_plain, validate_config
 from gtws_dl.cube import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.models.module import ReconstructionModule
@@ -56,32 +56,57 @@ def load_checkpoint(ckpt_path: str | Path) -> ReconstructionModule:
         raise _not_a_checkpoint(ckpt_path, "the file is empty (an interrupted copy?)")
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile,
-            AttributeError, ImportError, ModuleNotFoundError, IndexError, KeyError, TypeError) as err:
-        raise _not_a_checkpoint(ckpt_path, f"torch.load fails ({type(err).__name__}: {err}); the file is "
-                                           "truncated, corrupt or of another kind") from err
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        RuntimeError,
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        AttributeError,
+        ImportError,
+        ModuleNotFoundError,
+        IndexError,
+        KeyError,
+        TypeError,
+    ) as err:
+        raise _not_a_checkpoint(
+            ckpt_path,
+            f"torch.load fails ({type(err).__name__}: {err}); the file is "
+            "truncated, corrupt or of another kind",
+        ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise _not_a_checkpoint(ckpt_path, f"expected a Lightning checkpoint with state_dict and hyper_parameters, "
-                                           f"found {keys}")
+        raise _not_a_checkpoint(
+            ckpt_path, f"expected a Lightning checkpoint with state_dict and hyper_parameters, found {keys}"
+        )
     hp = ckpt["hyper_parameters"]
     missing = [k for k in _HPARAMS if k not in hp]
     if missing:
-        raise _not_a_checkpoint(ckpt_path, f"a checkpoint of another model: its hyper_parameters lack {missing} "
-                                           f"(found {sorted(hp)[:8]})")
+        raise _not_a_checkpoint(
+            ckpt_path,
+            f"a checkpoint of another model: its hyper_parameters lack {missing} (found {sorted(hp)[:8]})",
+        )
     norm = hp["normalisation"] or {}
     missing = [k for k in _NORM if k not in norm]
     if missing:
         raise _not_a_checkpoint(ckpt_path, f"its normalisation statistics lack {missing}")
     if len(norm["mean"]) != len(norm["channels"]) or len(norm["std"]) != len(norm["channels"]):
-        raise _not_a_checkpoint(ckpt_path, f"its normalisation holds {len(norm['mean'])} means for "
-                                           f"{len(norm['channels'])} channels")
+        raise _not_a_checkpoint(
+            ckpt_path,
+            f"its normalisation holds {len(norm['mean'])} means for {len(norm['channels'])} channels",
+        )
     del ckpt
     try:
-        return ReconstructionModule.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=False)
+        return ReconstructionModule.load_from_checkpoint(
+            str(ckpt_path), map_location="cpu", weights_only=False
+        )
     except (KeyError, TypeError, RuntimeError, EOFError, ValueError) as err:
-        raise _not_a_checkpoint(ckpt_path, f"its weights do not fit the model its hyper-parameters describe "
-                                           f"({type(err).__name__}: {str(err)[:300]})") from err
+        raise _not_a_checkpoint(
+            ckpt_path,
+            f"its weights do not fit the model its hyper-parameters describe "
+            f"({type(err).__name__}: {str(err)[:300]})",
+        ) from err
 
 
 def check_normalisation(norm: dict, manifest: dict, ckpt: str, *, tol_sd: float = 1.0) -> None:
@@ -107,12 +132,32 @@ def check_normalisation(norm: dict, manifest: dict, ckpt: str, *, tol_sd: float 
         )
 
 
+SPEED_OPTIONS = {"prefetch": True, "channels_last": False, "compile": False}  # conf/infer.yaml keys, defaults
+
+
+def speed_options(cfg: DictConfig) -> dict[str, bool]:
+    """``prefetch``, ``channels_last``, ``compile`` of an infer config (defaults where absent); each must be a
+    boolean, else :class:`~gtws_dl.config.ConfigError` naming the key."""
+    out = {}
+    for key, default in SPEED_OPTIONS.items():
+        v = cfg.get(key, default)
+        if not isinstance(v, bool):
+            raise ConfigError(
+                f"config key {key}={v!r}: expected true or false, e.g. {key}={str(default).lower()}"
+            )
+        out[key] = v
+    return out
+
+
 def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
     """Every check of :func:`infer` that needs no output: returns (module, cube manifest)."""
     validate_config(cfg)
+    speed_options(cfg)
     if cfg.get("ckpt_path") in (None, "", "last"):
-        raise InvalidCheckpointError("ckpt_path must name a checkpoint file for inference, e.g. "
-                                     "ckpt_path=outputs/demo/train/csr/checkpoints/best.ckpt")
+        raise InvalidCheckpointError(
+            "ckpt_path must name a checkpoint file for inference, e.g. "
+            "ckpt_path=outputs/demo/train/csr/checkpoints/best.ckpt"
+        )
     module = load_checkpoint(cfg.ckpt_path)
     manifest, pred_g, targ_g = open_cube(cfg.paths.cube_dir)
     check_grid(cfg, manifest)
@@ -135,12 +180,20 @@ def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
     check_writable(recon_dir, what="reconstruction directory", config_key="paths.recon_dir")
     check_writable(products_dir, what="products directory", config_key="paths.products_dir")
     K = len(have)
-    check_free_space(recon_dir, float32_bytes(K, nt, H, W), what=f"reconstruction {recon_dir} ({K} x {nt} months)",
-                     config_key="paths.recon_dir")
+    check_free_space(
+        recon_dir,
+        float32_bytes(K, nt, H, W),
+        what=f"reconstruction {recon_dir} ({K} x {nt} months)",
+        config_key="paths.recon_dir",
+    )
     # per centre: NetCDF + Zarr copy of the product and of its detrended+deseasonalized twin
     zcopy = bool(cfg.get("products", {}).get("zarr_copy", True))
-    check_free_space(products_dir, float32_bytes(K * 2 * (2 if zcopy else 1), nt, H, W),
-                     what=f"products {products_dir}", config_key="paths.products_dir")
+    check_free_space(
+        products_dir,
+        float32_bytes(K * 2 * (2 if zcopy else 1), nt, H, W),
+        what=f"products {products_dir}",
+        config_key="paths.products_dir",
+    )
     del targ_g
     return module, manifest
 
@@ -159,20 +212,35 @@ def infer(cfg: DictConfig) -> dict:
     module, manifest = preflight(OmegaConf.merge(cfg, {"ckpt_path": members[0]}) if members else cfg)
     out = Path(cfg.paths.recon_dir) / f"{cfg.target.name}.zarr"
     out.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"device": cfg.device, "amp": bool(cfg.amp), "batch_windows": int(cfg.get("batch_windows") or 4),
-              "tile": tuple(cfg.tile) if cfg.get("tile") else None}
+    kwargs = {
+        "device": cfg.device,
+        "amp": bool(cfg.amp),
+        "batch_windows": int(cfg.get("batch_windows") or 4),
+        "tile": tuple(cfg.tile) if cfg.get("tile") else None,
+        **speed_options(cfg),
+    }
     if members:  # ensemble mean -> twsa, total spread -> twsa_std
         recon = reconstruct_ensemble(members, cfg.paths.cube_dir, out, load=load_checkpoint, **kwargs)
     else:
         recon = reconstruct(module, cfg.paths.cube_dir, out, ckpt_path=cfg.ckpt_path, **kwargs)
-    written = publish(recon, cfg.paths.products_dir, grid=grid_from(cfg), cube_dir=cfg.paths.cube_dir,
-                      normalisation=dict(module.hparams.normalisation), config=to_plain(cfg),
-                      products=to_plain(cfg.products),
-                      baseline=tuple(manifest.get("baseline", ("2004-01", "2009-12"))))
+    written = publish(
+        recon,
+        cfg.paths.products_dir,
+        grid=grid_from(cfg),
+        cube_dir=cfg.paths.cube_dir,
+        normalisation=dict(module.hparams.normalisation),
+        config=to_plain(cfg),
+        products=to_plain(cfg.products),
+        baseline=tuple(manifest.get("baseline", ("2004-01", "2009-12"))),
+    )
     written["manifest"] = write_products_manifest(
-        cfg.paths.products_dir, written=written, checkpoint=members[0] if members else cfg.ckpt_path,
+        cfg.paths.products_dir,
+        written=written,
+        checkpoint=members[0] if members else cfg.ckpt_path,
         cube_manifest=manifest,
-        reconstruction=recon, config=to_plain(cfg))
+        reconstruction=recon,
+        config=to_plain(cfg),
+    )
     print(summary(written, grid=grid_from(cfg), centres=list(module.targets)))
     return written
 
@@ -184,14 +252,23 @@ def summary(written: dict, *, grid, centres: list[str]) -> str:
 
     sheets = pd.read_excel(written["xlsx"], sheet_name=centres)
     first = sheets[centres[0]]
-    lines = [f"reconstructed {first['time'].iloc[0]}..{first['time'].iloc[-1]} ({len(first)} months) "
-             f"on a {grid} grid",
-             f"products in {Path(written['xlsx']).parent}: "
-             + ", ".join(sorted(Path(p).name for k, p in written.items() if str(p).endswith(".nc")))]
+    lines = [
+        f"reconstructed {first['time'].iloc[0]}..{first['time'].iloc[-1]} ({len(first)} months) "
+        f"on a {grid} grid",
+        f"products in {Path(written['xlsx']).parent}: "
+        + ", ".join(sorted(Path(p).name for k, p in written.items() if str(p).endswith(".nc"))),
+    ]
     regions = ("global_land", "global_land_excl_greenland_antarctica", "greenland", "antarctica")
-    lines.append("linear trend, Gt/yr (whole record): " + "; ".join(
-        f"{c}: " + ", ".join(
-            f"{r} {np.polyfit(np.arange(len(df)) / 12.0, df[f'{r}_Gt'].to_numpy(float), 1)[0]:+.1f}"
-            for r in regions if f"{r}_Gt" in df and np.isfinite(df[f"{r}_Gt"]).all())
-        for c, df in sheets.items()))
+    lines.append(
+        "linear trend, Gt/yr (whole record): "
+        + "; ".join(
+            f"{c}: "
+            + ", ".join(
+                f"{r} {np.polyfit(np.arange(len(df)) / 12.0, df[f'{r}_Gt'].to_numpy(float), 1)[0]:+.1f}"
+                for r in regions
+                if f"{r}_Gt" in df and np.isfinite(df[f"{r}_Gt"]).all()
+            )
+            for c, df in sheets.items()
+        )
+    )
     return "\n".join(lines)

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,8 @@ from tqdm.auto import tqdm
 from gtws_dl.cube import lazy_nan, open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
 from gtws_dl.lock import OutputLock, write_text_atomic
+from gtws_dl.models.accel import accelerate, decelerate
+from gtws_dl.prefetch import prefetched
 
 LOGGER = logging.getLogger(__name__)
 
@@ -76,20 +78,50 @@ def _fingerprint(ckpt_path: Path, manifest: dict) -> str:
     return h.hexdigest()
 
 
-def reconstruct(module: torch.nn.Module, cube_dir: str | Path, out_path: str | Path, *, ckpt_path: str | Path,
-                device: str = "auto", amp: bool = True, batch_windows: int = 4, tile: tuple[int, int] | None = None,
-                progress: bool = True) -> Path:
+def reconstruct(
+    module: torch.nn.Module,
+    cube_dir: str | Path,
+    out_path: str | Path,
+    *,
+    ckpt_path: str | Path,
+    device: str = "auto",
+    amp: bool = True,
+    batch_windows: int = 4,
+    tile: tuple[int, int] | None = None,
+    progress: bool = True,
+    prefetch: bool = True,
+    channels_last: bool = False,
+    compile: bool = False,
+) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
     A second process writing the same ``out_path`` is refused (:class:`~gtws_dl.lock.OutputLockedError`).
     See :func:`_reconstruct` for the parameters.
     """
     with OutputLock(out_path):
-        return _reconstruct(module, cube_dir, out_path, ckpt_path=ckpt_path, device=device, amp=amp,
-                            batch_windows=batch_windows, tile=tile, progress=progress)
+        net = getattr(module, "net", module)
+        accelerate(net, channels_last=channels_last, compile=compile)
+        try:
+            return _reconstruct(
+                module,
+                cube_dir,
+                out_path,
+                ckpt_path=ckpt_path,
+                device=device,
+                amp=amp,
+                batch_windows=batch_windows,
+                tile=tile,
+                progress=progress,
+                prefetch=prefetch,
+            )
+        finally:  # the caller's module comes back as it was given (but on the inference device)
+            if channels_last or compile:
+                decelerate(net)
 
 
-def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, progress) -> Path:
+def _reconstruct(
+    module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, progress, prefetch
+) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
     Parameters
@@ -97,6 +129,10 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     module : a :class:`~gtws_dl.models.module.ReconstructionModule` (its ``hparams.normalisation`` is used)
     batch_windows : windows per forward pass (memory vs. throughput)
     tile : (lat, lon) cells per tile when a whole field does not fit in device memory; see :func:`predict_tiled`
+    prefetch : read and normalise batch i+1 on a background thread during the forward pass of batch i
+        (:func:`~gtws_dl.prefetch.prefetched`); on CUDA the batch is staged in pinned host memory and copied
+        asynchronously. The outputs are bit-identical either way.
+    channels_last, compile : see :func:`gtws_dl.models.accel.accelerate` (applied by :func:`reconstruct`)
     """
     manifest, pred_g, _ = open_cube(cube_dir)
     norm = module.hparams.normalisation
@@ -120,10 +156,11 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     likelihood = str(getattr(module, "likelihood", "mse"))
     times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
 
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     module = module.to(dev).eval()
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else nullcontext())
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else nullcontext()
 
     out_path = Path(out_path)
     prog_path = out_path.with_name(out_path.name + ".progress.json")
@@ -137,60 +174,109 @@ def _reconstruct(module, cube_dir, out_path, *, ckpt_path, device, amp, batch_wi
     if done and len(done) == -(-len(_blocks(nt, stride, warmup)) // batch_windows):
         LOGGER.info("%s is already complete for this checkpoint and cube", out_path)
     if not done:
-        check_free_space(out_path.parent, float32_bytes(len(targets), nt, H, W), what=f"reconstruction {out_path}",
-                         config_key="paths.recon_dir")
+        check_free_space(
+            out_path.parent,
+            float32_bytes(len(targets), nt, H, W),
+            what=f"reconstruction {out_path}",
+            config_key="paths.recon_dir",
+        )
         shutil.rmtree(out_path, ignore_errors=True)
-        variables = {"twsa": (("target", "time", "lat", "lon"),
-                              lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
-                              {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"})}
+        variables = {
+            "twsa": (
+                ("target", "time", "lat", "lon"),
+                lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
+                {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"},
+            )
+        }
         if likelihood != "mse":
-            variables["twsa_std"] = (("target", "time", "lat", "lon"),
-                                     lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
-                                     {"units": "mm", "long_name": f"predicted standard deviation ({likelihood} head)"})
+            variables["twsa_std"] = (
+                ("target", "time", "lat", "lon"),
+                lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
+                {"units": "mm", "long_name": f"predicted standard deviation ({likelihood} head)"},
+            )
         ds = xr.Dataset(
             variables,
-            coords={"target": np.array(targets, dtype=object), "time": times,
-                    "lat": np.asarray(pred_g["lat"][:]), "lon": np.asarray(pred_g["lon"][:])},
+            coords={
+                "target": np.array(targets, dtype=object),
+                "time": times,
+                "lat": np.asarray(pred_g["lat"][:]),
+                "lon": np.asarray(pred_g["lon"][:]),
+            },
             attrs={"checkpoint": str(ckpt_path), "cube": str(cube_dir)},
         )
-        ds.to_zarr(out_path, mode="w", compute=False, consolidated=False, zarr_format=3,
-                   encoding={v: {"chunks": (1, stride, H, W)} for v in variables})
+        ds.to_zarr(
+            out_path,
+            mode="w",
+            compute=False,
+            consolidated=False,
+            zarr_format=3,
+            encoding={v: {"chunks": (1, stride, H, W)} for v in variables},
+        )
     group = zarr.open_group(out_path, mode="r+")
     out = group["twsa"]
     out_std = group["twsa_std"] if likelihood != "mse" else None
 
     blocks = _blocks(nt, stride, warmup)
-    groups = [blocks[i:i + batch_windows] for i in range(0, len(blocks), batch_windows)]
-    with torch.inference_mode():
-        for gi, group in enumerate(tqdm(groups, desc=f"reconstruct {out_path.stem}", unit="batch",
-                                        disable=not progress)):
-            if gi in done:
-                continue
-            L = max(len(b[0]) for b in group)
-            x = np.zeros((len(group), L, nc, H, W), dtype=np.float32)
-            for j, (idx, _, _) in enumerate(group):
-                # contiguous read of the block's months, then the first-block repeat by fancy indexing
-                lo, hi = int(idx.min()), int(idx.max()) + 1
-                xb = (np.asarray(pred[lo:hi], dtype=np.float32)[idx - lo] - mean) / std
-                x[j, L - len(idx):] = xb  # right-align: a short last block keeps its full spin-up
-            x[~np.isfinite(x)] = 0.0
+    groups = [blocks[i : i + batch_windows] for i in range(0, len(blocks), batch_windows)]
+    todo = [gi for gi in range(len(groups)) if gi not in done]
+    pin = dev.type == "cuda"
+
+    def load(gi: int) -> np.ndarray | torch.Tensor:
+        return read_batch(pred, groups[gi], mean, std, pin=pin)
+
+    # closing(): an error in the forward pass stops the reader thread at once, not when the traceback is freed
+    with torch.inference_mode(), closing(prefetched(load, todo, enabled=prefetch)) as batches:
+        for gi, x in tqdm(
+            batches,
+            desc=f"reconstruct {out_path.stem}",
+            unit="batch",
+            total=len(groups),
+            initial=len(groups) - len(todo),
+            disable=not progress,
+        ):
+            group = groups[gi]
+            L = x.shape[1]
             with autocast:
                 y = predict_tiled(module, x, dev, tile=tile)
             y, y_std = _split(y, likelihood)
             for j, (_, k0, k1) in enumerate(group):
-                keep = y[j, L - (k1 - k0):].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
+                keep = y[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
                 if base is not None and base.kind != "none":
                     keep += base.evaluate(times[k0:k1])
                 keep[:, :, ~land] = np.nan
                 out[:, k0:k1] = keep
                 if out_std is not None:
-                    sd = y_std[j, L - (k1 - k0):].transpose(1, 0, 2, 3) * scale
+                    sd = y_std[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale
                     sd[:, :, ~land] = np.nan
                     out_std[:, k0:k1] = sd
             done.add(gi)
-            write_text_atomic(prog_path, json.dumps({"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)}))
+            write_text_atomic(
+                prog_path,
+                json.dumps({"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)}),
+            )
     zarr.open_group(out_path, mode="r+").attrs["complete"] = True  # readers refuse a store without it
     return out_path
+
+
+def read_batch(
+    pred, group: list[tuple[np.ndarray, int, int]], mean: np.ndarray, std: np.ndarray, *, pin: bool = False
+) -> np.ndarray | torch.Tensor:
+    """Normalised inputs of a batch of blocks: [B, L, C, H, W] float32, L = the longest block, NaN → 0.
+
+    ``pred``: the cube's (time, channel, lat, lon) predictor array (Zarr or numpy), physical units; ``mean``,
+    ``std``: (C, 1, 1) training statistics. Shorter blocks are right-aligned (zeros before them). ``pin``:
+    return a torch tensor in page-locked host memory, ready for an asynchronous copy to the GPU.
+    """
+    _, nc, H, W = pred.shape
+    L = max(len(b[0]) for b in group)
+    x = np.zeros((len(group), L, nc, H, W), dtype=np.float32)
+    for j, (idx, _, _) in enumerate(group):
+        # contiguous read of the block's months, then the first-block repeat by fancy indexing
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        xb = (np.asarray(pred[lo:hi], dtype=np.float32)[idx - lo] - mean) / std
+        x[j, L - len(idx) :] = xb  # right-align: a short last block keeps its full spin-up
+    x[~np.isfinite(x)] = 0.0
+    return torch.from_numpy(x).pin_memory() if pin else x
 
 
 def _split(y: np.ndarray, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -199,9 +285,16 @@ def _split(y: np.ndarray, likelihood: str) -> tuple[np.ndarray, np.ndarray | Non
     return split_output(y, likelihood) if likelihood != "mse" else (y, None)
 
 
-def predict_tiled(module: torch.nn.Module, x: np.ndarray, dev: torch.device, *,
-                  tile: tuple[int, int] | None = None) -> np.ndarray:
+def predict_tiled(
+    module: torch.nn.Module,
+    x: np.ndarray | torch.Tensor,
+    dev: torch.device,
+    *,
+    tile: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Run the network on ``x`` [B, T, C, H, W] whole or in overlapping tiles; returns [B, T, K, H, W] float32.
+
+    ``x``: a numpy array or a CPU tensor (pinned: copied to ``dev`` asynchronously).
 
     An output cell depends on inputs within the net's halo: ``T × layers × (kernel // 2)`` cells for a
     ConvLSTM (it grows every month), the fixed receptive field for a U-Net (``net.spatial_halo(T)``). Each tile
@@ -216,8 +309,11 @@ def predict_tiled(module: torch.nn.Module, x: np.ndarray, dev: torch.device, *,
     B, T, C, H, W = x.shape
     net = getattr(module, "net", module)
     if tile is None or (tile[0] >= H and tile[1] >= W):
-        y, _ = module(torch.from_numpy(x).to(dev, non_blocking=True))
+        xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
+        y, _ = module(xt.to(dev, non_blocking=True))  # asynchronous from pinned memory (read_batch(pin=True))
         return y.float().cpu().numpy()
+    if isinstance(x, torch.Tensor):
+        x = x.numpy()
     align = int(getattr(net, "align", 1))
     up = lambda v: -(-int(v) // align) * align  # noqa: E731
     halo = up(spatial_halo(net, T))
@@ -244,7 +340,7 @@ def predict_tiled(module: torch.nn.Module, x: np.ndarray, dev: torch.device, *,
                 if out is None:
                     out = np.empty((B, T, y.shape[2], H, W), dtype=np.float32)
                 c0 = int(np.flatnonzero(cols == j0)[0])
-                out[..., i0:i1, j0:j1] = y[..., i0 - lo:i1 - lo, c0:c0 + (j1 - j0)]
+                out[..., i0:i1, j0:j1] = y[..., i0 - lo : i1 - lo, c0 : c0 + (j1 - j0)]
     finally:
         net.lon_circular = circular
     return out
@@ -267,8 +363,10 @@ def combine_ensemble(members: list[str | Path], out_path: str | Path) -> Path:
     ref = dss[0]["twsa"]
     for m, ds in zip(members[1:], dss[1:], strict=True):
         if ds["twsa"].shape != ref.shape or list(ds["target"].values) != list(ref["target"].values):
-            raise ValueError(f"{m}: shape/targets {ds['twsa'].shape} {list(ds['target'].values)} differ from "
-                             f"{members[0]}: {ref.shape} {list(ref['target'].values)}")
+            raise ValueError(
+                f"{m}: shape/targets {ds['twsa'].shape} {list(ds['target'].values)} differ from "
+                f"{members[0]}: {ref.shape} {list(ref['target'].values)}"
+            )
     out_path = Path(out_path)
     tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -278,25 +376,43 @@ def combine_ensemble(members: list[str | Path], out_path: str | Path) -> Path:
     std = np.empty((K, nt, H, W), np.float32)
     for k in range(K):  # one target at a time: memory = members × one target's record
         mus = np.stack([ds["twsa"].isel(target=k).values for ds in dss]).astype(np.float32)
-        var_al = np.mean(np.stack([(ds["twsa_std"].isel(target=k).values if "twsa_std" in ds else
-                                    np.zeros_like(mus[0])) ** 2 for ds in dss]), axis=0)
+        var_al = np.mean(
+            np.stack(
+                [
+                    (ds["twsa_std"].isel(target=k).values if "twsa_std" in ds else np.zeros_like(mus[0])) ** 2
+                    for ds in dss
+                ]
+            ),
+            axis=0,
+        )
         mean[k], std[k] = mus.mean(axis=0), np.sqrt(var_al + mus.var(axis=0))
     ds = xr.Dataset(
-        {"twsa": (ref.dims, mean, {"units": "mm", "long_name": "deep-ensemble mean TWSA"}),
-         "twsa_std": (ref.dims, std, {"units": "mm",
-                                      "long_name": "deep-ensemble predictive standard deviation"})},
+        {
+            "twsa": (ref.dims, mean, {"units": "mm", "long_name": "deep-ensemble mean TWSA"}),
+            "twsa_std": (
+                ref.dims,
+                std,
+                {"units": "mm", "long_name": "deep-ensemble predictive standard deviation"},
+            ),
+        },
         coords={c: ref[c].values for c in ref.dims},
         attrs={"members": [str(m) for m in members], "complete": True},
     )
-    ds.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3,
-               encoding={v: {"chunks": chunk} for v in ("twsa", "twsa_std")})
+    ds.to_zarr(
+        tmp,
+        mode="w",
+        consolidated=False,
+        zarr_format=3,
+        encoding={v: {"chunks": chunk} for v in ("twsa", "twsa_std")},
+    )
     shutil.rmtree(out_path, ignore_errors=True)
     os.replace(tmp, out_path)
     return out_path
 
 
-def reconstruct_ensemble(ckpt_paths: list[str | Path], cube_dir: str | Path, out_path: str | Path, *,
-                         load, **kwargs) -> Path:
+def reconstruct_ensemble(
+    ckpt_paths: list[str | Path], cube_dir: str | Path, out_path: str | Path, *, load, **kwargs
+) -> Path:
     """Reconstruct with every member checkpoint (``<out>.member<i>.zarr``, resumable) and merge them with
     :func:`combine_ensemble` into ``out_path`` (``twsa`` = ensemble mean, ``twsa_std`` = total spread).
 
@@ -311,9 +427,6 @@ def reconstruct_ensemble(ckpt_paths: list[str | Path], cube_dir: str | Path, out
     return combine_ensemble(members, out_path)
 
 
-
-
-
 def open_reconstruction(path: str | Path) -> xr.DataArray:
     """The ``twsa`` of a finished reconstruction; refuses an unfinished one."""
     ds = xr.open_zarr(path, consolidated=False)
@@ -322,9 +435,18 @@ def open_reconstruction(path: str | Path) -> xr.DataArray:
     return ds["twsa"]
 
 
-def write_reconstruction(out_path: str | Path, twsa: np.ndarray, *, targets, times, lat, lon,
-                         twsa_std: np.ndarray | None = None, attrs: dict | None = None,
-                         chunk_months: int = 12) -> Path:
+def write_reconstruction(
+    out_path: str | Path,
+    twsa: np.ndarray,
+    *,
+    targets,
+    times,
+    lat,
+    lon,
+    twsa_std: np.ndarray | None = None,
+    attrs: dict | None = None,
+    chunk_months: int = 12,
+) -> Path:
     """Write a finished reconstruction store in the layout of :func:`reconstruct` (atomically).
 
     ``twsa`` (and optional ``twsa_std``): (target, time, lat, lon) mm, NaN over ocean. Used by models that
@@ -334,19 +456,39 @@ def write_reconstruction(out_path: str | Path, twsa: np.ndarray, *, targets, tim
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     dims = ("target", "time", "lat", "lon")
-    data = {"twsa": (dims, np.asarray(twsa, np.float32),
-                     {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"})}
+    data = {
+        "twsa": (
+            dims,
+            np.asarray(twsa, np.float32),
+            {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"},
+        )
+    }
     if twsa_std is not None:
-        data["twsa_std"] = (dims, np.asarray(twsa_std, np.float32),
-                            {"units": "mm", "long_name": "predicted standard deviation"})
-    ds = xr.Dataset(data, coords={"target": np.array(list(targets), dtype=object), "time": pd.DatetimeIndex(times),
-                                  "lat": np.asarray(lat), "lon": np.asarray(lon)},
-                    attrs={**(attrs or {}), "complete": True})
+        data["twsa_std"] = (
+            dims,
+            np.asarray(twsa_std, np.float32),
+            {"units": "mm", "long_name": "predicted standard deviation"},
+        )
+    ds = xr.Dataset(
+        data,
+        coords={
+            "target": np.array(list(targets), dtype=object),
+            "time": pd.DatetimeIndex(times),
+            "lat": np.asarray(lat),
+            "lon": np.asarray(lon),
+        },
+        attrs={**(attrs or {}), "complete": True},
+    )
     H, W = ds.sizes["lat"], ds.sizes["lon"]
     tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.to_zarr(tmp, mode="w", consolidated=False, zarr_format=3,
-               encoding={v: {"chunks": (1, chunk_months, H, W)} for v in data})
+    ds.to_zarr(
+        tmp,
+        mode="w",
+        consolidated=False,
+        zarr_format=3,
+        encoding={v: {"chunks": (1, chunk_months, H, W)} for v in data},
+    )
     shutil.rmtree(out_path, ignore_errors=True)
     os.replace(tmp, out_path)
     return out_path

@@ -13,10 +13,11 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from gtws_dl.config import grid_from, to_plain
+from gtws_dl.config import ConfigError, grid_from, to_plain
 from gtws_dl.lock import write_text_atomic
+from gtws_dl.models.accel import accelerate
 
 LOGGER = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ def check_grid(cfg: DictConfig, manifest: dict) -> None:
     """Refuse a cube built on another grid than the one configured."""
     grid = grid_from(cfg)
     cube = manifest["grid"]
-    if abs(cube["res"] - grid.res) > 1e-9 or [round(v, 6) for v in cube["bbox"]] != [round(v, 6) for v in grid.bounds]:
+    if abs(cube["res"] - grid.res) > 1e-9 or [round(v, 6) for v in cube["bbox"]] != [
+        round(v, 6) for v in grid.bounds
+    ]:
         raise ValueError(
             f"the cube in {cfg.paths.cube_dir} is on a {cube['res']} deg grid over {cube['bbox']}, but the config "
             f"asks for {grid}; re-run `python -m gtws_dl.ingest` with the same grid.* overrides"
@@ -63,11 +66,31 @@ def run_dir(cfg: DictConfig) -> Path:
     return out_dir / name
 
 
+# conf/trainer/*.yaml keys that are not Trainer arguments
+TRAINER_SPEED_OPTIONS = ("channels_last", "compile")
+
+
+def trainer_options(cfg: DictConfig) -> tuple[dict, dict[str, bool]]:
+    """(the ``trainer`` config without the speed options, ``{channels_last, compile}``); each option must be a
+    boolean (absent: false), else :class:`~gtws_dl.config.ConfigError` naming the key."""
+    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    speed = {}
+    for key in TRAINER_SPEED_OPTIONS:
+        v = tcfg.pop(key, False)
+        if not isinstance(v, bool):
+            raise ConfigError(
+                f"config key trainer.{key}={v!r}: expected true or false, e.g. trainer.{key}=false"
+            )
+        speed[key] = v
+    return tcfg, speed
+
+
 def train(cfg: DictConfig) -> dict:
     """Train and return a summary (best checkpoint, validation loss, parameters, wall time)."""
     from gtws_dl.config import validate_config
 
     validate_config(cfg)  # a bad override is refused before anything is created
+    trainer_options(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     out_dir = run_dir(cfg)
     ckpt_dir = out_dir / "checkpoints"
@@ -79,18 +102,39 @@ def train(cfg: DictConfig) -> dict:
     grid = grid_from(cfg)
     lon_circular = grid.nlon * grid.res >= 360 - 1e-9  # global: convolutions wrap at the dateline
     norm = dm.normalisation()
-    model = instantiate(cfg.model, in_channels=len(dm.channels), targets=dm.targets, normalisation=norm,
-                        lon_circular=bool(lon_circular), _convert_="all")
+    model = instantiate(
+        cfg.model,
+        in_channels=len(dm.channels),
+        targets=dm.targets,
+        normalisation=norm,
+        lon_circular=bool(lon_circular),
+        _convert_="all",
+    )
     model.target_scale.copy_(torch.from_numpy(dm.scale))
     if dm.base.kind != "none":
         model.target_base.copy_(torch.from_numpy(dm.base.coef))
-    LOGGER.info("model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe())
+    LOGGER.info(
+        "model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe()
+    )
 
     # no version counter: a resumed run must keep updating last.ckpt/best.ckpt, not write last-v1.ckpt
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
-                                 save_last=True, save_top_k=1, enable_version_counter=False)
-    trainer = instantiate(cfg.trainer, callbacks=[checkpoint], logger=CSVLogger(out_dir, name="logs"),
-                          default_root_dir=str(out_dir))
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val_loss",
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    trainer_cfg, speed = trainer_options(cfg)
+    accelerate(model.net, **speed)  # in place: the checkpoint's state_dict keys stay those of the plain net
+    trainer = instantiate(
+        trainer_cfg,
+        callbacks=[checkpoint],
+        logger=CSVLogger(out_dir, name="logs"),
+        default_root_dir=str(out_dir),
+    )
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path == "last":
         last = ckpt_dir / "last.ckpt"
@@ -101,16 +145,29 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.perf_counter() - t0
     summary = {
-        "target": cfg.target.name, "centres": list(cfg.target.centres), "out_dir": str(out_dir),
-        "model": type(model.net).__name__, "likelihood": model.likelihood,
-        "best_checkpoint": checkpoint.best_model_path, "last_checkpoint": str(ckpt_dir / "last.ckpt"),
-        "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-        "parameters": model.n_parameters(), "train_seconds": wall,
-        "global_step": trainer.global_step, "split": dm.split.describe(),
+        "target": cfg.target.name,
+        "centres": list(cfg.target.centres),
+        "out_dir": str(out_dir),
+        "model": type(model.net).__name__,
+        "likelihood": model.likelihood,
+        "best_checkpoint": checkpoint.best_model_path,
+        "last_checkpoint": str(ckpt_dir / "last.ckpt"),
+        "best_val_loss": float(checkpoint.best_model_score)
+        if checkpoint.best_model_score is not None
+        else None,
+        "parameters": model.n_parameters(),
+        "train_seconds": wall,
+        "global_step": trainer.global_step,
+        "split": dm.split.describe(),
         "config": to_plain(cfg),
     }
     if trainer.is_global_zero:  # under DDP every rank gets here; rank 0 holds the checkpoint callback's view
         write_json_atomic(out_dir / "train_summary.json", summary)
-    LOGGER.info("trained %s in %.0f s; best val_loss %s; checkpoints in %s", cfg.target.name, wall,
-                summary["best_val_loss"], ckpt_dir)
+    LOGGER.info(
+        "trained %s in %.0f s; best val_loss %s; checkpoints in %s",
+        cfg.target.name,
+        wall,
+        summary["best_val_loss"],
+        ckpt_dir,
+    )
     return summary

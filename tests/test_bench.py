@@ -8,14 +8,34 @@ from __future__ import annotations
 import math
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO
 
 if str(REPO) not in sys.path:  # `bench` is a top-level package of the checkout, not of the installed wheel
     sys.path.insert(0, str(REPO))
 
+from bench.chunks import ChunkParams, patch_origins, render_chunks, run_chunks, synthetic_predictors  # noqa: E402
 from bench.inference import forward_flops, linear_fit  # noqa: E402
 from bench.run import BenchParams, run_all  # noqa: E402
+
+TINY_CHUNKS = ChunkParams(
+    nlat=8,
+    months=24,
+    channels=3,
+    window=12,
+    patch=(4, 6),
+    patches=3,
+    variants=(
+        (None, "none"),
+        (None, "zstd-1"),
+        (None, "zstd-3-bitshuffle"),
+        (None, "lz4"),
+        (2, "none"),
+        (2, "zstd-3"),
+        (4, "lz4"),
+    ),
+)
 
 TINY = BenchParams(
     nlat=8,
@@ -39,8 +59,10 @@ TINY = BenchParams(
     tiny_hidden=[2],
     tiny_encoder=2,
     chunk_samples=1,
+    prefetch_repeats=1,
     dense_n=64,
     dense_seconds=0.02,
+    chunks=TINY_CHUNKS,
 )
 
 
@@ -57,6 +79,7 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
         "efficiency": res["efficiency"]["ratio_reconstruct"],
         "efficiency_forward": res["efficiency"]["ratio_forward"],
         "memory": res["memory"]["ratio_peak"],
+        "prefetch": res["prefetch"]["ratio"],
         **{
             f"loader_{r['label']}_{k}": r[k]
             for r in res["loader"]["rows"]
@@ -76,6 +99,7 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
     assert mem["long"]["months"] == 48 and mem["short"]["months"] == 24
     assert mem["long"]["peak_mb"] >= mem["long"]["baseline_mb"] > 0
 
+    assert len(res["chunks"]["rows"]) == len(TINY_CHUNKS.variants)
     md = out.read_text()
     assert md == res["markdown"] and md.startswith("# gtws-dl benchmarks")
     for needle in (
@@ -84,17 +108,19 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
         "compute efficiency",
         "loader overhead",
         "bounded memory",
+        "prefetch speed-up",
         "scaling in months",
         "scaling in grid cells",
         "## Scaling points",
         "python -m bench.run --tiny-test",
         "torch ",
         "device **cpu**",
+        "## Zarr chunk layout and codec of the predictor cube",
     ):
         assert needle in md, needle
     summary = md.split("## Summary", 1)[1].split("## Scaling points", 1)[0]
     rows = [r for r in summary.splitlines() if r.startswith("| ") and not r.startswith("| benchmark")]
-    assert len(rows) == 9 and all(r.count("|") == 5 for r in rows), rows
+    assert len(rows) == 10 and all(r.count("|") == 5 for r in rows), rows
     assert "n/a" not in summary.split("| bounded memory", 1)[0].replace("GPU", "")
 
 
@@ -123,3 +149,48 @@ def test_linear_fit_and_scaled_params():
     p = BenchParams().scaled(4.0)
     base = BenchParams()
     assert p.months == 4 * base.months and p.nlat == 2 * base.nlat and p.memory_nlat == 2 * base.memory_nlat
+
+
+def test_chunks_benchmark_rows_sizes_and_ratios(tmp_path):
+    """Every (layout, codec) variant gives a row; compressed stores are smaller than the uncompressed one of the
+    same layout; ratios are against the first (uncompressed whole-field) row; the markdown table is complete."""
+    res = run_chunks(TINY_CHUNKS, tmp_path)
+    rows = res["rows"]
+    assert [(r["chunks"], r["codec"]) for r in rows] == [
+        ("(12, C, H, W)", "none"),
+        ("(12, C, H, W)", "zstd-1"),
+        ("(12, C, H, W)", "zstd-3-bitshuffle"),
+        ("(12, C, H, W)", "lz4"),
+        ("(12, C, 2, W)", "none"),
+        ("(12, C, 2, W)", "zstd-3"),
+        ("(12, C, 4, W)", "lz4"),
+    ]
+    raw = 24 * 3 * 8 * 16 * 4
+    assert all(r["raw_bytes"] == raw for r in rows)
+    uncompressed = {r["chunks"]: r["store_bytes"] for r in rows if r["codec"] == "none"}
+    for r in rows:
+        if r["codec"] != "none":
+            assert r["store_bytes"] < uncompressed.get(r["chunks"], uncompressed["(12, C, H, W)"]), r
+            assert r["ratio_size"] > 1.5, r  # 70 % of the cells are NaN ocean: compresses well
+        assert all(
+            _positive(r[k]) for k in ("write_s", "whole_s", "patch_s", "ratio_whole", "ratio_patch")
+        ), r
+    assert rows[0]["ratio_whole"] == rows[0]["ratio_patch"] == 1.0
+    assert res["params"]["patches"] == 3 and res["params"]["patch"] == [4, 6]
+    md = "\n".join(render_chunks(res))
+    table = [line for line in md.splitlines() if line.startswith("| (12, C")]
+    assert len(table) == len(rows) and all(line.count("|") == 11 for line in table)
+    assert "Favoured" in md and not list(tmp_path.glob("*.zarr"))  # stores are removed after measuring
+
+
+def test_chunks_synthetic_data_and_land_centred_patches():
+    x, land = synthetic_predictors(10, 30, 2, land_share=0.3, seed=1)
+    assert x.shape == (30, 2, 10, 20) and x.dtype == np.float32
+    assert abs(land.mean() - 0.3) < 0.05
+    assert np.isfinite(x[:, :, land]).all() and np.isnan(x[:, :, ~land]).all()
+    # smooth: neighbouring land cells differ far less than the field varies
+    d = np.nanmean(np.abs(np.diff(x[:, 0], axis=-1)))
+    assert d < 0.5 * np.nanstd(x[:, 0])
+    for t0, la, lo, ph, pw in patch_origins(land, 30, n=50, window=12, patch=(4, 6), seed=2):
+        assert 0 <= t0 <= 18 and (ph, pw) == (4, 6) and 0 <= la <= 6 and 0 <= lo <= 14
+        assert land[la : la + ph, lo : lo + pw].any()

@@ -25,14 +25,17 @@ from gtws_dl.models.convlstm import pad_lonlat
 class _ConvBlock(nn.Module):
     """Two 3×3 convolutions with GroupNorm-free GELU (batch statistics would couple tiles)."""
 
+    memory_format = torch.contiguous_format  # of the convolutions' inputs
+
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.c1 = nn.Conv2d(c_in, c_out, 3)
         self.c2 = nn.Conv2d(c_out, c_out, 3)
 
     def forward(self, x: torch.Tensor, circular: bool) -> torch.Tensor:
-        x = F.gelu(self.c1(pad_lonlat(x, 1, circular)))
-        return F.gelu(self.c2(pad_lonlat(x, 1, circular)))
+        fmt = self.memory_format
+        x = F.gelu(self.c1(pad_lonlat(x, 1, circular).contiguous(memory_format=fmt)))
+        return F.gelu(self.c2(pad_lonlat(x, 1, circular).contiguous(memory_format=fmt)))
 
 
 class UNet(nn.Module):
@@ -49,13 +52,25 @@ class UNet(nn.Module):
     lon_circular : wrap convolutions around in longitude (global grids)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, lags: int = 6, encoder: int = 16, base: int = 16,
-                 depth: int = 2, lon_circular: bool = False) -> None:
+    memory_format = torch.contiguous_format  # of the (N, C, H, W) encoder/head inputs (see models.accel)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        lags: int = 6,
+        encoder: int = 16,
+        base: int = 16,
+        depth: int = 2,
+        lon_circular: bool = False,
+    ) -> None:
         super().__init__()
         if lags < 1 or depth < 0:
             raise ValueError(f"model.net.lags must be >= 1 and depth >= 0, got lags={lags}, depth={depth}")
         self.lags, self.depth, self.lon_circular = int(lags), int(depth), lon_circular
-        self.encoder = (nn.Sequential(nn.Conv2d(in_channels, encoder, 1), nn.GELU()) if encoder else nn.Identity())
+        self.encoder = (
+            nn.Sequential(nn.Conv2d(in_channels, encoder, 1), nn.GELU()) if encoder else nn.Identity()
+        )
         e = encoder or in_channels
         c = e * self.lags
         self.down = nn.ModuleList()
@@ -111,7 +126,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, state=None):
         """x [B, T, C, H, W] → (y [B, T, K, H, W], state = last ``lags − 1`` month encodings)."""
         B, T, C, H, W = x.shape
-        enc = self.encoder(x.reshape(B * T, C, H, W)).reshape(B, T, -1, H, W)
+        fmt = self.memory_format
+        enc = self.encoder(x.reshape(B * T, C, H, W).contiguous(memory_format=fmt)).reshape(B, T, -1, H, W)
         E = enc.shape[2]
         if self.lags > 1:
             prev = self.init_state(enc) if state is None else state
@@ -119,17 +135,23 @@ class UNet(nn.Module):
         else:
             full = enc
         # month t sees months t-L+1..t: a (L·E)-channel stack per position
-        stack = torch.cat([full[:, j:j + T] for j in range(self.lags)], dim=2).reshape(B * T, self.lags * E, H, W)
+        stack = torch.cat([full[:, j : j + T] for j in range(self.lags)], dim=2).reshape(
+            B * T, self.lags * E, H, W
+        )
         ph, pw = (-H) % self.align, (-W) % self.align
         if ph or pw:
             if pw:
-                stack = (F.pad(stack, (0, pw, 0, 0), mode="circular") if self.lon_circular
-                         else F.pad(stack, (0, pw, 0, 0)))
+                stack = (
+                    F.pad(stack, (0, pw, 0, 0), mode="circular")
+                    if self.lon_circular
+                    else F.pad(stack, (0, pw, 0, 0))
+                )
             stack = F.pad(stack, (0, 0, 0, ph))
         if self.training or stack.shape[0] <= self.eval_chunk:
             feats = self._unet(stack)[..., :H, :W]
         else:  # inference: month images in groups, bounded memory (the outputs are per month)
             feats = torch.cat([self._unet(s) for s in torch.split(stack, self.eval_chunk)])[..., :H, :W]
-        y = self.head(torch.cat([feats, enc.reshape(B * T, E, H, W)], dim=1)).reshape(B, T, -1, H, W)
-        new_state = full[:, -(self.lags - 1):] if self.lags > 1 else None
+        head_in = torch.cat([feats, enc.reshape(B * T, E, H, W)], dim=1).contiguous(memory_format=fmt)
+        y = self.head(head_in).reshape(B, T, -1, H, W)
+        new_state = full[:, -(self.lags - 1) :] if self.lags > 1 else None
         return y, new_state
