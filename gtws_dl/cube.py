@@ -72,6 +72,7 @@ class CubeSpec:
     ewma_months: Sequence[float] = (3.0, 12.0, 36.0)  # antecedent water-balance memories, months
     stats_period: tuple[str, str] = ("2002-04", "2020-12")  # training months: normalisation fitted here only
     chunk_months: int = 12  # Zarr time chunk; a multiple of it divides the training window
+    chunk_lat: int = 15  # latitude rows per predictor chunk (bench/chunks.py: faster patch reads, same whole reads)
     extra: dict = field(default_factory=dict)
 
 
@@ -137,7 +138,9 @@ class _RunningStats:
 
 
 def _compressors():
-    return [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]
+    """zstd level 3 with byte shuffle: smaller and about twice as fast as bit shuffle on float32 fields
+    (measured by ``python -m bench.chunks``, see BENCHMARKS.md)."""
+    return [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
 
 
 class CubeWriter:
@@ -148,9 +151,12 @@ class CubeWriter:
 
     def __init__(self, out_dir: str | Path, grid: Grid, times: pd.DatetimeIndex, channels: Sequence[str], *,
                  land_fraction: np.ndarray, stats_period: tuple[str, str], chunk_months: int = 12,
-                 units: Mapping[str, str] | None = None, n_targets: int = 3) -> None:
+                 chunk_lat: int = 15, units: Mapping[str, str] | None = None, n_targets: int = 3) -> None:
         self.out_dir, self.grid, self.times = Path(out_dir), grid, pd.DatetimeIndex(times)
         self.channels, self.chunk_months = list(channels), int(chunk_months)
+        if int(chunk_lat) < 1:
+            raise ValueError(f"chunk_lat={chunk_lat}: expected a positive number of latitude rows per chunk")
+        self.chunk_lat = min(int(chunk_lat), grid.shape[0])
         self.landfrac = np.asarray(land_fraction, dtype=np.float32)
         self.land = self.landfrac >= 0.5
         self.stats_period = tuple(stats_period)
@@ -179,7 +185,8 @@ class CubeWriter:
             coords={**_coords(g, self.times), "channel": np.array(self.channels, dtype=object)},
             attrs={"cube_format_version": CUBE_FORMAT_VERSION, "code_version": __version__},
         )
-        enc = {"predictors": {"chunks": (self.chunk_months, nc, *g.shape), "compressors": _compressors()}}
+        chunks = (self.chunk_months, nc, self.chunk_lat, g.shape[1])
+        enc = {"predictors": {"chunks": chunks, "compressors": _compressors()}}
         template.to_zarr(self._tmp, mode="w", compute=False, consolidated=False, encoding=enc, zarr_format=3)
         xr.Dataset({k: template[k] for k in ("land_mask", "land_fraction", "cell_area")}).to_zarr(
             self._tmp, mode="a", consolidated=False)
@@ -260,6 +267,7 @@ class CubeWriter:
             "units": self.units,
             "stats": {"period": list(self.stats_period), "mean": mean.tolist(), "std": std.tolist()},
             "chunk_months": self.chunk_months,
+            "chunk_lat": self.chunk_lat,
             "fingerprint": "",
             **manifest_extra,
         }
@@ -336,7 +344,8 @@ class CubeBuilder:
         units.update({f"wb_ewma{int(m)}": "mm day-1" for m in s.ewma_months})
         units.update({"land_fraction": "1", "sin_lat": "1"})
         writer = CubeWriter(self.out_dir, g, self.times, channels, land_fraction=self.landfrac,
-                            stats_period=s.stats_period, chunk_months=s.chunk_months, units=units,
+                            stats_period=s.stats_period, chunk_months=s.chunk_months, chunk_lat=s.chunk_lat,
+                            units=units,
                             n_targets=len(s.grace))
         try:
             return self._write(writer, era5, extra, channels, files, fp, inputs, progress)

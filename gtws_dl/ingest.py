@@ -29,6 +29,7 @@ def spec_from(cfg: DictConfig) -> CubeSpec:
         ewma_months=tuple(float(m) for m in d.ewma_months),
         stats_period=tuple(str(p) for p in d.stats_period),
         chunk_months=int(d.chunk_months),
+        chunk_lat=int(d.get("chunk_lat", 15)),
     )
 
 

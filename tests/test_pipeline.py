@@ -78,6 +78,17 @@ def test_ingest_reuses_an_unchanged_cube(tiny_run):
     assert (tiny_run / "cube" / "manifest.json").stat().st_mtime_ns == before
 
 
+def test_cube_chunks_and_codec_follow_the_config(tiny_run):
+    """Predictors are chunked (chunk_months, C, chunk_lat, W) with zstd + byte shuffle (bench/chunks.py's choice)."""
+    import zarr
+
+    arr = zarr.open_group(tiny_run / "cube" / "predictors.zarr", mode="r")["predictors"]
+    nt, nc, H, W = arr.shape
+    assert H == 18 and arr.chunks == (12, nc, 15, W)  # 10° grid: 18 rows -> chunks of 15 (+ a partial one)
+    (codec,) = arr.compressors
+    assert codec.cname.value == "zstd" and codec.shuffle.value == "shuffle" and codec.clevel == 3
+
+
 def test_infer_ensemble_writes_mean_and_spread(tiny_run):
     """``infer.py ensemble=[a,b]``: the mean of identical members is the single model and their spread is zero."""
     ckpt = tiny_run / "train" / "all" / "checkpoints" / "best.ckpt"
