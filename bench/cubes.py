@@ -164,10 +164,12 @@ def rewrite_predictors(
     shards: tuple[int, int, int, int] | None = None,
     compressor: str | None = "zstd",
     clevel: int = 3,
+    shuffle: str = "shuffle",
 ) -> Path:
     """Copy the cube ``src`` to ``dst`` with ``predictors`` re-encoded (chunks, optional shards, compressor).
 
-    ``compressor``: ``"zstd"``/``"lz4"`` (Blosc, bitshuffle) or ``None``. Used by the chunking study only.
+    ``compressor``: ``"zstd"``/``"lz4"`` (Blosc, ``shuffle`` = ``"shuffle"`` or ``"bitshuffle"``) or ``None``.
+    Used by the chunking study only.
     """
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst)
@@ -178,7 +180,7 @@ def rewrite_predictors(
     comp = (
         []
         if compressor is None
-        else [zarr.codecs.BloscCodec(cname=compressor, clevel=clevel, shuffle="bitshuffle")]
+        else [zarr.codecs.BloscCodec(cname=compressor, clevel=clevel, shuffle=shuffle)]
     )
     new = g.create_array(
         "predictors",
@@ -195,6 +197,18 @@ def rewrite_predictors(
     for i0 in range(0, old.shape[0], step):
         new[i0 : i0 + step] = old[i0 : i0 + step]
     return dst
+
+
+def describe_encoding(cube_dir: Path) -> str:
+    """How the cube's ``predictors`` are stored, e.g. ``chunks (12, C, 15, W), Blosc zstd-3 shuffle``."""
+    arr = zarr.open_group(Path(cube_dir) / "predictors.zarr", mode="r")["predictors"]
+    ct, _, lat, _ = arr.chunks
+    H = arr.shape[2]
+    codecs = [
+        f"Blosc {c.cname.value}-{c.clevel} {c.shuffle.value}" if hasattr(c, "cname") else type(c).__name__
+        for c in arr.compressors
+    ]
+    return f"chunks ({ct}, C, {'H' if lat >= H else lat}, W), {', '.join(codecs) or 'uncompressed'}"
 
 
 def store_bytes(path: Path) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from bench.cubes import rewrite_predictors, store_bytes
+from bench.cubes import describe_encoding, rewrite_predictors, store_bytes
 from gtws_dl.data import CubeDataModule
 from gtws_dl.models.module import masked_mse
 
@@ -109,8 +109,8 @@ def _sample_read_seconds(cube_dir: Path, cfg, *, n_samples: int, in_memory) -> f
 def chunking_study(cube_dir: Path, cfg, work: Path, *, n_samples: int = 16) -> list[dict]:
     """Per-sample read time of the training loader for several encodings of the same predictor cube.
 
-    The baseline is the cube as ``CubeWriter`` writes it (time chunk ``chunk_months``, whole field per chunk,
-    Blosc zstd level 3 + bitshuffle). Every variant is read through the real ``CubeDataModule``
+    The baseline is the cube as ``CubeWriter`` writes it (time chunk ``chunk_months``, ``chunk_lat`` latitude
+    rows, Blosc zstd level 3 + byte shuffle). Every variant is read through the real ``CubeDataModule``
     (``in_memory=False``) with the same random windows and patches.
     """
     work = Path(work)
@@ -122,10 +122,14 @@ def chunking_study(cube_dir: Path, cfg, work: Path, *, n_samples: int = 16) -> l
     ct = arr.chunks[0]
     lat = max(1, H // 6)
     variants = [
-        (f"as written: chunks ({ct}, C, H, W), zstd-3", None),
-        ("no compression", {"chunks": (ct, C, H, W), "compressor": None}),
-        ("lz4-1 instead of zstd-3", {"chunks": (ct, C, H, W), "compressor": "lz4", "clevel": 1}),
-        (f"spatial chunks ({ct}, C, {lat}, W), zstd-3", {"chunks": (ct, C, lat, W)}),
+        (f"as written: {describe_encoding(src)}", None),
+        ("whole-field chunks, no compression", {"chunks": (ct, C, H, W), "compressor": None}),
+        ("whole-field chunks, lz4-1", {"chunks": (ct, C, H, W), "compressor": "lz4", "clevel": 1}),
+        (f"whole-field chunks ({ct}, C, H, W), zstd-3", {"chunks": (ct, C, H, W)}),
+        (
+            f"whole-field chunks ({ct}, C, H, W), zstd-3 bitshuffle (the encoding before 2026-11-27)",
+            {"chunks": (ct, C, H, W), "shuffle": "bitshuffle"},
+        ),
         (
             f"shards ({ct}, C, H, W) of chunks (1, C, {lat}, W), zstd-3",
             {"chunks": (1, C, lat, W), "shards": (ct, C, H, W)},

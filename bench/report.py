@@ -73,7 +73,7 @@ def render(res: dict) -> str:
         f"- Software: Python {m['python']}, torch {m['torch']}, lightning {m['lightning']}, zarr {m['zarr']}, "
         f"numcodecs {m['numcodecs']}; {m['os']}",
         f"- Cube: {p['nlat']}×{2 * p['nlat']} global grid ({180 / p['nlat']:.3g}°), {p['channels']} channels, "
-        f"{p['months']} months, chunks ({p['chunk_months']}, C, H, W) Blosc zstd-3; model "
+        f"{p['months']} months, {p.get('encoding', 'chunks (' + str(p['chunk_months']) + ', C, H, W)')}; model "
         f"{res['model']['name']} hidden {res['model']['hidden']} encoder {res['model']['encoder']} "
         f"({res['model']['parameters']:,} parameters), window {p['window']} / warm-up {p['warmup']} months, "
         f"batch_windows {p['batch_windows']}",
@@ -110,6 +110,17 @@ def render(res: dict) -> str:
             f"`prefetch=true` (median of {pf['repeats']} each) | {pf['off_s']:.2f} vs {pf['on_s']:.2f} s; "
             "read of batch i+1 overlaps the forward pass of batch i |"
         )
+    for name, rows in (res.get("speed_options") or {}).get("models", {}).items():
+        so = res["speed_options"]
+        for mode in [m for m in rows if m != "eager"]:
+            r, e = rows[mode], rows["eager"]
+            lines.append(
+                f"| `{mode}`, {name} | {_f(r['speedup'])} | `reconstruct()` wall eager ÷ with `{mode}` (median of "
+                f"{so['repeats']} after a first run; {so['nlat']}×{2 * so['nlat']} grid, {so['months']} months) | "
+                f"{e['steady_s']:.2f} vs {r['steady_s']:.2f} s; first run {r['first_s']:.1f} s"
+                + (f" (compile {r['compile_state']})" if mode == "compile" else "")
+                + f"; max abs difference {r['max_diff_rel']:.1e} × the field's std |"
+            )
     lines += [
         f"| bounded memory | {_f(mem['ratio_peak'])} | peak RSS {mem['long']['label']} ÷ {mem['short']['label']} "
         f"(fresh processes) | {mem['long']['peak_mb']:.0f} vs {mem['short']['peak_mb']:.0f} MB; growth above "

@@ -17,12 +17,14 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
+import zarr
 
 from bench import inference as inf
 from bench import loader as ld
 from bench.chunks import ChunkParams, run_chunks
-from bench.cubes import CubeSize, build_cube, build_module, compose_train, even
+from bench.cubes import CubeSize, build_cube, build_module, compose_train, describe_encoding, even
 from bench.report import command_line, machine, now, render
 
 LOGGER = logging.getLogger("bench")
@@ -62,6 +64,11 @@ class BenchParams:
     dense_n: int = 2048
     dense_seconds: float = 1.0
     prefetch_repeats: int = 3  # reconstruct runs per mode (prefetch off/on, interleaved), tiny model
+    speed_nlat: int = 30  # channels_last / torch.compile study: 6 deg global, `speed_months` months
+    speed_months: int = 72
+    speed_repeats: int = 2  # timed runs per mode after the first (compiling) one
+    speed_models: list[str] = field(default_factory=lambda: ["ConvLSTM", "U-Net"])
+    speed_modes: list[str] = field(default_factory=lambda: ["eager", "channels_last", "compile"])  # eager first
     # Zarr layout/codec study (bench/chunks.py), ~45 s at the default scale
     chunks: ChunkParams = field(default_factory=ChunkParams)
 
@@ -76,6 +83,7 @@ class BenchParams:
             scaling_months_nlat=even(self.scaling_months_nlat * r),
             scaling_nlat=sorted({even(n * r) for n in self.scaling_nlat}),
             memory_nlat=even(self.memory_nlat * r),
+            speed_nlat=even(self.speed_nlat * r),
             chunks=self.chunks.scaled(scale),
         )
 
@@ -310,6 +318,53 @@ def bench_prefetch(p: BenchParams, main: dict, work: Path, device: str) -> dict:
     return res
 
 
+SPEED_MODES = {"eager": {}, "channels_last": {"channels_last": True}, "compile": {"compile": True}}
+
+
+def bench_speed_options(p: BenchParams, work: Path, device: str) -> dict:
+    """Reconstruction wall time eager ÷ with ``channels_last`` ÷ with ``torch.compile``, ConvLSTM and U-Net.
+
+    The options are applied once (:func:`gtws_dl.models.accel.accelerate`), as ``infer.py`` does for a whole
+    run; the first run of each mode (which compiles) is reported apart from the median of the following ones.
+    Outputs of every mode are compared with eager (max abs difference, normalised units).
+    """
+    from gtws_dl.models.accel import accelerate, decelerate
+
+    size = _size(p, p.speed_nlat, p.speed_months)
+    cube = build_cube(work / "speed" / "cube", size)
+    nets = {k: v for k, v in {"ConvLSTM": (), "U-Net": ("model=unet",)}.items() if k in p.speed_models}
+    res: dict = {"nlat": p.speed_nlat, "months": p.speed_months, "repeats": p.speed_repeats, "models": {}}
+    print("speed options (reconstruct wall, eager ÷ option):", flush=True)
+    for name, overrides in nets.items():
+        module, _, _ = _module(p, cube, size, overrides=overrides)
+        rows, ref = {}, None
+        for mode in p.speed_modes:
+            opts = SPEED_MODES[mode]
+            accelerate(module.net, **opts)
+            try:
+                first = inf.time_reconstruct(module, cube, work / "speed" / name, device=device)["seconds"]
+                y = np.asarray(zarr.open_group(work / "speed" / name / "recon.zarr", mode="r")["twsa"][:])
+                steady = statistics.median(
+                    inf.time_reconstruct(module, cube, work / "speed" / name, device=device)["seconds"]
+                    for _ in range(p.speed_repeats)
+                )
+                state = getattr(module.net.__dict__.get("forward"), "state", None)
+            finally:
+                decelerate(module.net)
+            ref = y if ref is None else ref
+            diff = float(np.nanmax(np.abs(y - ref)) / (np.nanstd(ref) or 1.0))
+            rows[mode] = {"first_s": first, "steady_s": steady, "max_diff_rel": diff, "compile_state": state}
+        for mode, row in rows.items():
+            row["speedup"] = rows["eager"]["steady_s"] / row["steady_s"]
+            print(
+                f"  {name} {mode}: {row['speedup']:.2f}x ({row['steady_s']:.2f} s; first run {row['first_s']:.1f} s;"
+                f" max |diff| {row['max_diff_rel']:.1e} of the field's std)",
+                flush=True,
+            )
+        res["models"][name] = rows
+    return res
+
+
 def bench_chunks(p: BenchParams, work: Path) -> dict:
     """Store size, whole read and training-patch reads of the predictor array per Zarr layout and codec."""
     print("zarr chunk layout and codec:", flush=True)
@@ -340,7 +395,16 @@ def run_all(
         memory = bench_memory(p, tmp, str(dev))
         scaling = bench_scaling(p, tmp, str(dev))
         chunks = bench_chunks(p, tmp)
-    params_out = {**asdict(p), "window": main["window"], "warmup": main["warmup"]}
+        speed = bench_speed_options(p, tmp, str(dev))
+        encoding = describe_encoding(main["cube"])
+        chunk_lat = zarr.open_group(Path(main["cube"]) / "predictors.zarr", mode="r")["predictors"].chunks[2]
+    params_out = {
+        **asdict(p),
+        "window": main["window"],
+        "warmup": main["warmup"],
+        "encoding": encoding,
+        "chunk_lat": chunk_lat,
+    }
     res = {
         "machine": machine(dev),
         "params": params_out,
@@ -353,6 +417,7 @@ def run_all(
         "memory": memory,
         "scaling": scaling,
         "chunks": chunks,
+        "speed_options": speed,
         "date": now(),
         "command": command or command_line(),
         "wall_s": time.perf_counter() - t0,
@@ -370,14 +435,16 @@ def _notes(res: dict) -> list[str]:
     p, ld_ = res["params"], res["loader"]
     H, cm, win = p["nlat"], p["chunk_months"], p["window"]
     W = 2 * H
+    ch = min(p.get("chunk_lat", H), H)
     patch = list(res["patch"]) if res["patch"] else [None, None]
     ph, pw = min(patch[0] or H, H), min(patch[1] or W, W)
     t_factor = (win + cm - 1) / win  # expected months decompressed per window / months used (random start)
+    lat_rows = min(ph + ch - 1, H)  # expected rows of the chunks a patch at a random row touches
     notes = [
-        f"A training sample uses {win} months × a {ph}×{pw} patch, but a chunk ({cm}, C, {H}, {W}) is the unit of "
-        f"decompression: on average {win + cm - 1} months of whole fields are decompressed, "
-        f"{t_factor * H / ph * W / pw:.1f}× the data used ({t_factor:.2f}× in time, {H / ph:.2f}× in latitude, "
-        f"{W / pw:.2f}× in longitude).",
+        f"A training sample uses {win} months × a {ph}×{pw} patch, but a chunk ({cm}, C, {ch}, {W}) is the unit of "
+        f"decompression: on average {win + cm - 1} months × about {lat_rows} rows × {W} columns are decompressed, "
+        f"{t_factor * lat_rows / ph * W / pw:.1f}× the data used ({t_factor:.2f}× in time, {lat_rows / ph:.2f}× in "
+        f"latitude, {W / pw:.2f}× in longitude).",
         "With `num_workers=0` loading and the step run in sequence, so the ratio is (load + step) / step; the "
         "loading time per batch is what to compare with a GPU step (tens of ms).",
         "Memory: peak RSS (VmHWM) of a fresh process; the growth column subtracts the peak reached after imports and "

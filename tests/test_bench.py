@@ -60,6 +60,11 @@ TINY = BenchParams(
     tiny_encoder=2,
     chunk_samples=1,
     prefetch_repeats=1,
+    speed_nlat=6,
+    speed_months=24,
+    speed_repeats=1,
+    speed_models=["ConvLSTM"],
+    speed_modes=["eager", "channels_last"],  # torch.compile's own test: tests/test_gpu_path.py
     dense_n=64,
     dense_seconds=0.02,
     chunks=TINY_CHUNKS,
@@ -80,6 +85,7 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
         "efficiency_forward": res["efficiency"]["ratio_forward"],
         "memory": res["memory"]["ratio_peak"],
         "prefetch": res["prefetch"]["ratio"],
+        "channels_last": res["speed_options"]["models"]["ConvLSTM"]["channels_last"]["speedup"],
         **{
             f"loader_{r['label']}_{k}": r[k]
             for r in res["loader"]["rows"]
@@ -89,7 +95,7 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
     }
     bad = {k: v for k, v in ratios.items() if not _positive(v)}
     assert not bad, bad
-    assert len(res["loader"]["rows"]) == 2 and len(res["loader"]["chunking"]) == 5
+    assert len(res["loader"]["rows"]) == 2 and len(res["loader"]["chunking"]) == 6
     assert res["inference"]["gpu_peak_mb"] is None  # CPU run: the CUDA-only number is absent, not zero
     for key, n in (("months", 2), ("cells", 2)):
         sweep = res["scaling"][key]
@@ -100,6 +106,8 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
     assert mem["long"]["peak_mb"] >= mem["long"]["baseline_mb"] > 0
 
     assert len(res["chunks"]["rows"]) == len(TINY_CHUNKS.variants)
+    # channels_last changes the memory layout, not the numbers
+    assert res["speed_options"]["models"]["ConvLSTM"]["channels_last"]["max_diff_rel"] < 1e-4
     md = out.read_text()
     assert md == res["markdown"] and md.startswith("# gtws-dl benchmarks")
     for needle in (
@@ -109,6 +117,7 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
         "loader overhead",
         "bounded memory",
         "prefetch speed-up",
+        "`channels_last`, ConvLSTM",
         "scaling in months",
         "scaling in grid cells",
         "## Scaling points",
@@ -120,7 +129,7 @@ def test_bench_suite_runs_at_tiny_scale(tmp_path):
         assert needle in md, needle
     summary = md.split("## Summary", 1)[1].split("## Scaling points", 1)[0]
     rows = [r for r in summary.splitlines() if r.startswith("| ") and not r.startswith("| benchmark")]
-    assert len(rows) == 10 and all(r.count("|") == 5 for r in rows), rows
+    assert len(rows) == 11 and all(r.count("|") == 5 for r in rows), rows
     assert "n/a" not in summary.split("| bounded memory", 1)[0].replace("GPU", "")
 
 
