@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gtws_dl.cube import check_cube_targets, open_cube
+from gtws_dl.cube import check_cube_targets, cube_location, open_cube
 from gtws_dl.models.target_base import fit_target_base
 
 LOGGER = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ class CubeDataModule(L.LightningDataModule):
         super().__init__()
         if warmup >= window:
             raise ValueError(f"datamodule.warmup={warmup} must be smaller than datamodule.window={window}")
-        self.cube_dir = Path(cube_dir)
+        self.cube_dir = cube_location(cube_dir)  # a directory or an fsspec URL
         self.targets = list(targets)
         self.window, self.warmup, self.batch_size = window, warmup, batch_size
         self.patch = tuple(patch) if patch is not None else None

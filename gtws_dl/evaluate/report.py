@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from gtws_dl.config import conf_dir
+from gtws_dl.cube import cube_member
 from gtws_dl.evaluate import budget, enso
 from gtws_dl.evaluate import figures as fg
 from gtws_dl.evaluate.skill import area_weighted_median, deseasonalize, nse, pearson_r
@@ -186,9 +187,12 @@ def load_context(cfg: DictConfig, out: Path) -> Context:
     if missing:
         ctx.notes["centres"] = f"no product for {', '.join(missing)} in {pdir}"
     # GRACE targets on the model grid
-    tpath = Path(cfg.paths.cube_dir) / "targets.zarr"
-    if tpath.exists():
+    tpath = cube_member(cfg.paths.cube_dir, "targets.zarr")  # a directory or an fsspec URL
+    try:
         tds = xr.open_zarr(tpath, consolidated=False)
+    except FileNotFoundError:
+        tds = None
+    if tds is not None:
         for c in products:
             if c in [str(v) for v in tds["target"].values]:
                 ctx.grace[c] = on_grid(tds["twsa"].sel(target=c), grid, times, chunk=chunk, desc=f"GRACE {c}")

@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl import __version__
+from gtws_dl.cube import cube_member
 from gtws_dl.grid import Grid
 from gtws_dl.post.decompose import decimal_year, detrend_deseasonalize
 from gtws_dl.post.products import read_product, write_twsa_product
@@ -50,7 +51,7 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     out_dir = Path(products_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ds = open_finished(recon_path)
-    static = xr.open_zarr(Path(cube_dir) / "predictors.zarr", consolidated=False)
+    static = xr.open_zarr(cube_member(cube_dir, "predictors.zarr"), consolidated=False)
     land = static["land_mask"].values.astype(bool)
     area = static["cell_area"].values
     times = pd.DatetimeIndex(ds["time"].values)
