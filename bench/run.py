@@ -68,7 +68,8 @@ class BenchParams:
     speed_months: int = 72
     speed_repeats: int = 2  # timed runs per mode after the first (compiling) one
     speed_models: list[str] = field(default_factory=lambda: ["ConvLSTM", "U-Net"])
-    speed_modes: list[str] = field(default_factory=lambda: ["eager", "channels_last", "compile"])  # eager first
+    # eager first; "compile" (--compile) costs minutes of compiling on a CPU (ConvLSTM 182 s, U-Net 115 s measured)
+    speed_modes: list[str] = field(default_factory=lambda: ["eager", "channels_last"])
     # Zarr layout/codec study (bench/chunks.py), ~45 s at the default scale
     chunks: ChunkParams = field(default_factory=ChunkParams)
 
@@ -475,11 +476,19 @@ def main(argv: list[str] | None = None) -> None:
         help="torch CPU threads (default: torch's choice); 1 is far steadier on a shared, busy machine, "
         "where OpenMP threads that wait for a descheduled sibling slow steps down many-fold",
     )
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile in the speed-options study (adds its compile time: ~5 min on 2 CPU cores)",
+    )
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run_all(scale=a.scale, out=a.out, work=a.work, device=a.device)
+    params = BenchParams()
+    if a.compile:
+        params = replace(params, speed_modes=[*params.speed_modes, "compile"])
+    run_all(params, scale=a.scale, out=a.out, work=a.work, device=a.device)
 
 
 if __name__ == "__main__":
