@@ -199,8 +199,9 @@ def rewrite_predictors(
     return dst
 
 
-def describe_encoding(cube_dir: Path) -> str:
-    """How the cube's ``predictors`` are stored, e.g. ``chunks (12, C, 15, W), Blosc zstd-3 shuffle``."""
+def predictor_encoding(cube_dir: Path) -> tuple[tuple[int, ...], str]:
+    """Chunks of the cube's ``predictors`` and how they are stored, e.g. ``chunks (12, C, 15, W), Blosc zstd-3
+    shuffle``."""
     arr = zarr.open_group(Path(cube_dir) / "predictors.zarr", mode="r")["predictors"]
     ct, _, lat, _ = arr.chunks
     H = arr.shape[2]
@@ -208,7 +209,7 @@ def describe_encoding(cube_dir: Path) -> str:
         f"Blosc {c.cname.value}-{c.clevel} {c.shuffle.value}" if hasattr(c, "cname") else type(c).__name__
         for c in arr.compressors
     ]
-    return f"chunks ({ct}, C, {'H' if lat >= H else lat}, W), {', '.join(codecs) or 'uncompressed'}"
+    return arr.chunks, f"chunks ({ct}, C, {'H' if lat >= H else lat}, W), {', '.join(codecs) or 'uncompressed'}"
 
 
 def store_bytes(path: Path) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from bench.cubes import describe_encoding, rewrite_predictors, store_bytes
+from bench.cubes import predictor_encoding, rewrite_predictors, store_bytes
 from gtws_dl.data import CubeDataModule
 from gtws_dl.models.module import masked_mse
 
@@ -122,7 +122,7 @@ def chunking_study(cube_dir: Path, cfg, work: Path, *, n_samples: int = 16) -> l
     ct = arr.chunks[0]
     lat = max(1, H // 6)
     variants = [
-        (f"as written: {describe_encoding(src)}", None),
+        (f"as written: {predictor_encoding(src)[1]}", None),
         ("whole-field chunks, no compression", {"chunks": (ct, C, H, W), "compressor": None}),
         ("whole-field chunks, lz4-1", {"chunks": (ct, C, H, W), "compressor": "lz4", "clevel": 1}),
         (f"whole-field chunks ({ct}, C, H, W), zstd-3", {"chunks": (ct, C, H, W)}),

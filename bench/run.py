@@ -24,7 +24,7 @@ import zarr
 from bench import inference as inf
 from bench import loader as ld
 from bench.chunks import ChunkParams, run_chunks
-from bench.cubes import CubeSize, build_cube, build_module, compose_train, describe_encoding, even
+from bench.cubes import CubeSize, build_cube, build_module, compose_train, even, predictor_encoding
 from bench.report import command_line, machine, now, render
 
 LOGGER = logging.getLogger("bench")
@@ -397,14 +397,13 @@ def run_all(
         scaling = bench_scaling(p, tmp, str(dev))
         chunks = bench_chunks(p, tmp)
         speed = bench_speed_options(p, tmp, str(dev))
-        encoding = describe_encoding(main["cube"])
-        chunk_lat = zarr.open_group(Path(main["cube"]) / "predictors.zarr", mode="r")["predictors"].chunks[2]
+        chunks_main, encoding = predictor_encoding(main["cube"])
     params_out = {
         **asdict(p),
         "window": main["window"],
         "warmup": main["warmup"],
         "encoding": encoding,
-        "chunk_lat": chunk_lat,
+        "chunk_lat": chunks_main[2],
     }
     res = {
         "machine": machine(dev),

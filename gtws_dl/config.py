@@ -92,6 +92,16 @@ def _int(cfg, key, lo: int, expect: str, *, optional: bool = False):
     return _number(cfg, key, lambda v: v >= lo, expect, integer=True)
 
 
+def check_flag(key: str, value, default: bool) -> bool:
+    """``value`` of the boolean config key ``key``; anything but true/false raises :class:`ConfigError` naming the
+    key and suggesting ``key=<default>``."""
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"config key {key}={_show(value)}: expected true or false, e.g. {key}={str(default).lower()}"
+        )
+    return value
+
+
 def _choice(cfg, key, choices):
     v = _get(cfg, key, _MISSING)
     if v is _MISSING:

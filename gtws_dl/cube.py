@@ -174,10 +174,11 @@ class CubeWriter:
         self._tmp = self.out_dir / f"predictors.zarr.tmp-{os.getpid()}"
         self._tmp_targets = self.out_dir / f"targets.zarr.tmp-{os.getpid()}"
         shutil.rmtree(self._tmp, ignore_errors=True)
+        chunks = (self.chunk_months, nc, self.chunk_lat, g.shape[1])  # time, channel, lat rows, whole longitudes
         template = xr.Dataset(
             {
                 "predictors": (("time", "channel", "lat", "lon"),
-                               lazy_nan((nt, nc, *g.shape), (self.chunk_months, nc, *g.shape))),
+                               lazy_nan((nt, nc, *g.shape), chunks)),
                 "land_mask": (("lat", "lon"), self.land),
                 "land_fraction": (("lat", "lon"), self.landfrac),
                 "cell_area": (("lat", "lon"), g.cell_area(), {"units": "m2"}),
@@ -185,7 +186,6 @@ class CubeWriter:
             coords={**_coords(g, self.times), "channel": np.array(self.channels, dtype=object)},
             attrs={"cube_format_version": CUBE_FORMAT_VERSION, "code_version": __version__},
         )
-        chunks = (self.chunk_months, nc, self.chunk_lat, g.shape[1])
         enc = {"predictors": {"chunks": chunks, "compressors": _compressors()}}
         template.to_zarr(self._tmp, mode="w", compute=False, consolidated=False, encoding=enc, zarr_format=3)
         xr.Dataset({k: template[k] for k in ("land_mask", "land_fraction", "cell_area")}).to_zarr(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gtws_dl.config import ConfigError, grid_from, to_plain, validate_config
+from gtws_dl.config import check_flag, grid_from, to_plain, validate_config
 from gtws_dl.cube import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.models.module import ReconstructionModule
@@ -138,15 +138,7 @@ SPEED_OPTIONS = {"prefetch": True, "channels_last": False, "compile": False}  # 
 def speed_options(cfg: DictConfig) -> dict[str, bool]:
     """``prefetch``, ``channels_last``, ``compile`` of an infer config (defaults where absent); each must be a
     boolean, else :class:`~gtws_dl.config.ConfigError` naming the key."""
-    out = {}
-    for key, default in SPEED_OPTIONS.items():
-        v = cfg.get(key, default)
-        if not isinstance(v, bool):
-            raise ConfigError(
-                f"config key {key}={v!r}: expected true or false, e.g. {key}={str(default).lower()}"
-            )
-        out[key] = v
-    return out
+    return {key: check_flag(key, cfg.get(key, default), default) for key, default in SPEED_OPTIONS.items()}
 
 
 def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from gtws_dl.config import ConfigError, grid_from, to_plain
+from gtws_dl.config import check_flag, grid_from, to_plain
 from gtws_dl.lock import write_text_atomic
 from gtws_dl.models.accel import accelerate
 
@@ -74,14 +74,7 @@ def trainer_options(cfg: DictConfig) -> tuple[dict, dict[str, bool]]:
     """(the ``trainer`` config without the speed options, ``{channels_last, compile}``); each option must be a
     boolean (absent: false), else :class:`~gtws_dl.config.ConfigError` naming the key."""
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    speed = {}
-    for key in TRAINER_SPEED_OPTIONS:
-        v = tcfg.pop(key, False)
-        if not isinstance(v, bool):
-            raise ConfigError(
-                f"config key trainer.{key}={v!r}: expected true or false, e.g. trainer.{key}=false"
-            )
-        speed[key] = v
+    speed = {key: check_flag(f"trainer.{key}", tcfg.pop(key, False), False) for key in TRAINER_SPEED_OPTIONS}
     return tcfg, speed
 
 
