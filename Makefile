@@ -57,7 +57,7 @@ lint: install
 # every model (baselines, ConvLSTM, U-Net ensemble) on the $(OUT) cube -> outputs/leaderboard/leaderboard.{md,csv};
 # e.g. make leaderboard LB_ARGS="scale=4 models_to_run=[unet,gbt]"
 leaderboard: install
-	$(PY) -m gtws_dl.evaluate.leaderboard paths.output_dir=$(OUT) $(LB_ARGS)
+	$(PY) -m gtws_dl.experiments.leaderboard paths.output_dir=$(OUT) $(LB_ARGS)
 
 bench: install
 	$(PY) -m bench.run --threads 1

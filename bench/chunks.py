@@ -73,7 +73,7 @@ class ChunkParams:
 
 def compressors(codec: str) -> list:
     """Zarr v3 compressors for a codec name: ``none``, ``zstd-<level>`` (Blosc, byte shuffle),
-    ``zstd-<level>-bitshuffle`` (what :mod:`gtws_dl.cube` writes today) or ``lz4`` (Blosc, level 5, byte shuffle)."""
+    ``zstd-<level>-bitshuffle`` (what :mod:`gtws_dl.cube.build` writes today) or ``lz4`` (Blosc, level 5, byte shuffle)."""
     if codec == NONE:
         return []
     parts = codec.split("-")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gtws_dl.cube import open_cube
+from gtws_dl.cube.store import open_cube
 from gtws_dl.reconstruct import _blocks, reconstruct
 
 LOGGER = logging.getLogger(__name__)

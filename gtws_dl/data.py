@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gtws_dl.cube import check_cube_targets, cube_location, open_cube
+from gtws_dl.cube.store import check_cube_targets, cube_location, open_cube
 from gtws_dl.models.target_base import fit_target_base
 
 LOGGER = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def availability_climatologies(pred, channels: list[str]) -> list[tuple[int, int
 
 
 class CubeDataModule(L.LightningDataModule):
-    """Reads ``cube_dir`` (see :mod:`gtws_dl.cube`) for the target centres in ``targets``.
+    """Reads ``cube_dir`` (see :mod:`gtws_dl.cube.build`) for the target centres in ``targets``.
 
     Parameters
     ----------

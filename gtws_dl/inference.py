@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gtws_dl.config import check_flag, grid_from, to_plain, validate_config
-from gtws_dl.cube import CubeError, open_cube
+from gtws_dl.cube.store import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.models.module import ReconstructionModule
 from gtws_dl.reconstruct import CheckpointMismatchError, check_compatible, reconstruct, reconstruct_ensemble

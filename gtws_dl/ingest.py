@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gtws_dl.config import conf_dir, grid_from, validate_config
-from gtws_dl.cube import CubeBuilder, CubeSpec
+from gtws_dl.cube.build import CubeBuilder, CubeSpec
 
 LOGGER = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import xarray as xr
 import zarr
 from tqdm.auto import tqdm
 
-from gtws_dl.cube import lazy_nan, open_cube
+from gtws_dl.cube.store import lazy_nan, open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
 from gtws_dl.lock import OutputLock, write_text_atomic
 from gtws_dl.models.accel import accelerate, decelerate

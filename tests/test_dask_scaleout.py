@@ -9,9 +9,9 @@ import xarray as xr
 
 from gtws_dl.grid import Grid
 from gtws_dl.io.regrid import regrid_conservative
-from gtws_dl.post.decompose import decimal_year, detrend_deseasonalize
 from gtws_dl.post.lazy import detrend_deseasonalize_lazy
 from gtws_dl.post.series import regional_series
+from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.slow

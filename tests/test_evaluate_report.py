@@ -108,9 +108,9 @@ def _write_era5(path: Path, times: pd.DatetimeIndex, tp_day, e_day, skt):
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
     from gtws_dl.landmask import land_mask
-    from gtws_dl.post.decompose import decimal_year, detrend_deseasonalize
     from gtws_dl.post.products import write_twsa_product
     from gtws_dl.post.publish import product_name
+    from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
 
     out = tmp_path_factory.mktemp("run")
     grid = Grid(RES)

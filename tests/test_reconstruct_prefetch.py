@@ -139,7 +139,7 @@ def test_speed_options_must_be_booleans(synthetic_cube, ckpt, tmp_path, value):
 def test_cuda_prefetch_pins_and_gives_identical_outputs(synthetic_cube, ckpt, tmp_path):
     """On CUDA the prefetched batch is staged in pinned memory; outputs equal with prefetch on/off, and with
     channels_last + compile within 1e-4 mm (fp32, no autocast)."""
-    from gtws_dl.cube import open_cube
+    from gtws_dl.cube.store import open_cube
 
     _, pred_g, _ = open_cube(synthetic_cube["dir"])
     blocks = recon._blocks(24, 6, 6)[:2]

@@ -24,7 +24,8 @@ from bad_inputs.builders import (
 )
 
 from gtws_dl.config import ConfigError, validate_config
-from gtws_dl.cube import CubeError, CubeNotFoundError, CubeWriter, check_cube_targets
+from gtws_dl.cube.build import CubeWriter
+from gtws_dl.cube.store import CubeError, CubeNotFoundError, check_cube_targets
 from gtws_dl.diskspace import DiskSpaceError, OutputNotWritableError
 from gtws_dl.grid import GridError
 from gtws_dl.inference import InvalidCheckpointError, infer, load_checkpoint
@@ -240,7 +241,7 @@ def test_datamodule_names_the_fix_for_a_missing_centre(tmp_path):
 
 
 def test_predictor_nan_over_land_leaves_the_previous_cube_intact(synthetic_cube, tmp_path):
-    from gtws_dl.cube import open_cube
+    from gtws_dl.cube.store import open_cube
 
     cube = copy_cube(synthetic_cube["dir"], tmp_path / "cube")
     grid, times, land = synthetic_cube["grid"], synthetic_cube["times"], synthetic_cube["land"]
@@ -307,7 +308,7 @@ def test_era5_over_europe_but_grid_bbox_in_asia(tmp_path):
     """A regional ERA5 download that misses grid.bbox: refused at ingest naming the variable and coverage."""
     import test_io_mascon as masc
 
-    from gtws_dl.cube import CubeBuilder, CubeSpec
+    from gtws_dl.cube.build import CubeBuilder, CubeSpec
     from gtws_dl.grid import Grid
 
     era5 = _era5_builders()
@@ -326,7 +327,7 @@ def test_era5_over_europe_but_grid_bbox_in_asia(tmp_path):
 
 
 def test_grace_glob_matching_nothing(tmp_path):
-    from gtws_dl.cube import CubeBuilder, CubeSpec
+    from gtws_dl.cube.build import CubeBuilder, CubeSpec
     from gtws_dl.grid import Grid
 
     spec = CubeSpec(era5=str(tmp_path), grace={"csr": str(tmp_path / "CSR_*.nc")})

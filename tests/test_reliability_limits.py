@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from bad_inputs.builders import module_for, save_checkpoint
 
-from gtws_dl.cube import CubeWriter
+from gtws_dl.cube.build import CubeWriter
 from gtws_dl.grid import Grid
 
 pytestmark = pytest.mark.reliability

@@ -38,16 +38,16 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from gtws_dl.config import conf_dir
-from gtws_dl.cube import cube_member
+from gtws_dl.cube.store import cube_member
 from gtws_dl.evaluate import budget, enso
 from gtws_dl.evaluate import figures as fg
 from gtws_dl.evaluate.skill import area_weighted_median, deseasonalize, nse, pearson_r
 from gtws_dl.grid import Grid
-from gtws_dl.post.decompose import decimal_year, decompose
 from gtws_dl.post.products import read_product
 from gtws_dl.post.publish import product_name
 from gtws_dl.post.regions import CONTINENTS, region_masks, user_regions
 from gtws_dl.post.series import regional_series
+from gtws_dl.seasonal import decimal_year, decompose
 
 LOGGER = logging.getLogger(__name__)
 LAND_EXCL = "global_land_excl_greenland_antarctica"

@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from gtws_dl.conventions import CENTRES
 from gtws_dl.io._common import convert_units, covered, decode_time, open_nc, probe_read
 from gtws_dl.io.errors import input_error, missing_variable
 from gtws_dl.io.regrid import to_canonical
 
 LOGGER = logging.getLogger(__name__)
 
-CENTRES = ("jpl", "csr", "gsfc")
 _LWE_UNITS = {
     "cm": (10.0, 0.0),
     "centimeters": (10.0, 0.0),

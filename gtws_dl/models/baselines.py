@@ -1,6 +1,6 @@
 """Honest baselines on the same cube and the same blocked split as the networks.
 
-Every baseline reads the cube (:func:`gtws_dl.cube.open_cube`), fits on the training GRACE months of
+Every baseline reads the cube (:func:`gtws_dl.cube.store.open_cube`), fits on the training GRACE months of
 :func:`gtws_dl.data.time_split` only, predicts every month of the record and writes a reconstruction store in the
 layout of :func:`gtws_dl.reconstruct.reconstruct`, so the same products and skill code evaluate it.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gtws_dl.cube import open_cube
+from gtws_dl.cube.store import open_cube
 from gtws_dl.data import Split, time_split
 
 LOGGER = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Per-cell target base: the GRACE-era seasonal cycle and linear trend a network's output is added to.
 
 With ``kind="seasonal_trend"`` a network learns ``(twsa − base) / scale`` instead of ``twsa / scale``, where,
-per target centre and cell, fitted on the training months only (:func:`gtws_dl.post.decompose.decompose`)::
+per target centre and cell, fitted on the training months only (:func:`gtws_dl.seasonal.decompose`)::
 
     base(t) = a0 + a1 (clip(t, t_lo, t_hi) − t_ref) + clim(month(t))      mm
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gtws_dl.post.decompose import decimal_year, decompose, design_matrix
+from gtws_dl.seasonal import decimal_year, decompose, design_matrix
 
 KINDS = ("none", "seasonal_trend")
 

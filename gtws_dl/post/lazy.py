@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from gtws_dl.post.decompose import decimal_year, detrend_deseasonalize
+from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
 
 
 def _residual_last_axis(y: np.ndarray, t: np.ndarray, kwargs: dict) -> np.ndarray:
@@ -21,7 +21,7 @@ def _residual_last_axis(y: np.ndarray, t: np.ndarray, kwargs: dict) -> np.ndarra
 
 
 def detrend_deseasonalize_lazy(twsa: xr.DataArray, *, lat_chunk: int = 60, **kwargs) -> xr.DataArray:
-    """Residual of :func:`gtws_dl.post.decompose.decompose` per cell, computed in latitude bands.
+    """Residual of :func:`gtws_dl.seasonal.decompose` per cell, computed in latitude bands.
 
     Parameters
     ----------

@@ -19,15 +19,15 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl import __version__
-from gtws_dl.cube import cube_member
+from gtws_dl.conventions import CENTRES
+from gtws_dl.cube.store import cube_member
 from gtws_dl.grid import Grid
-from gtws_dl.post.decompose import decimal_year, detrend_deseasonalize
 from gtws_dl.post.products import read_product, write_twsa_product
 from gtws_dl.post.regions import region_masks
 from gtws_dl.post.series import regional_series, write_series_xlsx
+from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
 
 LOGGER = logging.getLogger(__name__)
-CENTRES = ("jpl", "csr", "gsfc")
 DD = "_detrended_deseasonalized"
 
 

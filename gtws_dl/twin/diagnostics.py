@@ -12,6 +12,7 @@ from typing import Any
 import netCDF4
 import numpy as np
 
+from gtws_dl.conventions import CENTRES
 from gtws_dl.grid import Grid
 from gtws_dl.twin import grace as gr
 
@@ -105,7 +106,7 @@ def variance_budget(twin_dir: str | Path, grid: Grid | None = None) -> dict[str,
     if len(gm):
         idx = np.searchsorted(months, gm)
         sm = gr.smooth(truth[idx], grid, 300.0)
-        for centre in gr.CENTRES:
+        for centre in CENTRES:
             files = sorted((d / "grace").glob({"jpl": "GRCTellus.JPL.*.nc", "csr": "CSR_*.nc", "gsfc": "gsfc.*.nc"}[centre]))
             if not files:
                 continue

@@ -14,7 +14,6 @@ from scipy.ndimage import gaussian_filter1d
 from gtws_dl.grid import Grid, GridError
 from gtws_dl.twin.geo import R_KM
 
-CENTRES = ("jpl", "csr", "gsfc")
 FIRST_MONTH = "2002-04"
 MISSING = ["2002-06", "2002-07", "2003-06", "2011-01", "2011-06", "2012-05", "2012-10", "2013-03", "2013-08",
            "2013-09", "2014-02", "2014-07", "2014-12", "2015-06", "2015-10", "2015-11", "2016-04", "2016-09",

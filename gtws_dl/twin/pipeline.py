@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from gtws_dl.conventions import CENTRES
 from gtws_dl.grid import Grid
 from gtws_dl.landmask import land_fraction
 from gtws_dl.twin import grace as gr
@@ -277,7 +278,7 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
         dec = 2002.0 + tmid / 365.25
         in_base = (dec >= 2004.0) & (dec < 2010.0)
         missing = [str(m) for m in np.arange(gm[0], gm[-1] + 1) if m not in set(gm)]
-        for ci, centre in enumerate(gr.CENTRES):
+        for ci, centre in enumerate(CENTRES):
             cg = gr.centre_grid(grid, float(cfg.grace_res[centre]))
             field = gr.block_mean(sm, grid, cg)
             rng_g = np.random.default_rng([cfg.seed, 303, ci])
@@ -311,7 +312,7 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
             "truth_components.nc": {"twsa_forced": "mm", "depletion": "mm", "ice": "mm"},
             "lai.nc": {"LAI": "m2 m-2", "from": LAI_FROM}, "sif.nc": {"SIF": "mW m-2 nm-1 sr-1", "from": SIF_FROM},
             "landcover.nc": {"land_cover_fraction": list(hy.CLASSES)},
-            "grace": {c: f"{cfg.grace_res[c]} deg native, noise {cfg.grace_noise_mm[c]} mm" for c in gr.CENTRES},
+            "grace": {c: f"{cfg.grace_res[c]} deg native, noise {cfg.grace_noise_mm[c]} mm" for c in CENTRES},
         },
         "simulates": {
             "forced_stores": "snow, soil (bucket), groundwater (linear reservoir), surface water; driven by the forcing",

@@ -1,6 +1,6 @@
 """Leaderboard: train/fit every model config on one cube and split, reconstruct, publish, evaluate.
 
-``python -m gtws_dl.evaluate.leaderboard [scale=1] [models=[unet,climatology]]`` (config ``conf/leaderboard.yaml``)
+``python -m gtws_dl.experiments.leaderboard [scale=1] [models=[unet,climatology]]`` (config ``conf/leaderboard.yaml``)
 writes ``<out_dir>/leaderboard.{md,csv}``: one row per model × target × region with area-weighted medians of
 r, NSE, KGE, RMSE, bias and cyclostationary NSE on (a) the held-out GRACE months (the validation block of the
 split, never used for fitting or checkpoint choice: the networks are evaluated from ``last.ckpt``) and (b) the twin
@@ -127,7 +127,7 @@ def run_model(cfg: DictConfig, name: str, spec: dict, cells_cache: dict) -> dict
 
 def evaluate_model(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
     """Publish the model's products and evaluate every centre; rows of the leaderboard."""
-    from gtws_dl.cube import open_cube
+    from gtws_dl.cube.store import open_cube
     from gtws_dl.data import time_split
     from gtws_dl.post.products import read_product
     from gtws_dl.post.publish import product_name, publish

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gtws_dl.post.decompose import decimal_year, decompose, detrend_deseasonalize
+from gtws_dl.seasonal import decimal_year, decompose, detrend_deseasonalize
 
 T = decimal_year(np.arange("1990-01", "2021-01", dtype="datetime64[M]"))
 
