@@ -14,7 +14,6 @@ same layout (mean and total spread).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 
 from gtws_dl.cube.store import lazy_nan, open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
+from gtws_dl.hashing import sha256_path
 from gtws_dl.lock import OutputLock, write_text_atomic
 from gtws_dl.models.accel import accelerate, decelerate
 from gtws_dl.prefetch import prefetched
@@ -67,15 +67,6 @@ def _blocks(n_months: int, stride: int, warmup: int) -> list[tuple[np.ndarray, i
         idx[idx < 0] += warmup  # first block: spin up on a repeat of the first months
         out.append((idx, k0, k1))
     return out
-
-
-def _fingerprint(ckpt_path: Path, manifest: dict) -> str:
-    h = hashlib.sha256()
-    with open(ckpt_path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    h.update(manifest["fingerprint"].encode())
-    return h.hexdigest()
 
 
 def reconstruct(
@@ -164,7 +155,7 @@ def _reconstruct(
 
     out_path = Path(out_path)
     prog_path = out_path.with_name(out_path.name + ".progress.json")
-    fp = _fingerprint(Path(ckpt_path), manifest)
+    fp = sha256_path(ckpt_path, salt=manifest["fingerprint"])
     done: set[int] = set()
     if out_path.exists() and prog_path.exists():
         prog = json.loads(prog_path.read_text())

@@ -34,6 +34,7 @@ from gtws_dl import __version__
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION, lazy_nan
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.grid import Grid
+from gtws_dl.hashing import sha256_path
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
@@ -83,17 +84,6 @@ def _resolve(pattern: str, what: str) -> list[Path]:
     if not files:
         raise InputFileError(f"{what}: no file matches {pattern!r}; check the path in the data config")
     return files
-
-
-def checksum(path: Path, block: int = 1 << 20) -> str:
-    """sha256 of a file (or of every file under a directory), hex."""
-    h = hashlib.sha256()
-    paths = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
-    for q in paths:
-        with open(q, "rb") as f:
-            while chunk := f.read(block):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _fingerprint(spec: CubeSpec, grid: Grid, inputs: dict[str, str]) -> str:
@@ -310,7 +300,7 @@ class CubeBuilder:
         s, g = self.spec, self.grid
         files = self._input_files()
         t0 = _time.perf_counter()
-        inputs = {str(f): checksum(f) for group in files.values() for f in group}
+        inputs = {str(f): sha256_path(f) for group in files.values() for f in group}
         fp = _fingerprint(s, g, inputs)
         mpath = self.out_dir / "manifest.json"
         if not force and mpath.exists():

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gtws_dl.hashing import sha256_path
 from gtws_dl.lock import write_text_atomic
 
 LOGGER = logging.getLogger(__name__)
@@ -34,23 +35,6 @@ PRODUCT_SUFFIXES = {".nc": "netcdf", ".zarr": "zarr", ".xlsx": "xlsx"}
 
 class ProductsManifestError(ValueError):
     """A products folder whose manifest is missing, unreadable, or disagrees with its files."""
-
-
-def sha256_path(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """sha256 of a file, or of a directory (every file, in sorted relative-path order, name and content)."""
-    path = Path(path)
-    h = hashlib.sha256()
-    if path.is_dir():
-        for q in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(q.relative_to(path)).encode() + b"\0")
-            with open(q, "rb") as f:
-                while chunk := f.read(block):
-                    h.update(chunk)
-    else:
-        with open(path, "rb") as f:
-            while chunk := f.read(block):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _size(path: Path) -> int:
