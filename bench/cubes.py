@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from gtws_dl.config import conf_dir
-from gtws_dl.cube.build import CubeWriter
+from gtws_dl.cube.writer import CubeWriter
 from gtws_dl.grid import Grid
 
 LOGGER = logging.getLogger(__name__)

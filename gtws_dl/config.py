@@ -1,20 +1,27 @@
 """Where the Hydra configs live and small helpers to turn them into objects.
 
-:func:`validate_config` checks the typed keys of a composed config before anything runs, so an override of the
-wrong type (``grid.res=abc``, ``datamodule.window=x``) fails at once with a :class:`ConfigError` that names the
-key, the value and what it should be, instead of a ``TypeError`` deep inside a constructor.
+The keys of a command's config are described by the structured-config schemas of :mod:`gtws_dl.schema`
+(registered in Hydra's ConfigStore when this module is imported, so key names and plain types are checked at
+compose time). :func:`validate_config` runs the range and choice checks those schemas declare, so an override
+of the wrong type or range (``grid.res=abc``, ``datamodule.window=x``, ``device=gpu``) fails at once with a
+:class:`ConfigError` that names the key, the value and what it should be, instead of a ``TypeError`` deep inside
+a constructor.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from gtws_dl import schema
 from gtws_dl.grid import Grid, GridError
+from gtws_dl.schema import Check
+
+schema.register()
 
 
 class ConfigError(ValueError):
@@ -28,17 +35,9 @@ def conf_dir() -> str:
 
 def grid_from(cfg: DictConfig) -> Grid:
     """The :class:`Grid` of ``cfg.grid``; a value of the wrong type raises :class:`ConfigError` naming the key."""
-    res = _number(cfg, "grid.res", lambda v: v > 0, "a cell size in degrees > 0, e.g. grid.res=0.5")
-    bbox = _get(cfg, "grid.bbox")
-    if bbox is not None:
-        if not OmegaConf.is_list(bbox) and not isinstance(bbox, list | tuple) or len(bbox) != 4:
-            raise ConfigError(f"config key grid.bbox={_show(bbox)}: expected [lon0, lon1, lat0, lat1] in degrees "
-                              "or null, e.g. grid.bbox=[0,30,40,60]")
-        try:
-            bbox = [float(v) for v in bbox]
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key grid.bbox={_show(list(bbox))}: expected four numbers "
-                              "[lon0, lon1, lat0, lat1] in degrees, e.g. grid.bbox=[0,30,40,60]") from None
+    res = check_key(cfg, "grid.res")
+    bbox = check_key(cfg, "grid.bbox")
+    bbox = None if bbox is _MISSING else bbox
     try:
         return Grid.from_config(res, bbox)
     except GridError as err:
@@ -52,6 +51,7 @@ def to_plain(cfg) -> dict:
 
 # ------------------------------------------------------------------------------------------ validation
 _MISSING = object()
+CHECKS: dict[str, Check] = schema.checks()
 
 
 def _get(cfg: DictConfig, key: str, default=_MISSING):
@@ -66,10 +66,12 @@ def _show(v) -> str:
     return repr(OmegaConf.to_container(v) if OmegaConf.is_config(v) else v)
 
 
-def _number(cfg, key, ok: Callable[[float], bool], expect: str, *, integer: bool = False):
-    v = _get(cfg, key)
-    if v is _MISSING:
-        raise ConfigError(f"config key {key} is missing; expected {expect}")
+def _bad(key: str, v, expect: str) -> ConfigError:
+    return ConfigError(f"config key {key}={_show(v)}: expected {expect}")
+
+
+def _number(key: str, v, check: Check):
+    integer = check.kind == "int"
     bad = isinstance(v, bool) or not isinstance(v, int | float)
     if isinstance(v, str):  # "0.5" from a YAML string is still a number
         try:
@@ -79,17 +81,68 @@ def _number(cfg, key, ok: Callable[[float], bool], expect: str, *, integer: bool
             bad = True
     if not bad and integer and (isinstance(v, float) and not v.is_integer()):
         bad = True
-    if bad or not ok(v):
-        raise ConfigError(f"config key {key}={_show(v)}: expected {expect}")
+    if not bad:
+        bad = v < check.lo if integer else not (v > 0 and math.isfinite(v))
+    if bad:
+        raise _bad(key, v, check.expect)
     return int(v) if integer else float(v)
 
 
-def _int(cfg, key, lo: int, expect: str, *, optional: bool = False):
-    if optional and _get(cfg, key, None) is None:
+def _cells(v, null_ok: bool) -> bool:
+    return (
+        OmegaConf.is_list(v)
+        and len(v) == 2
+        and all(
+            (null_ok and c is None) or (isinstance(c, int) and not isinstance(c, bool) and c > 0) for c in v
+        )
+    )
+
+
+def _bbox(key: str, v) -> list[float]:
+    if not OmegaConf.is_list(v) and not isinstance(v, list | tuple) or len(v) != 4:
+        raise ConfigError(
+            f"config key {key}={_show(v)}: expected [lon0, lon1, lat0, lat1] in degrees "
+            "or null, e.g. grid.bbox=[0,30,40,60]"
+        )
+    try:
+        return [float(c) for c in v]
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key {key}={_show(list(v))}: expected four numbers "
+            "[lon0, lon1, lat0, lat1] in degrees, e.g. grid.bbox=[0,30,40,60]"
+        ) from None
+
+
+def check_key(cfg: DictConfig, key: str, check: Check | None = None):
+    """The value of ``key`` in ``cfg`` checked by ``check`` (default: the schema's :data:`CHECKS` ``[key]``):
+    numbers converted (``int``: int, ``positive``: float), ``_MISSING`` when absent and not required."""
+    check = check or CHECKS[key]
+    v = _get(cfg, key)
+    if v is _MISSING:
+        if check.required:
+            raise ConfigError(f"config key {key} is missing; expected {check.expect}")
+        return _MISSING
+    if v is None and check.none_ok:
         return None
-    if _get(cfg, key, _MISSING) is _MISSING:
-        return None
-    return _number(cfg, key, lambda v: v >= lo, expect, integer=True)
+    kind = check.kind
+    if kind in ("int", "positive"):
+        return _number(key, v, check)
+    if kind == "choice":
+        if v not in check.choices:
+            raise _bad(key, v, check.expect or f"one of {list(check.choices)}")
+    elif kind == "flag":
+        check_flag(key, v, check.default)
+    elif kind == "cells":
+        if not _cells(v, check.null_cells):
+            raise _bad(key, v, check.expect)
+    elif kind == "bbox":
+        return _bbox(key, v)
+    elif kind == "path":
+        if not isinstance(v, str):
+            raise _bad(key, v, check.expect)
+    else:
+        raise AssertionError(f"unknown check kind {kind!r} of {key}")
+    return v
 
 
 def check_flag(key: str, value, default: bool) -> bool:
@@ -102,58 +155,16 @@ def check_flag(key: str, value, default: bool) -> bool:
     return value
 
 
-def _choice(cfg, key, choices):
-    v = _get(cfg, key, _MISSING)
-    if v is _MISSING:
-        return None
-    if v not in choices:
-        raise ConfigError(f"config key {key}={_show(v)}: expected one of {list(choices)}")
-    return v
-
-
 def validate_config(cfg: DictConfig) -> None:
-    """Check the typed keys of a train/infer/ingest config; raise :class:`ConfigError` naming the first bad key.
+    """Run the checks the schemas of :mod:`gtws_dl.schema` declare on the keys of a train/infer/ingest config, then
+    :data:`gtws_dl.schema.RULES` and the grid itself; raise :class:`ConfigError` naming the first bad key.
 
-    Only keys present in ``cfg`` are checked, so one function serves every command. Call it first, before any
-    directory is created.
+    Only keys present in ``cfg`` are checked (``grid.res`` is required), so one function serves every command.
+    Call it first, before any directory is created.
     """
+    values = {key: check_key(cfg, key, check) for key, check in CHECKS.items()}
+    for keys, ok, message in schema.RULES:
+        args = [values.get(k, _MISSING) for k in keys]
+        if all(a is not _MISSING and a is not None for a in args) and not ok(*args):
+            raise ConfigError(message.format(*args))
     grid_from(cfg)
-    _int(cfg, "seed", 0, "an integer >= 0, e.g. seed=0")
-    if _get(cfg, "datamodule", None) is not None:
-        w = _int(cfg, "datamodule.window", 1, "a number of months >= 1, e.g. datamodule.window=24")
-        u = _int(cfg, "datamodule.warmup", 0, "a number of months >= 0, e.g. datamodule.warmup=12")
-        if w is not None and u is not None and u >= w:
-            raise ConfigError(f"config key datamodule.warmup={u} must be smaller than datamodule.window={w}: "
-                              "a window needs months after its warm-up for the loss")
-        _int(cfg, "datamodule.batch_size", 1, "an integer >= 1, e.g. datamodule.batch_size=4")
-        _int(cfg, "datamodule.val_months", 0, "a number of months >= 0, e.g. datamodule.val_months=24")
-        _int(cfg, "datamodule.gap_months", 0, "a number of months >= 0 or null", optional=True)
-        _int(cfg, "datamodule.samples_per_epoch", 1, "an integer >= 1 or null", optional=True)
-        _int(cfg, "datamodule.num_workers", 0, "an integer >= 0, e.g. datamodule.num_workers=0")
-        patch = _get(cfg, "datamodule.patch", None)
-        if patch is not None:
-            if not OmegaConf.is_list(patch) or len(patch) != 2 or not all(
-                    p is None or (isinstance(p, int) and not isinstance(p, bool) and p > 0) for p in patch):
-                raise ConfigError(f"config key datamodule.patch={_show(patch)}: expected [lat cells, lon cells] "
-                                  "(positive integers or null) or null, e.g. datamodule.patch=[16,48]")
-        _choice(cfg, "datamodule.target_base", ("none", "seasonal_trend"))
-        inm = _get(cfg, "datamodule.in_memory", "auto")
-        if inm not in ("auto", True, False):
-            raise ConfigError(f"config key datamodule.in_memory={_show(inm)}: expected auto, true or false")
-    if _get(cfg, "trainer", None) is not None:
-        _int(cfg, "trainer.max_epochs", -1, "an integer (-1 = no limit), e.g. trainer.max_epochs=6")
-    if _get(cfg, "model.optimizer.lr", None) is not None:
-        _number(cfg, "model.optimizer.lr", lambda v: v > 0 and v == v and v < float("inf"),
-                "a learning rate > 0, e.g. model.optimizer.lr=3e-3")
-    _choice(cfg, "device", ("auto", "cpu", "cuda"))
-    if _get(cfg, "batch_windows", None) is not None:
-        _int(cfg, "batch_windows", 1, "an integer >= 1, e.g. batch_windows=4")
-    tile = _get(cfg, "tile", None)
-    if tile is not None and (not OmegaConf.is_list(tile) or len(tile) != 2
-                             or not all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in tile)):
-        raise ConfigError(f"config key tile={_show(tile)}: expected [lat cells, lon cells] (positive integers) "
-                          "or null, e.g. tile=[128,256]")
-    ckpt = _get(cfg, "ckpt_path", None)
-    if ckpt is not None and not isinstance(ckpt, str):
-        raise ConfigError(f"config key ckpt_path={_show(ckpt)}: expected a path to a .ckpt file (or 'last' "
-                          "when training)")

@@ -1,8 +1,9 @@
-"""Lightning DataModule: windows of months read from the Zarr cubes, with an honest time split.
+"""Lightning DataModule: windows of months read from the Zarr cubes, with the honest time split of
+:mod:`gtws_dl.split`.
 
 Batches are dicts of tensors:
 ``x`` [B, T, C, H, W] normalised predictors (NaN → 0); ``y`` [B, T, K, H, W] targets minus their per-cell
-base (:mod:`gtws_dl.models.target_base`; zero with ``target_base="none"``) divided by the per-cell
+base (:mod:`gtws_dl.target_base`; zero with ``target_base="none"``) divided by the per-cell
 training-period scale ((mm − base) / scale); ``mask`` [B, T, K, H, W] bool, True where the loss counts
 (land, finite target, past the warm-up, month in the split).
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -20,50 +20,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gtws_dl.cube.store import check_cube_targets, cube_location, open_cube
-from gtws_dl.models.target_base import fit_target_base
+from gtws_dl.split import available_months, time_split
+from gtws_dl.target_base import fit_target_base
 
 LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Month indices (into the cube's time axis) of each role.
-
-    ``train`` GRACE months used for the loss; ``val`` the last ``val_months`` GRACE months; ``gap`` months
-    between them that neither uses, so that no training window reaches into validation months.
-    """
-
-    train: np.ndarray
-    val: np.ndarray
-    train_end: int  # last month index a training window may touch
-    times: pd.DatetimeIndex
-
-    def describe(self) -> str:
-        t = self.times
-        return (f"train {t[self.train[0]]:%Y-%m}..{t[self.train[-1]]:%Y-%m} ({len(self.train)} months), "
-                f"val {t[self.val[0]]:%Y-%m}..{t[self.val[-1]]:%Y-%m} ({len(self.val)} months)")
-
-
-def time_split(times: pd.DatetimeIndex, available: np.ndarray, *, val_months: int, gap_months: int) -> Split:
-    """Blocked split: the last ``val_months`` available months validate, training ends ``gap_months`` before.
-
-    Parameters
-    ----------
-    times : month-start axis of the cube, length N
-    available : bool (N,), True where the target has a solution
-    """
-    idx = np.flatnonzero(available)
-    if len(idx) <= val_months:
-        raise ValueError(f"only {len(idx)} target months available; need more than val_months={val_months}")
-    val = idx[-val_months:] if val_months > 0 else np.array([], dtype=int)
-    train_end = (val[0] - gap_months - 1) if len(val) else idx[-1]
-    train = idx[idx <= train_end]
-    if len(train) == 0:
-        raise ValueError(
-            f"no target months before {times[train_end + 1]:%Y-%m}: the training window is empty "
-            f"(val_months={val_months}, gap_months={gap_months})"
-        )
-    return Split(train=train, val=val, train_end=int(train_end), times=times)
 
 
 class WindowDataset(Dataset):
@@ -166,7 +126,7 @@ class CubeDataModule(L.LightningDataModule):
     in_memory : "auto" loads the cubes into RAM when they are smaller than ``max_in_memory_gb``
     min_scale_mm : floor of the per-cell target scale (GRACE noise level), mm
     target_base : ``seasonal_trend`` = the network learns the departure from each cell's training-period
-        climatology + held linear trend (:mod:`gtws_dl.models.target_base`); ``none`` = the whole signal
+        climatology + held linear trend (:mod:`gtws_dl.target_base`); ``none`` = the whole signal
     p_dropout : probability that a training window loses a partial-record predictor (LAI, SIF) as before
         its record starts
     """
@@ -212,9 +172,8 @@ class CubeDataModule(L.LightningDataModule):
             pred = pred[:]
         self.pred = pred
         self.targ = targ.get_orthogonal_selection((tidx, slice(None), slice(None), slice(None)))
-        # a month is available if any requested centre has a solution over land that month
-        avail = np.isfinite(self.targ[:, :, self.land]).any(axis=(0, 2))
-        self.split = time_split(self.times, avail, val_months=self.val_months, gap_months=self.gap_months)
+        self.split = time_split(self.times, available_months(self.targ, self.land), val_months=self.val_months,
+                                gap_months=self.gap_months)
         LOGGER.info("split: %s", self.split.describe())
         self.mean = np.asarray(manifest["stats"]["mean"], dtype=np.float32)
         self.std = np.asarray(manifest["stats"]["std"], dtype=np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -29,3 +30,9 @@ def _update(h, path: Path, block: int) -> None:
     with open(path, "rb") as f:
         while chunk := f.read(block):
             h.update(chunk)
+
+
+def sha256_json(obj, *, length: int | None = None) -> str:
+    """Hex sha256 of ``obj`` as canonical JSON (sorted keys, ``str`` for what JSON lacks); first ``length`` chars."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return digest[:length] if length else digest

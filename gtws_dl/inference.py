@@ -8,129 +8,23 @@ run refuses with one clear error and touches no output.
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from gtws_dl.checkpoint import InvalidCheckpointError, check_inference, load_checkpoint
 from gtws_dl.config import check_flag, grid_from, to_plain, validate_config
+from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.models.module import ReconstructionModule
-from gtws_dl.reconstruct import CheckpointMismatchError, check_compatible, reconstruct, reconstruct_ensemble
-from gtws_dl.training import check_grid
+from gtws_dl.post.manifest import write_products_manifest
+from gtws_dl.post.publish import publish
+from gtws_dl.reconstruct import reconstruct, reconstruct_ensemble
 
 LOGGER = logging.getLogger(__name__)
-
-_HPARAMS = ("net", "optimizer", "in_channels", "targets", "normalisation")
-_NORM = ("channels", "mean", "std", "grid", "window", "warmup", "targets")
-
-
-class InvalidCheckpointError(ValueError):
-    """A file that is not a readable gtws-dl ReconstructionModule checkpoint."""
-
-
-def _not_a_checkpoint(path: Path, why: str) -> InvalidCheckpointError:
-    return InvalidCheckpointError(
-        f"{path} is not a gtws-dl ReconstructionModule checkpoint: {why}; pass ckpt_path= a last.ckpt/best.ckpt "
-        "written by `python train.py` (train/<target>/checkpoints/)"
-    )
-
-
-def load_checkpoint(ckpt_path: str | Path) -> ReconstructionModule:
-    """Load a :class:`ReconstructionModule` on the CPU; a file that is not one raises :class:`InvalidCheckpointError`.
-
-    The file is validated before the module is built: readable torch archive, Lightning keys, the module's
-    hyper-parameters and the normalisation statistics inference needs.
-    """
-    ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {ckpt_path} does not exist; train first (`python train.py target=...`) "
-            "or pass ckpt_path=/path/to/last.ckpt"
-        )
-    if ckpt_path.stat().st_size == 0:
-        raise _not_a_checkpoint(ckpt_path, "the file is empty (an interrupted copy?)")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        RuntimeError,
-        OSError,
-        ValueError,
-        zipfile.BadZipFile,
-        AttributeError,
-        ImportError,
-        ModuleNotFoundError,
-        IndexError,
-        KeyError,
-        TypeError,
-    ) as err:
-        raise _not_a_checkpoint(
-            ckpt_path,
-            f"torch.load fails ({type(err).__name__}: {err}); the file is "
-            "truncated, corrupt or of another kind",
-        ) from err
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise _not_a_checkpoint(
-            ckpt_path, f"expected a Lightning checkpoint with state_dict and hyper_parameters, found {keys}"
-        )
-    hp = ckpt["hyper_parameters"]
-    missing = [k for k in _HPARAMS if k not in hp]
-    if missing:
-        raise _not_a_checkpoint(
-            ckpt_path,
-            f"a checkpoint of another model: its hyper_parameters lack {missing} (found {sorted(hp)[:8]})",
-        )
-    norm = hp["normalisation"] or {}
-    missing = [k for k in _NORM if k not in norm]
-    if missing:
-        raise _not_a_checkpoint(ckpt_path, f"its normalisation statistics lack {missing}")
-    if len(norm["mean"]) != len(norm["channels"]) or len(norm["std"]) != len(norm["channels"]):
-        raise _not_a_checkpoint(
-            ckpt_path,
-            f"its normalisation holds {len(norm['mean'])} means for {len(norm['channels'])} channels",
-        )
-    del ckpt
-    try:
-        return ReconstructionModule.load_from_checkpoint(
-            str(ckpt_path), map_location="cpu", weights_only=False
-        )
-    except (KeyError, TypeError, RuntimeError, EOFError, ValueError) as err:
-        raise _not_a_checkpoint(
-            ckpt_path,
-            f"its weights do not fit the model its hyper-parameters describe "
-            f"({type(err).__name__}: {str(err)[:300]})",
-        ) from err
-
-
-def check_normalisation(norm: dict, manifest: dict, ckpt: str, *, tol_sd: float = 1.0) -> None:
-    """Refuse a cube whose statistics say its predictors are not the ones the checkpoint was trained on.
-
-    Inference always uses the checkpoint's statistics (never the cube's). But when both were fitted over the same
-    months, a channel whose cube mean moved by more than ``tol_sd`` training standard deviations, or whose spread
-    changed by more than 2x, holds other numbers than in training (other units, another source): refuse.
-    """
-    stats = manifest["stats"]
-    if list(stats.get("period", [])) != list(norm.get("stats_period") or []):
-        return
-    m0, s0 = np.asarray(norm["mean"], float), np.asarray(norm["std"], float)
-    m1, s1 = np.asarray(stats["mean"], float), np.asarray(stats["std"], float)
-    bad = (np.abs(m1 - m0) > tol_sd * s0) | (s1 > 2 * s0) | (s1 < 0.5 * s0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise CheckpointMismatchError(
-            f"{ckpt}: the cube's normalisation statistics for predictor {norm['channels'][i]!r} (mean {m1[i]:.4g}, "
-            f"std {s1[i]:.4g}) differ from the checkpoint's (mean {m0[i]:.4g}, std {s0[i]:.4g}) over the same "
-            f"months {stats['period']}: the inputs changed units or source since training; rebuild the cube with "
-            "the data config the model was trained on, or retrain"
-        )
-
 
 SPEED_OPTIONS = {"prefetch": True, "channels_last": False, "compile": False}  # conf/infer.yaml keys, defaults
 
@@ -142,7 +36,10 @@ def speed_options(cfg: DictConfig) -> dict[str, bool]:
 
 
 def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
-    """Every check of :func:`infer` that needs no output: returns (module, cube manifest)."""
+    """Every check of :func:`infer` that needs no output: returns (module, cube manifest).
+
+    The checkpoint is loaded once (:func:`~gtws_dl.checkpoint.load_checkpoint`) and checked against the cube and
+    the config (:func:`~gtws_dl.checkpoint.check_inference`)."""
     validate_config(cfg)
     speed_options(cfg)
     if cfg.get("ckpt_path") in (None, "", "last"):
@@ -152,26 +49,14 @@ def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
         )
     module = load_checkpoint(cfg.ckpt_path)
     manifest, pred_g, targ_g = open_cube(cfg.paths.cube_dir)
-    check_grid(cfg, manifest)
-    norm = dict(module.hparams.normalisation)
-    check_compatible(norm, manifest, str(cfg.ckpt_path))
-    check_normalisation(norm, manifest, str(cfg.ckpt_path))
-    want = [str(c) for c in cfg.target.centres]
-    have = [str(t) for t in module.hparams.targets]
-    if sorted(want) != sorted(have):
-        raise CheckpointMismatchError(
-            f"{cfg.ckpt_path}: the checkpoint predicts targets {have}, but target={cfg.target.name} asks for "
-            f"{want}; pass the checkpoint of train/{cfg.target.name}/ or set target= to match the checkpoint"
-        )
-    if int(norm["warmup"]) >= int(norm["window"]):
-        raise InvalidCheckpointError(f"{cfg.ckpt_path}: warm-up {norm['warmup']} >= window {norm['window']}")
+    check_inference(cfg, module, manifest)
     nt, nc, H, W = pred_g["predictors"].shape
     if nt == 0:
         raise CubeError(f"{cfg.paths.cube_dir}: the cube holds no month")
     recon_dir, products_dir = Path(cfg.paths.recon_dir), Path(cfg.paths.products_dir)
     check_writable(recon_dir, what="reconstruction directory", config_key="paths.recon_dir")
     check_writable(products_dir, what="products directory", config_key="paths.products_dir")
-    K = len(have)
+    K = len(module.hparams.targets)
     check_free_space(
         recon_dir,
         float32_bytes(K, nt, H, W),
@@ -195,13 +80,10 @@ def infer(cfg: DictConfig) -> dict:
 
     Writes ``products_dir/manifest.json`` (inputs, checksums, config, code version) last.
     """
-    from gtws_dl.post.manifest import write_products_manifest
-    from gtws_dl.post.publish import publish
-
     members = [str(p) for p in (cfg.get("ensemble") or [])]
-    for member in members:  # every member passes the same pre-flight checks before anything is written
-        preflight(OmegaConf.merge(cfg, {"ckpt_path": member}))
-    module, manifest = preflight(OmegaConf.merge(cfg, {"ckpt_path": members[0]}) if members else cfg)
+    # every member passes the same pre-flight checks before anything is written; each is loaded once
+    checked = [preflight(OmegaConf.merge(cfg, {"ckpt_path": m})) for m in members] or [preflight(cfg)]
+    module, manifest = checked[0]
     out = Path(cfg.paths.recon_dir) / f"{cfg.target.name}.zarr"
     out.parent.mkdir(parents=True, exist_ok=True)
     kwargs = {
@@ -212,18 +94,24 @@ def infer(cfg: DictConfig) -> dict:
         **speed_options(cfg),
     }
     if members:  # ensemble mean -> twsa, total spread -> twsa_std
-        recon = reconstruct_ensemble(members, cfg.paths.cube_dir, out, load=load_checkpoint, **kwargs)
+        modules = [m for m, _ in checked]  # loaded by preflight, not again
+        recon = reconstruct_ensemble(members, cfg.paths.cube_dir, out, modules=modules, **kwargs)
     else:
         recon = reconstruct(module, cfg.paths.cube_dir, out, ckpt_path=cfg.ckpt_path, **kwargs)
+    norm = module.hparams.normalisation  # the products' provenance attributes
     written = publish(
         recon,
         cfg.paths.products_dir,
         grid=grid_from(cfg),
         cube_dir=cfg.paths.cube_dir,
-        normalisation=dict(module.hparams.normalisation),
+        channels=norm["channels"],
+        window=norm["window"],
+        train_period=norm.get("train_period"),
+        val_period=norm.get("val_period"),
+        stats_period=norm.get("stats_period"),
         config=to_plain(cfg),
         products=to_plain(cfg.products),
-        baseline=tuple(manifest.get("baseline", ("2004-01", "2009-12"))),
+        baseline=tuple(manifest.get("baseline", BASELINE)),
     )
     written["manifest"] = write_products_manifest(
         cfg.paths.products_dir,
@@ -239,9 +127,6 @@ def infer(cfg: DictConfig) -> dict:
 
 def summary(written: dict, *, grid, centres: list[str]) -> str:
     """A few lines for the terminal: period, grid, products and regional trends (Gt/yr, whole record)."""
-    import numpy as np
-    import pandas as pd
-
     sheets = pd.read_excel(written["xlsx"], sheet_name=centres)
     first = sheets[centres[0]]
     lines = [

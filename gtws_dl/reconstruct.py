@@ -6,56 +6,34 @@ months ``[kS - warmup, (k+1)S)``: the network starts from a zero state, spins up
 ``warmup`` months. Blocks are independent, so memory is bounded by one batch of windows, and an interrupted
 run resumes at the first unfinished batch with bit-identical results (batches are fixed groups of blocks).
 
-Output ``<recon_dir>/<name>.zarr``: ``twsa`` (target, time, lat, lon) float32 mm, NaN over ocean; with a
-heteroscedastic head (``model.likelihood`` gaussian/laplace) also ``twsa_std`` (same layout, mm), the predicted
-standard deviation. :func:`combine_ensemble` merges the reconstructions of a deep ensemble into one store of the
-same layout (mean and total spread).
+Output ``<recon_dir>/<name>.zarr``, a store of :mod:`gtws_dl.recon_store`: ``twsa`` (target, time, lat, lon)
+float32 mm, NaN over ocean; with a heteroscedastic head (``model.likelihood`` gaussian/laplace) also ``twsa_std``
+(same layout, mm), the predicted standard deviation. :func:`reconstruct_ensemble` merges the reconstructions of a
+deep ensemble into one store of the same layout (mean and total spread,
+:func:`gtws_dl.recon_store.combine_ensemble`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
 from contextlib import closing, nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import xarray as xr
-import zarr
 from tqdm.auto import tqdm
 
-from gtws_dl.cube.store import lazy_nan, open_cube
+from gtws_dl import recon_store
+from gtws_dl.checkpoint import check_compatible, load_checkpoint
+from gtws_dl.cube.store import open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
-from gtws_dl.hashing import sha256_path
-from gtws_dl.lock import OutputLock, write_text_atomic
+from gtws_dl.lock import OutputLock
 from gtws_dl.models.accel import accelerate, decelerate
+from gtws_dl.models.module import spatial_halo, split_output
 from gtws_dl.prefetch import prefetched
 
 LOGGER = logging.getLogger(__name__)
-
-
-class CheckpointMismatchError(ValueError):
-    """The checkpoint was trained on another grid or other predictor channels than the cube holds."""
-
-
-def check_compatible(norm: dict, manifest: dict, ckpt: str) -> None:
-    """Refuse a checkpoint whose channels or grid differ from the cube's."""
-    if list(norm["channels"]) != list(manifest["channels"]):
-        extra = sorted(set(norm["channels"]) ^ set(manifest["channels"]))
-        raise CheckpointMismatchError(
-            f"{ckpt}: trained on predictor channels that differ from the cube's (differences: {extra}); "
-            "use a checkpoint trained on this cube or rebuild the cube with the same data config"
-        )
-    g1, g2 = norm["grid"], manifest["grid"]
-    if abs(g1["res"] - g2["res"]) > 1e-9 or g1["shape"] != g2["shape"]:
-        raise CheckpointMismatchError(
-            f"{ckpt}: trained on a {g1['res']} deg grid of shape {g1['shape']}, the cube is {g2['res']} deg "
-            f"{g2['shape']}; reconstruct with a cube on the training grid (grid.* overrides)"
-        )
 
 
 def _blocks(n_months: int, stride: int, warmup: int) -> list[tuple[np.ndarray, int, int]]:
@@ -154,14 +132,10 @@ def _reconstruct(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (amp and dev.type == "cuda") else nullcontext()
 
     out_path = Path(out_path)
-    prog_path = out_path.with_name(out_path.name + ".progress.json")
-    fp = sha256_path(ckpt_path, salt=manifest["fingerprint"])
-    done: set[int] = set()
-    if out_path.exists() and prog_path.exists():
-        prog = json.loads(prog_path.read_text())
-        if prog.get("fingerprint") == fp and prog.get("batch_windows") == batch_windows:
-            done = set(prog["done"])
-            LOGGER.info("resuming %s: %d batches already done", out_path, len(done))
+    fp = recon_store.fingerprint(ckpt_path, manifest)
+    done = recon_store.read_progress(out_path, fingerprint=fp, batch_windows=batch_windows)
+    if done:
+        LOGGER.info("resuming %s: %d batches already done", out_path, len(done))
     if done and len(done) == -(-len(_blocks(nt, stride, warmup)) // batch_windows):
         LOGGER.info("%s is already complete for this checkpoint and cube", out_path)
     if not done:
@@ -171,41 +145,17 @@ def _reconstruct(
             what=f"reconstruction {out_path}",
             config_key="paths.recon_dir",
         )
-        shutil.rmtree(out_path, ignore_errors=True)
-        variables = {
-            "twsa": (
-                ("target", "time", "lat", "lon"),
-                lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
-                {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"},
-            )
-        }
-        if likelihood != "mse":
-            variables["twsa_std"] = (
-                ("target", "time", "lat", "lon"),
-                lazy_nan((len(targets), nt, H, W), (1, stride, H, W)),
-                {"units": "mm", "long_name": f"predicted standard deviation ({likelihood} head)"},
-            )
-        ds = xr.Dataset(
-            variables,
-            coords={
-                "target": np.array(targets, dtype=object),
-                "time": times,
-                "lat": np.asarray(pred_g["lat"][:]),
-                "lon": np.asarray(pred_g["lon"][:]),
-            },
+        recon_store.create_template(
+            out_path,
+            targets=targets,
+            times=times,
+            lat=np.asarray(pred_g["lat"][:]),
+            lon=np.asarray(pred_g["lon"][:]),
+            chunk_months=stride,
+            std_long_name=None if likelihood == "mse" else f"predicted standard deviation ({likelihood} head)",
             attrs={"checkpoint": str(ckpt_path), "cube": str(cube_dir)},
         )
-        ds.to_zarr(
-            out_path,
-            mode="w",
-            compute=False,
-            consolidated=False,
-            zarr_format=3,
-            encoding={v: {"chunks": (1, stride, H, W)} for v in variables},
-        )
-    group = zarr.open_group(out_path, mode="r+")
-    out = group["twsa"]
-    out_std = group["twsa_std"] if likelihood != "mse" else None
+    writer = recon_store.BlockWriter(out_path)
 
     blocks = _blocks(nt, stride, warmup)
     groups = [blocks[i : i + batch_windows] for i in range(0, len(blocks), batch_windows)]
@@ -235,17 +185,14 @@ def _reconstruct(
                 if base is not None and base.kind != "none":
                     keep += base.evaluate(times[k0:k1])
                 keep[:, :, ~land] = np.nan
-                out[:, k0:k1] = keep
-                if out_std is not None:
+                sd = None
+                if y_std is not None:
                     sd = y_std[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale
                     sd[:, :, ~land] = np.nan
-                    out_std[:, k0:k1] = sd
+                writer.write(k0, keep, sd)
             done.add(gi)
-            write_text_atomic(
-                prog_path,
-                json.dumps({"fingerprint": fp, "batch_windows": batch_windows, "done": sorted(done)}),
-            )
-    zarr.open_group(out_path, mode="r+").attrs["complete"] = True  # readers refuse a store without it
+            recon_store.write_progress(out_path, done, fingerprint=fp, batch_windows=batch_windows)
+    recon_store.mark_complete(out_path)  # readers refuse a store without it
     return out_path
 
 
@@ -271,8 +218,6 @@ def read_batch(
 
 
 def _split(y: np.ndarray, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:
-    from gtws_dl.models.module import split_output
-
     return split_output(y, likelihood) if likelihood != "mse" else (y, None)
 
 
@@ -295,8 +240,6 @@ def predict_tiled(
     and halos rounded to multiples of ``align`` so tiles pool on the whole field's grid; on a global grid whose
     longitude count is not a multiple of ``align``, tiles span the full longitude (latitude bands).
     """
-    from gtws_dl.models.module import spatial_halo
-
     B, T, C, H, W = x.shape
     net = getattr(module, "net", module)
     if tile is None or (tile[0] >= H and tile[1] >= W):
@@ -337,149 +280,27 @@ def predict_tiled(
     return out
 
 
-def combine_ensemble(members: list[str | Path], out_path: str | Path) -> Path:
-    """Merge the reconstructions of a deep ensemble into one store of the same layout.
-
-    ``twsa`` = the members' mean; ``twsa_std`` = the total predictive spread
-    ``sqrt(mean_i σ_i² + var_i μ_i)`` (Lakshminarayanan et al. 2017): each member's own predicted σ_i
-    (0 for members without a heteroscedastic head) plus the spread of the member means. Written atomically.
-    """
-    members = [Path(m) for m in members]
-    if not members:
-        raise ValueError("combine_ensemble needs at least one member reconstruction")
-    dss = [xr.open_zarr(m, consolidated=False) for m in members]
-    for m, ds in zip(members, dss, strict=True):
-        if not ds.attrs.get("complete"):
-            raise RuntimeError(f"{m} is an unfinished reconstruction; re-run it before combining")
-    ref = dss[0]["twsa"]
-    for m, ds in zip(members[1:], dss[1:], strict=True):
-        if ds["twsa"].shape != ref.shape or list(ds["target"].values) != list(ref["target"].values):
-            raise ValueError(
-                f"{m}: shape/targets {ds['twsa'].shape} {list(ds['target'].values)} differ from "
-                f"{members[0]}: {ref.shape} {list(ref['target'].values)}"
-            )
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    K, nt, H, W = ref.shape
-    chunk = (1, min(nt, 120), H, W)
-    mean = np.empty((K, nt, H, W), np.float32)
-    std = np.empty((K, nt, H, W), np.float32)
-    for k in range(K):  # one target at a time: memory = members × one target's record
-        mus = np.stack([ds["twsa"].isel(target=k).values for ds in dss]).astype(np.float32)
-        var_al = np.mean(
-            np.stack(
-                [
-                    (ds["twsa_std"].isel(target=k).values if "twsa_std" in ds else np.zeros_like(mus[0])) ** 2
-                    for ds in dss
-                ]
-            ),
-            axis=0,
-        )
-        mean[k], std[k] = mus.mean(axis=0), np.sqrt(var_al + mus.var(axis=0))
-    ds = xr.Dataset(
-        {
-            "twsa": (ref.dims, mean, {"units": "mm", "long_name": "deep-ensemble mean TWSA"}),
-            "twsa_std": (
-                ref.dims,
-                std,
-                {"units": "mm", "long_name": "deep-ensemble predictive standard deviation"},
-            ),
-        },
-        coords={c: ref[c].values for c in ref.dims},
-        attrs={"members": [str(m) for m in members], "complete": True},
-    )
-    ds.to_zarr(
-        tmp,
-        mode="w",
-        consolidated=False,
-        zarr_format=3,
-        encoding={v: {"chunks": chunk} for v in ("twsa", "twsa_std")},
-    )
-    shutil.rmtree(out_path, ignore_errors=True)
-    os.replace(tmp, out_path)
-    return out_path
-
-
 def reconstruct_ensemble(
-    ckpt_paths: list[str | Path], cube_dir: str | Path, out_path: str | Path, *, load, **kwargs
+    ckpt_paths: list[str | Path],
+    cube_dir: str | Path,
+    out_path: str | Path,
+    *,
+    modules: list[torch.nn.Module] | None = None,
+    **kwargs,
 ) -> Path:
     """Reconstruct with every member checkpoint (``<out>.member<i>.zarr``, resumable) and merge them with
-    :func:`combine_ensemble` into ``out_path`` (``twsa`` = ensemble mean, ``twsa_std`` = total spread).
+    :func:`gtws_dl.recon_store.combine_ensemble` into ``out_path`` (``twsa`` = ensemble mean, ``twsa_std`` =
+    total spread).
 
-    ``load`` turns a checkpoint path into a module (e.g. :func:`gtws_dl.inference.load_checkpoint`);
-    ``kwargs`` go to :func:`reconstruct`.
+    ``modules``: the members' modules, already loaded (in the order of ``ckpt_paths``); default: each is loaded
+    with :func:`gtws_dl.checkpoint.load_checkpoint` when its turn comes. ``kwargs`` go to :func:`reconstruct`.
     """
     out_path = Path(out_path)
+    if modules is not None and len(modules) != len(ckpt_paths):
+        raise ValueError(f"{len(modules)} modules for {len(ckpt_paths)} member checkpoints")
     members = []
     for i, ckpt in enumerate(ckpt_paths):
+        module = modules[i] if modules is not None else load_checkpoint(ckpt)
         member = out_path.with_name(f"{out_path.stem}.member{i}.zarr")
-        members.append(reconstruct(load(ckpt), cube_dir, member, ckpt_path=ckpt, **kwargs))
-    return combine_ensemble(members, out_path)
-
-
-def open_reconstruction(path: str | Path) -> xr.DataArray:
-    """The ``twsa`` of a finished reconstruction; refuses an unfinished one."""
-    ds = xr.open_zarr(path, consolidated=False)
-    if not ds.attrs.get("complete"):
-        raise RuntimeError(f"{path} is an unfinished reconstruction; re-run infer.py to complete it")
-    return ds["twsa"]
-
-
-def write_reconstruction(
-    out_path: str | Path,
-    twsa: np.ndarray,
-    *,
-    targets,
-    times,
-    lat,
-    lon,
-    twsa_std: np.ndarray | None = None,
-    attrs: dict | None = None,
-    chunk_months: int = 12,
-) -> Path:
-    """Write a finished reconstruction store in the layout of :func:`reconstruct` (atomically).
-
-    ``twsa`` (and optional ``twsa_std``): (target, time, lat, lon) mm, NaN over ocean. Used by models that
-    predict the whole record at once (the baselines of :mod:`gtws_dl.models.baselines`), so the same products
-    and skill code evaluates them.
-    """
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    dims = ("target", "time", "lat", "lon")
-    data = {
-        "twsa": (
-            dims,
-            np.asarray(twsa, np.float32),
-            {"units": "mm", "long_name": "reconstructed terrestrial water storage anomaly"},
-        )
-    }
-    if twsa_std is not None:
-        data["twsa_std"] = (
-            dims,
-            np.asarray(twsa_std, np.float32),
-            {"units": "mm", "long_name": "predicted standard deviation"},
-        )
-    ds = xr.Dataset(
-        data,
-        coords={
-            "target": np.array(list(targets), dtype=object),
-            "time": pd.DatetimeIndex(times),
-            "lat": np.asarray(lat),
-            "lon": np.asarray(lon),
-        },
-        attrs={**(attrs or {}), "complete": True},
-    )
-    H, W = ds.sizes["lat"], ds.sizes["lon"]
-    tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.to_zarr(
-        tmp,
-        mode="w",
-        consolidated=False,
-        zarr_format=3,
-        encoding={v: {"chunks": (1, chunk_months, H, W)} for v in data},
-    )
-    shutil.rmtree(out_path, ignore_errors=True)
-    os.replace(tmp, out_path)
-    return out_path
+        members.append(reconstruct(module, cube_dir, member, ckpt_path=ckpt, **kwargs))
+    return recon_store.combine_ensemble(members, out_path)

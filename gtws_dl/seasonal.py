@@ -1,6 +1,22 @@
-"""Trend + seasonal + residual decomposition of monthly fields, NaN-aware and vectorised over cells.
+"""Decimal years, trend + seasonal designs and their per-cell fits: the package's one owner of them.
 
-Model, fitted per cell by least squares on the finite values inside ``fit_period``::
+Torch-free floor of the package (numpy and pandas; of the package at most :mod:`gtws_dl.conventions`). Time is in
+decimal years, mid-month (:func:`decimal_year`); the anomaly baseline period is
+:data:`gtws_dl.conventions.BASELINE`. Three fits, each kept with its own arithmetic (products, baselines and the
+leaderboard depend on them bit for bit); which to use:
+
+``decompose`` / ``detrend_deseasonalize``  (products, report, target base)
+    Trend (linear, quadratic, piecewise) + seasonal cycle (harmonics, or a sum-to-zero monthly climatology),
+    fitted on the finite values inside ``fit_period`` and evaluated over the whole series; returns the
+    components and coefficients (:class:`Decomposition`); :func:`detrend_deseasonalize` is its residual.
+``fit_seasonal_trend``  (baselines)
+    12 monthly means + a linear trend in decades, fitted on the ``train`` months by :func:`ridge_per_cell`
+    (λ = 1e-6); outside them the trend is held flat (``"hold"``), extrapolated or absent. Returns the fit.
+``remove_climatology_trend``  (leaderboard, :mod:`gtws_dl.evaluate.protocol`)
+    A series minus its own monthly means + linear trend over exactly the months given (the "dd" signal of the
+    evaluation), by least squares shared among cells with the same valid-month pattern. Returns the residual.
+
+``decompose`` model, fitted per cell by least squares on the finite values inside ``fit_period``::
 
     y(t) = trend(t) + seasonal(t) + residual(t)
     trend      linear     a0 + a1 τ                       τ = t − t_ref (years), t_ref = mean fit time
@@ -60,6 +76,11 @@ class Decomposition:
         s = self.coefficients[self.columns.index(f"sin{harmonic}")]
         phase = np.mod(np.arctan2(s, c) / (2 * np.pi * harmonic), 1.0 / harmonic)
         return np.hypot(c, s), phase
+
+
+def month_starts(times) -> pd.DatetimeIndex:
+    """The first day of each stamp's month (``1999-12-16T12:00`` -> ``1999-12-01``), named ``time``. Shape (time,)."""
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(times).ravel()).to_period("M").to_timestamp(), name="time")
 
 
 def decimal_year(times) -> np.ndarray:
@@ -229,3 +250,71 @@ def decompose(
 def detrend_deseasonalize(y: np.ndarray, t: np.ndarray, **kwargs) -> np.ndarray:
     """Residual of :func:`decompose` (same keyword options), shape of ``y``."""
     return decompose(y, t, **kwargs).residual
+
+
+# ------------------------------------------------------------ monthly means + linear trend (baselines, leaderboard)
+def ridge_per_cell(F: np.ndarray, y: np.ndarray, mask: np.ndarray, lam: float = 1e-3) -> np.ndarray:
+    """Per-cell ridge regression ``argmin_b Σ_t m (y − F b)² + λ n ‖b‖²`` (intercept penalised alike).
+
+    F (time, cell, p); y, mask (time, cell). Returns b (cell, p); cells without data get zeros.
+    """
+    m = (mask & np.isfinite(y)).astype(np.float64)
+    Fm = F.astype(np.float64) * m[..., None]
+    A = np.einsum("tcp,tcq->cpq", Fm, F.astype(np.float64))
+    b = np.einsum("tcp,tc->cp", Fm, np.where(m > 0, y, 0.0).astype(np.float64))
+    n = np.maximum(m.sum(0), 1.0)
+    A += (lam * n)[:, None, None] * np.eye(F.shape[-1])[None]
+    return np.linalg.solve(A, b[..., None])[..., 0]
+
+
+def seasonal_trend_design(t_years: np.ndarray, months: np.ndarray, *, t_range: tuple[float, float] | None,
+                          trend: str) -> np.ndarray:
+    """Design (time, 13 or 12): monthly means (12 one-hot columns) + centred time (unless ``trend="none"``).
+
+    ``t_range`` = (first, last) fitted time: with ``trend="hold"`` time is clipped to it.
+    """
+    cols = [np.eye(12)[months - 1]]
+    if trend != "none":
+        t0, t1 = t_range
+        t = np.clip(t_years, t0, t1) if trend == "hold" else t_years
+        cols.append(((t - 0.5 * (t0 + t1)) / 10.0)[:, None])  # decades
+    return np.concatenate(cols, axis=1)
+
+
+def fit_seasonal_trend(y: np.ndarray, t_years: np.ndarray, months: np.ndarray, train: np.ndarray, *,
+                       trend: str = "hold") -> np.ndarray:
+    """Per-cell monthly climatology + linear trend fitted on ``train`` months; the fit (time, cell) everywhere.
+
+    y (time, cell); train (time,) bool. ``trend``: ``"hold"`` flat at its value on the first/last fitted
+    month outside them, ``"extrapolate"`` continues the line, ``"none"`` fits monthly means only. Solved by
+    :func:`ridge_per_cell` (λ = 1e-6); float32.
+    """
+    tt = t_years[train & np.isfinite(y).any(1)]
+    D = seasonal_trend_design(t_years, months, t_range=(tt.min(), tt.max()), trend=trend)
+    F = np.broadcast_to(D[:, None, :], (len(t_years), y.shape[1], D.shape[1]))
+    beta = ridge_per_cell(F, y, np.broadcast_to(train[:, None], y.shape), lam=1e-6)
+    return np.einsum("tp,cp->tc", D, beta).astype(np.float32)
+
+
+def remove_climatology_trend(y: np.ndarray, t_years: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """``y`` (time, ...) minus its per-cell least-squares linear trend + monthly means (NaN-aware).
+
+    Fitted on every finite value of the months given (the series' own climatology and trend over exactly
+    these months); cells with no more finite months than coefficients are NaN.
+    """
+    y = np.asarray(y, dtype=float)
+    shp = y.shape
+    Y = y.reshape(shp[0], -1)
+    D = np.concatenate([np.eye(12)[months - 1], (t_years - t_years.mean())[:, None]], axis=1)
+    D = D[:, D[:, :12].any(0).tolist() + [True]]  # calendar months present only
+    ok = np.isfinite(Y)
+    out = np.full_like(Y, np.nan)
+    # cells with the same valid-month pattern share one least-squares solve (GRACE gaps are global)
+    patterns, inv = np.unique(ok.T, axis=0, return_inverse=True)
+    for p, pat in enumerate(patterns):
+        cols = np.flatnonzero(inv.ravel() == p)
+        if pat.sum() <= D.shape[1]:
+            continue
+        beta, *_ = np.linalg.lstsq(D[pat], Y[pat][:, cols], rcond=None)
+        out[np.ix_(pat, cols)] = Y[pat][:, cols] - D[pat] @ beta
+    return out.reshape(shp)

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
-from gtws_dl.config import check_flag, grid_from, to_plain
+from gtws_dl.checkpoint import check_grid
+from gtws_dl.config import check_flag, grid_from, to_plain, validate_config
 from gtws_dl.lock import write_text_atomic
 from gtws_dl.models.accel import accelerate
 
@@ -26,19 +30,6 @@ def write_json_atomic(path: Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, default=str))
 
 
-def check_grid(cfg: DictConfig, manifest: dict) -> None:
-    """Refuse a cube built on another grid than the one configured."""
-    grid = grid_from(cfg)
-    cube = manifest["grid"]
-    if abs(cube["res"] - grid.res) > 1e-9 or [round(v, 6) for v in cube["bbox"]] != [
-        round(v, 6) for v in grid.bounds
-    ]:
-        raise ValueError(
-            f"the cube in {cfg.paths.cube_dir} is on a {cube['res']} deg grid over {cube['bbox']}, but the config "
-            f"asks for {grid}; re-run `python -m gtws_dl.ingest` with the same grid.* overrides"
-        )
-
-
 def run_dir(cfg: DictConfig) -> Path:
     """``cfg.out_dir``; in a Hydra multirun that sweeps keys other than ``target``, plus a folder named by this
     job's values of those swept keys (e.g. ``train/csr/model.net.hidden=[16]``), so every sweep job writes its own
@@ -47,12 +38,8 @@ def run_dir(cfg: DictConfig) -> Path:
     if not cfg.get("multirun_subdir", False):
         return out_dir
     try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.types import RunMode
-
         hc = HydraConfig.get()
-    except (ImportError, ValueError):  # not under @hydra.main (tests, the leaderboard)
+    except ValueError:  # not under @hydra.main (tests, the leaderboard)
         return out_dir
     if hc.mode != RunMode.MULTIRUN:
         return out_dir
@@ -66,22 +53,19 @@ def run_dir(cfg: DictConfig) -> Path:
     return out_dir / name
 
 
-# conf/trainer/*.yaml keys that are not Trainer arguments
+# top-level keys of conf/train.yaml (as in conf/infer.yaml) applied to the network, not Trainer arguments
 TRAINER_SPEED_OPTIONS = ("channels_last", "compile")
 
 
 def trainer_options(cfg: DictConfig) -> tuple[dict, dict[str, bool]]:
-    """(the ``trainer`` config without the speed options, ``{channels_last, compile}``); each option must be a
-    boolean (absent: false), else :class:`~gtws_dl.config.ConfigError` naming the key."""
-    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    speed = {key: check_flag(f"trainer.{key}", tcfg.pop(key, False), False) for key in TRAINER_SPEED_OPTIONS}
-    return tcfg, speed
+    """(the Trainer arguments ``cfg.trainer``, the speed options ``{channels_last, compile}``: top-level keys);
+    each option must be a boolean (absent: false), else :class:`~gtws_dl.config.ConfigError` naming the key."""
+    speed = {key: check_flag(key, cfg.get(key, False), False) for key in TRAINER_SPEED_OPTIONS}
+    return OmegaConf.to_container(cfg.trainer, resolve=True), speed
 
 
 def train(cfg: DictConfig) -> dict:
     """Train and return a summary (best checkpoint, validation loss, parameters, wall time)."""
-    from gtws_dl.config import validate_config
-
     validate_config(cfg)  # a bad override is refused before anything is created
     trainer_options(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -133,7 +117,6 @@ def train(cfg: DictConfig) -> dict:
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if last.exists() else None
         LOGGER.info("resuming from %s", ckpt_path or "scratch (no last.ckpt yet)")
-    write_json_atomic(out_dir / "normalisation.json", norm)
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.perf_counter() - t0

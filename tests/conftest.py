@@ -23,7 +23,7 @@ def make_synthetic_cube(out_dir: Path, *, res: float = 10.0, start="1995-01", en
     twsa = 40 * ewma(p, 6 months) + 25 * sin(2 pi month / 12 + lon) over land, in mm; predictors are
     p (white noise), the monthly phase as sin/cos, and a static channel. GRACE-like months from 2002-04.
     """
-    from gtws_dl.cube.build import CubeWriter
+    from gtws_dl.cube.writer import CubeWriter
     from gtws_dl.grid import Grid
 
     rng = np.random.default_rng(seed)

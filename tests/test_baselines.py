@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gtws_dl.models.baselines import decayed, fit_seasonal_trend, load_cells, ridge_per_cell, run_baseline
-from gtws_dl.reconstruct import open_reconstruction
+from gtws_dl.cells import load_cells
+from gtws_dl.experiments.baselines import run_baseline
+from gtws_dl.models.baselines import decayed
+from gtws_dl.recon_store import open_finished
+from gtws_dl.seasonal import fit_seasonal_trend, ridge_per_cell
 
 
 def test_decayed_is_an_exponential_filter():
@@ -47,7 +50,7 @@ def test_baseline_writes_recon_and_skill_before_grace(synthetic_cube, tmp_path, 
     cells = load_cells(synthetic_cube["dir"], ["csr"], val_months=24, gap_months=12)
     info = run_baseline(kind, synthetic_cube["dir"], tmp_path / f"{kind}.zarr", targets=["csr"], cells=cells,
                         **kwargs)
-    rec = open_reconstruction(info["recon"]).sel(target="csr").values
+    rec = open_finished(info["recon"])["twsa"].sel(target="csr").values
     land, truth = synthetic_cube["land"], synthetic_cube["truth"]
     assert np.isfinite(rec[:, land]).all() and np.isnan(rec[:, ~land]).all()
     pre = slice(12, 84)  # 1996-2001: never fitted

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hydra import compose, initialize_config_dir
 
+from gtws_dl.config import conf_dir
+from gtws_dl.cube.writer import CubeWriter
 from gtws_dl.evaluate import budget, enso
+from gtws_dl.evaluate.report import build_report
+from gtws_dl.evaluate.skill import deseasonalize
 from gtws_dl.grid import Grid
+from gtws_dl.landmask import land_fraction, land_mask
+from gtws_dl.post.manifest import write_products_manifest
+from gtws_dl.post.products import write_twsa_product
+from gtws_dl.post.publish import product_name
+from gtws_dl.post.regions import region_masks
+from gtws_dl.post.series import regional_series
+from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
 
 RES = 10.0
 START, END = "1996-01", "2011-12"
@@ -77,41 +90,24 @@ def test_enso_index_from_box():
     data = data + sig[:, None, None] * inbox
     da = xr.DataArray(data, dims=("time", "lat", "lon"), coords={"time": times, "lat": lat, "lon": lon})
     idx = enso.enso_index(enso.box_mean(da), running=1)
-    from gtws_dl.evaluate.skill import deseasonalize
-
     np.testing.assert_allclose(idx.values, deseasonalize(sig, times.month.to_numpy()), atol=1e-9)
     with pytest.raises(ValueError, match="holds no grid point"):
         enso.box_mean(da, (10.0, 20.0, 50.0, 60.0))
 
 
 # ----------------------------------------------------------------------------------------- end to end
-def _write_era5(path: Path, times: pd.DatetimeIndex, tp_day, e_day, skt):
-    """One ERA5 file in the new CDS layout: valid_time seconds, latitude descending, longitude 0..360, metres."""
-    lat = np.arange(85.0, -86.0, -10.0)
-    lon = np.arange(5.0, 360.0, 10.0)
-
-    def to_file_layout(a):  # (time, lat asc, lon -180..180) -> (time, lat desc, lon 0..360)
-        a = a[:, ::-1]
-        return np.concatenate([a[:, :, 18:], a[:, :, :18]], axis=2)
-
-    vt = ((times - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
-    ds = xr.Dataset(
-        {"tp": (("valid_time", "latitude", "longitude"), to_file_layout(tp_day / 1000.0).astype(np.float32), {"units": "m"}),
-         "e": (("valid_time", "latitude", "longitude"), to_file_layout(e_day / 1000.0).astype(np.float32), {"units": "m"}),
-         "skt": (("valid_time", "latitude", "longitude"), to_file_layout(skt).astype(np.float32), {"units": "K"})},
-        coords={"valid_time": ("valid_time", vt, {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian"}),
-                "latitude": lat, "longitude": lon})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(path)
+def _write_cube(cube_dir: Path, grid: Grid, times: pd.DatetimeIndex, channels: dict[str, np.ndarray],
+                units: dict[str, str], targets: np.ndarray):
+    """A finished cube (manifest, predictors.zarr with raw physical channels, targets.zarr), as ingest writes it."""
+    w = CubeWriter(cube_dir, grid, times, list(channels), land_fraction=land_fraction(grid),
+                   stats_period=("2002-04", END), units=units, n_targets=len(targets))
+    w.write_block(0, np.stack([channels[c] for c in channels], axis=1).astype(np.float32))
+    w.write_targets(["jpl", "csr", "gsfc"], targets, baseline=("2004-01", "2009-12"))
+    w.finish(fingerprint="test")
 
 
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
-    from gtws_dl.landmask import land_mask
-    from gtws_dl.post.products import write_twsa_product
-    from gtws_dl.post.publish import product_name
-    from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
-
     out = tmp_path_factory.mktemp("run")
     grid = Grid(RES)
     land = land_mask(grid)
@@ -156,16 +152,13 @@ def fake_run(tmp_path_factory):
     skt = 290 + 3 * np.cos(2 * np.pi * t)[:, None, None] + np.zeros((nt, H, W))
     inbox = (np.abs(lat2) <= 5) & (lon2 >= -170) & (lon2 <= -120)
     skt = skt + x[:, None, None] * inbox[None]
-    _write_era5(tw / "era5" / "era5_monthly.nc", times, tp_day, e_day, skt)
-    # GRACE targets from 2002-04
+    # GRACE targets from 2002-04; ERA5 tp, e (mm/day) and skt (K) as channels of the predictor cube
     grace = times >= "2002-04"
     tg = np.full((3, nt, H, W), np.nan, np.float32)
     for j in range(3):
         tg[j, grace] = (truth[grace] + rng.normal(0, 5, truth[grace].shape)).astype(np.float32)
-    (out / "cube").mkdir()
-    xr.Dataset({"twsa": (("target", "time", "lat", "lon"), tg, {"units": "mm"})},
-               coords={"target": ["jpl", "csr", "gsfc"], "time": times, "lat": grid.lat, "lon": grid.lon}
-               ).to_zarr(out / "cube" / "targets.zarr", mode="w", consolidated=False)
+    _write_cube(out / "cube", grid, times, {"tp": tp_day, "e": e_day, "skt": skt},
+                {"tp": "mm day-1", "e": "mm day-1", "skt": "K"}, tg)
     # products: truth + noise (two centres only: the report must say the third is missing)
     pdir = out / "products"
     for j, c in enumerate(("jpl", "csr")):
@@ -174,13 +167,8 @@ def fake_run(tmp_path_factory):
                   zarr_copy=False)
         write_twsa_product(pdir / product_name(c), rec, **kw)
         write_twsa_product(pdir / product_name(c, True), detrend_deseasonalize(rec, t), **kw)
-    from gtws_dl.post.manifest import write_products_manifest
-
     write_products_manifest(pdir)  # a finished publication: readers refuse a folder without it
     # external barystatic SLE (from the truth) and a published field
-    from gtws_dl.post.regions import region_masks
-    from gtws_dl.post.series import regional_series
-
     gl = regional_series(truth, grid.cell_area(), {"g": region_masks(grid, land)["global_land"]}, times=times)
     pd.DataFrame({"time": times.strftime("%Y-%m-%d"), "sle_mm": budget.gt_to_sle_mm(gl["g_Gt"].values)}).to_csv(
         out / "sle.csv", index=False)
@@ -197,10 +185,6 @@ def fake_run(tmp_path_factory):
 
 
 def _compose(overrides):
-    from hydra import compose, initialize_config_dir
-
-    from gtws_dl.config import conf_dir
-
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
         return compose(config_name="report", overrides=overrides)
 
@@ -217,8 +201,6 @@ def _check_md(md_path: Path) -> str:
 
 
 def test_report_end_to_end_twin(fake_run):
-    from gtws_dl.evaluate.report import build_report
-
     cfg = _compose([f"paths.output_dir={fake_run}", "report.min_basin_cells=2",
                     f"report.external_sle={fake_run / 'sle.csv'}",
                     f"report.published.tws_field={fake_run / 'published.nc'}"])
@@ -229,6 +211,7 @@ def test_report_end_to_end_twin(fake_run):
                 "basin_balance_r.png", "discharge_twin_gauges.png", "enso_composite.png", "published_r.png"):
         assert f"({fig})" in text
     assert "no product for gsfc" in text  # absent inputs are named, not silent
+    assert "grid 10.0 deg global (18x36) (cube " in text  # grid, land and ERA5 channels from the cube
     assert "twin gauges" in text and "SREX" in text
     nums = json.loads((md_path.parent / "numbers.json").read_text())
     assert all(v == "done" for v in nums["status"].values()), nums["status"]
@@ -256,17 +239,14 @@ def test_report_end_to_end_twin(fake_run):
 
 
 def test_report_skips_missing_inputs_with_reason(fake_run, tmp_path):
-    """Without truth, ERA5, targets: sections are skipped, each with its reason; user gauges still work."""
-    import shutil
-
-    from gtws_dl.evaluate.report import build_report
-
+    """Without truth and cube (targets, ERA5 predictors): sections are skipped, each with its reason; user gauges still work."""
     shutil.copytree(fake_run / "products", tmp_path / "products")
     cfg = _compose([f"paths.output_dir={tmp_path}", f"report.gauges={fake_run / 'gauges.csv'}"])
     text = _check_md(build_report(cfg))
     assert "no twin truth file" in text
     assert "no GRACE targets" in text
-    assert "no ERA5 directory" in text
+    assert "no predictor cube" in text  # ERA5 skt, tp, e come from the cube
+    assert "(no cube)" in text  # the grid stored in the products
     assert "no published reconstruction given" in text
     assert "no report.external_sle CSV given" in text
     assert "discharge_gauges.png" in text
@@ -276,8 +256,6 @@ def test_report_skips_missing_inputs_with_reason(fake_run, tmp_path):
 
 
 def test_report_refuses_without_products(tmp_path):
-    from gtws_dl.evaluate.report import build_report
-
     cfg = _compose([f"paths.output_dir={tmp_path}"])
     with pytest.raises(FileNotFoundError, match="no product .*run infer.py first"):
         build_report(cfg)

@@ -10,9 +10,9 @@ import pytest
 import zarr
 from bad_inputs.builders import module_for, save_checkpoint
 
+from gtws_dl.checkpoint import load_checkpoint
 from gtws_dl.cube.store import CubeNotFoundError, open_cube
 from gtws_dl.data import CubeDataModule
-from gtws_dl.inference import load_checkpoint
 from gtws_dl.reconstruct import reconstruct
 
 

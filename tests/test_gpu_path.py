@@ -162,16 +162,16 @@ def test_reconstruct_applies_and_removes_the_options(synthetic_cube, tmp_path, m
 
 
 def test_train_with_speed_options_writes_a_plain_checkpoint(synthetic_cube, tmp_path, monkeypatch):
-    """trainer.channels_last/compile are taken out of the Trainer arguments and applied to the net; a compiler
+    """channels_last/compile (top-level train keys, not Trainer arguments) are applied to the net; a compiler
     failure falls back with a warning; the checkpoint loads into a plain module."""
-    from gtws_dl.inference import load_checkpoint
+    from gtws_dl.checkpoint import load_checkpoint
     from gtws_dl.training import train, trainer_options
 
     cfg = train_cfg(
         tmp_path,
         synthetic_cube["dir"],
-        "trainer.channels_last=true",
-        "trainer.compile=true",
+        "channels_last=true",
+        "compile=true",
         "trainer.max_epochs=1",
     )
     tcfg, speed = trainer_options(cfg)
@@ -184,8 +184,8 @@ def test_train_with_speed_options_writes_a_plain_checkpoint(synthetic_cube, tmp_
     module = load_checkpoint(summary["last_checkpoint"])
     assert "forward" not in module.net.__dict__ and module.net.encoder[0].weight.is_contiguous()
 
-    bad = train_cfg(tmp_path, synthetic_cube["dir"], "trainer.compile=maybe")
-    with pytest.raises(ConfigError, match=r"config key trainer.compile='maybe': expected true or false"):
+    bad = train_cfg(tmp_path, synthetic_cube["dir"], "compile=maybe")
+    with pytest.raises(ConfigError, match=r"config key compile='maybe': expected true or false"):
         train(bad)
 
 

@@ -8,20 +8,21 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from gtws_dl.config import conf_dir
-from gtws_dl.evaluate.protocol import detrend_deseasonalize, evaluate
-from gtws_dl.reconstruct import combine_ensemble, write_reconstruction
+from gtws_dl.evaluate.protocol import evaluate
+from gtws_dl.recon_store import combine_ensemble, write_reconstruction
+from gtws_dl.seasonal import remove_climatology_trend
 
 
-def test_detrend_deseasonalize_removes_a_known_trend_and_cycle():
+def test_remove_climatology_trend_removes_a_known_trend_and_cycle():
     times = pd.date_range("2000-01", periods=48, freq="MS")
     t = (times.year + (times.month - 0.5) / 12).values
     noise = np.random.default_rng(0).standard_normal((48, 2, 3))
     y = 5 * np.sin(2 * np.pi * times.month.values / 12)[:, None, None] + 2 * (t - 2000)[:, None, None] + noise
     y[7, 0, 0] = np.nan  # a gap in one cell only
-    r = detrend_deseasonalize(y, t, times.month.values)
+    r = remove_climatology_trend(y, t, times.month.values)
     assert np.isnan(r[7, 0, 0]) and np.isfinite(r[:, 1]).all()
     assert abs(np.corrcoef(r[:, 1, 1], noise[:, 1, 1])[0, 1]) > 0.75
-    clean = detrend_deseasonalize(y - noise, t, times.month.values)  # trend + cycle only: nothing left
+    clean = remove_climatology_trend(y - noise, t, times.month.values)  # trend + cycle only: nothing left
     np.testing.assert_allclose(np.nan_to_num(clean), 0.0, atol=1e-8)
 
 
@@ -65,7 +66,7 @@ def test_leaderboard_config_lists_baselines_and_networks():
 
 @pytest.mark.slow
 def test_gaussian_unet_trains_and_reconstructs_std(synthetic_cube, tmp_path):
-    from gtws_dl.inference import load_checkpoint
+    from gtws_dl.checkpoint import load_checkpoint
     from gtws_dl.reconstruct import reconstruct
     from gtws_dl.training import train
 

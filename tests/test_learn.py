@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from gtws_dl.checkpoint import CheckpointMismatchError, check_compatible
 from gtws_dl.config import conf_dir
-from gtws_dl.data import CubeDataModule, time_split
+from gtws_dl.data import CubeDataModule
 from gtws_dl.models.convlstm import ConvLSTM
-from gtws_dl.reconstruct import CheckpointMismatchError, check_compatible
+from gtws_dl.split import available_months, time_split
 
 
 def test_time_split_is_blocked_with_gap():
@@ -26,6 +25,19 @@ def test_time_split_is_blocked_with_gap():
     assert s.train[-1] == 96 - 12 - 1 and s.train[0] == 30
     with pytest.raises(ValueError, match="training window is empty"):
         time_split(times, avail, val_months=24, gap_months=80)
+
+
+def test_available_months_any_centre_any_land_cell():
+    targ = np.full((2, 5, 2, 3), np.nan, np.float32)  # (centre, time, lat, lon)
+    land = np.zeros((2, 3), bool)
+    land[0, 1] = land[1, 2] = True
+    targ[0, 1, 0, 1] = 1.0  # centre 0, land
+    targ[1, 3, 1, 2] = 1.0  # centre 1, land
+    targ[:, 4, 0, 0] = 1.0  # ocean only: not available
+    want = np.array([False, True, False, True, False])
+    np.testing.assert_array_equal(available_months(targ, land), want)
+    np.testing.assert_array_equal(available_months([t for t in targ], land), want)  # one array per centre
+    np.testing.assert_array_equal(available_months(targ[:, :, land]), want)  # land cells already
 
 
 def test_datamodule_masks_and_normalises(synthetic_cube):
@@ -69,7 +81,8 @@ def test_checkpoint_from_another_cube_is_refused():
 def test_train_then_reconstruct_recovers_known_signal(synthetic_cube, tmp_path):
     """Train through the real config + train(); reconstruct; skill against the known truth."""
     from gtws_dl.models.module import ReconstructionModule
-    from gtws_dl.reconstruct import open_reconstruction, reconstruct
+    from gtws_dl.recon_store import open_finished
+    from gtws_dl.reconstruct import reconstruct
     from gtws_dl.training import train
 
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
@@ -82,11 +95,11 @@ def test_train_then_reconstruct_recovers_known_signal(synthetic_cube, tmp_path):
         ])
     summary = train(cfg)
     ckpt = summary["last_checkpoint"]
-    assert json.loads((tmp_path / "train" / "csr" / "normalisation.json").read_text())["targets"] == ["csr"]
     module = ReconstructionModule.load_from_checkpoint(ckpt, map_location="cpu")
+    assert module.hparams.normalisation["targets"] == ["csr"]  # the checkpoint carries it (no normalisation.json)
     out = reconstruct(module, synthetic_cube["dir"], tmp_path / "recon" / "csr.zarr", ckpt_path=ckpt,
                       progress=False)
-    rec = open_reconstruction(out).sel(target="csr").values
+    rec = open_finished(out)["twsa"].sel(target="csr").values
     land, truth = synthetic_cube["land"], synthetic_cube["truth"]
     assert np.isfinite(rec[:, land]).all() and np.isnan(rec[:, ~land]).all()
     # skill before GRACE (1995-2001): months never seen in training

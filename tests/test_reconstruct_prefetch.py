@@ -13,7 +13,9 @@ import zarr
 from bad_inputs.builders import infer_cfg, module_for, save_checkpoint
 
 import gtws_dl.reconstruct as recon
+from gtws_dl.checkpoint import load_checkpoint
 from gtws_dl.config import ConfigError
+from gtws_dl.cube.store import open_cube
 from gtws_dl.inference import speed_options
 from gtws_dl.prefetch import prefetched
 
@@ -29,8 +31,6 @@ def ckpt(synthetic_cube, tmp_path_factory):
 
 
 def _run(cube, ckpt, out, **kw):
-    from gtws_dl.inference import load_checkpoint
-
     kw = {"device": "cpu", **kw}
     recon.reconstruct(load_checkpoint(ckpt), cube, out, ckpt_path=ckpt, batch_windows=4, progress=False, **kw)
     return zarr.open_group(out, mode="r")["twsa"][:]
@@ -139,8 +139,6 @@ def test_speed_options_must_be_booleans(synthetic_cube, ckpt, tmp_path, value):
 def test_cuda_prefetch_pins_and_gives_identical_outputs(synthetic_cube, ckpt, tmp_path):
     """On CUDA the prefetched batch is staged in pinned memory; outputs equal with prefetch on/off, and with
     channels_last + compile within 1e-4 mm (fp32, no autocast)."""
-    from gtws_dl.cube.store import open_cube
-
     _, pred_g, _ = open_cube(synthetic_cube["dir"])
     blocks = recon._blocks(24, 6, 6)[:2]
     x = recon.read_batch(

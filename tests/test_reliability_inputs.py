@@ -23,14 +23,14 @@ from bad_inputs.builders import (
     write_mascon_station_layout,
 )
 
+from gtws_dl.checkpoint import CheckpointMismatchError, InvalidCheckpointError, load_checkpoint
 from gtws_dl.config import ConfigError, validate_config
-from gtws_dl.cube.build import CubeWriter
 from gtws_dl.cube.store import CubeError, CubeNotFoundError, check_cube_targets
+from gtws_dl.cube.writer import CubeWriter
 from gtws_dl.diskspace import DiskSpaceError, OutputNotWritableError
 from gtws_dl.grid import GridError
-from gtws_dl.inference import InvalidCheckpointError, infer, load_checkpoint
+from gtws_dl.inference import infer
 from gtws_dl.io.errors import InputFileError
-from gtws_dl.reconstruct import CheckpointMismatchError
 
 pytestmark = pytest.mark.reliability
 

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 from bad_inputs.builders import module_for, save_checkpoint
 
-from gtws_dl.cube.build import CubeWriter
+from gtws_dl.cube.writer import CubeWriter
 from gtws_dl.grid import Grid
+from gtws_dl.recon_store import open_finished
 
 pytestmark = pytest.mark.reliability
 REPO = Path(__file__).resolve().parents[1]
@@ -39,18 +40,23 @@ def _big_cube(out: Path, *, months: int, channels: int) -> int:
 
 @pytest.mark.slow
 def test_cube_larger_than_the_memory_limit_reconstructs(tmp_path):
+    """Reconstruction streams: its peak RSS grows by far less than the predictor array it reads.
+
+    Measured in a child process (``VmHWM``, resident memory), not capped: a cap on virtual address space
+    (RLIMIT_AS) failed by chance when a thread stack or allocator arena reserved address space it never used.
+    """
     nbytes = _big_cube(tmp_path / "cube", months=600, channels=6)  # ~233 MB of predictors, ~few MB on disk
-    headroom_mb = 128
-    assert nbytes > 1.4 * headroom_mb * 2**20  # the limit is well below "everything in memory"
     ckpt = save_checkpoint(module_for(tmp_path / "cube", res=2.0, shape=(90, 180), hidden=(2,)), tmp_path / "m.ckpt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "bad_inputs" / "rlimit_child.py"),
-                           str(tmp_path / "cube"), str(ckpt), str(tmp_path / "recon.zarr"), str(headroom_mb)],
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "bad_inputs" / "rss_child.py"),
+                           str(tmp_path / "cube"), str(ckpt), str(tmp_path / "recon.zarr")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "RECON DONE" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
-    from gtws_dl.reconstruct import open_reconstruction
-
-    rec = open_reconstruction(tmp_path / "recon.zarr")
+    warm, peak = (int(v) for v in next(li for li in proc.stdout.splitlines() if li.startswith("RSS ")).split()[1:])
+    # reading the whole cube adds >= nbytes; streaming adds one batch of windows and a few decoded chunks
+    # (measured 67 MB = 0.30 x nbytes here, 2-core CPU, torch 2.13): 0.6 leaves room both ways
+    assert peak - warm < 0.6 * nbytes, f"peak RSS grew by {(peak - warm) / 2**20:.0f} MB, cube {nbytes / 2**20:.0f} MB"
+    rec = open_finished(tmp_path / "recon.zarr")["twsa"]
     assert rec.shape == (1, 600, 90, 180) and np.isfinite(rec.isel(time=[0, -1]).values[:, :, 45]).any()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +19,20 @@ import torch
 import xarray as xr
 import zarr
 from bad_inputs.builders import infer_cfg, module_for, save_checkpoint, train_cfg, tree_state
+from conftest import make_synthetic_cube
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+import gtws_dl.data as D
+import gtws_dl.training as T
+from gtws_dl.data import CubeDataModule
 from gtws_dl.inference import infer
 from gtws_dl.lock import OutputLockedError
+from gtws_dl.models.module import NonFiniteLossError
+from gtws_dl.post import products as P
 from gtws_dl.post.manifest import ProductsManifestError, check_product, check_products
+from gtws_dl.post.products import read_product
+from gtws_dl.recon_store import open_finished
+from gtws_dl.training import train
 
 pytestmark = pytest.mark.reliability
 REPO = Path(__file__).resolve().parents[1]
@@ -114,9 +126,7 @@ def test_sigkill_at_several_points_resumes_to_bit_identical_products(synthetic_c
         assert _count(count) <= len(done) - len(done_before) + 1
         done_before = done
     with pytest.raises(RuntimeError, match="unfinished reconstruction; re-run infer.py"):
-        from gtws_dl.reconstruct import open_reconstruction
-
-        open_reconstruction(out / "recon" / "csr.zarr")
+        open_finished(out / "recon" / "csr.zarr")
 
     # kill in the middle of publishing: the first product's twin is written to its temp file, not yet renamed
     count, mark = tmp_path / "count3", tmp_path / "publishing"
@@ -141,8 +151,6 @@ def test_sigkill_at_several_points_resumes_to_bit_identical_products(synthetic_c
 
 
 def test_products_manifest_is_written_last_and_checked(reference, tmp_path):
-    import shutil
-
     m = check_products(reference / "products")
     assert set(m["files"]) >= {*PRODUCTS, "gtws_dl_twsa_csr.zarr", "gtws_dl_regional_series.xlsx"}
     run = next(iter(m["runs"].values()))
@@ -155,8 +163,6 @@ def test_products_manifest_is_written_last_and_checked(reference, tmp_path):
     data = bytearray((prod / PRODUCTS[0]).read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
     (prod / PRODUCTS[0]).write_bytes(bytes(data))
-    from gtws_dl.post.products import read_product
-
     with pytest.raises(ProductsManifestError, match=r"gtws_dl_twsa_csr\.nc: sha256 checksum differs from .*manifest"):
         read_product(prod / PRODUCTS[0])
     read_product(prod / PRODUCTS[1])  # the others are fine
@@ -168,8 +174,6 @@ def test_products_manifest_is_written_last_and_checked(reference, tmp_path):
 def test_every_product_and_cube_write_is_temp_then_rename(synthetic_cube, ckpt, tmp_path, monkeypatch):
     """Record every os.replace: each final entry of products/, recon/ and cube/ arrived by a rename from a temp;
     and a write that fails midway leaves the earlier product untouched."""
-    from conftest import make_synthetic_cube
-
     renames: list[tuple[str, str]] = []
     real = os.replace
 
@@ -190,8 +194,6 @@ def test_every_product_and_cube_write_is_temp_then_rename(synthetic_cube, ckpt, 
 
     # a failing rewrite (disk error in the middle of the NetCDF) keeps the published file and leaves no temp
     before = tree_state(out / "products")
-    from gtws_dl.post import products as P
-
     def broken(self, path, *a, **k):
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
@@ -242,8 +244,6 @@ def _assert_same_training(x: dict, y: dict, what: str) -> None:
 
 
 def _straight(cube, out):
-    from gtws_dl.training import train
-
     train(train_cfg(out, cube, "trainer.max_epochs=4"))
     return out
 
@@ -256,12 +256,6 @@ def straight(synthetic_cube, tmp_path_factory):
 
 def _interrupted_then_resumed(cube, out, monkeypatch, *, version_counter: bool) -> dict:
     """2 epochs (stopped at the epoch boundary after last.ckpt is saved), then ``ckpt_path=last`` to epoch 4."""
-    import functools
-
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    import gtws_dl.training as T
-
     class StopAfterTwoEpochs(ModelCheckpoint):
         def on_validation_end(self, trainer, pl_module):
             super().on_validation_end(trainer, pl_module)
@@ -289,8 +283,6 @@ def test_training_resume_updates_last_ckpt_with_the_real_callbacks(synthetic_cub
 @pytest.mark.slow
 def test_same_seed_and_config_give_bit_identical_products(synthetic_cube, straight, tmp_path):
     """Train again with the same seed and config, reconstruct both: identical checkpoints and products (CPU)."""
-    from gtws_dl.training import train
-
     cube = synthetic_cube["dir"]
     train(train_cfg(tmp_path, cube, "trainer.max_epochs=4"))
     _assert_same_training(_last(tmp_path), _last(straight), "second run")
@@ -304,10 +296,6 @@ def test_same_seed_and_config_give_bit_identical_products(synthetic_cube, straig
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(synthetic_cube, tmp_path, monkeypatch):
     """A NaN injected into the predictors of the second epoch's first batch: NonFiniteLossError naming the step;
     last.ckpt is still the finite epoch-0 checkpoint."""
-    import gtws_dl.data as D
-    from gtws_dl.models.module import NonFiniteLossError
-    from gtws_dl.training import train
-
     real = D.WindowDataset.__getitem__
 
     def poisoned(self, i):
@@ -326,8 +314,6 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(synth
 
 
 def test_target_nan_is_masked_and_predictor_nan_outside_land_is_zeroed(synthetic_cube):
-    from gtws_dl.data import CubeDataModule
-
     dm = CubeDataModule(str(synthetic_cube["dir"]), ["csr"], window=12, warmup=6, batch_size=4, patch=None,
                         samples_per_epoch=None, p_dropout=0.0)
     dm.setup()

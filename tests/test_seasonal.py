@@ -1,9 +1,18 @@
-"""Decomposition: what is put in (trend, amplitude, phase) comes back out."""
+"""Decomposition and the monthly-means + trend fits: what is put in (trend, cycle, phase) comes back out."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from gtws_dl.seasonal import decimal_year, decompose, detrend_deseasonalize
+from gtws_dl.seasonal import (
+    decimal_year,
+    decompose,
+    detrend_deseasonalize,
+    fit_seasonal_trend,
+    remove_climatology_trend,
+    ridge_per_cell,
+    seasonal_trend_design,
+)
 
 T = decimal_year(np.arange("1990-01", "2021-01", dtype="datetime64[M]"))
 
@@ -72,3 +81,82 @@ def test_too_few_samples_give_nan_and_errors():
         decompose(y, T, fit_period=(1800.0, 1801.0))
     with pytest.raises(ValueError, match="trend must be"):
         decompose(y, T, trend="cubic")
+
+
+# ---------------------------------------------------------------- monthly means + linear trend fits
+TIMES = pd.date_range("2000-01", "2019-12", freq="MS")
+TY, MONTHS = decimal_year(TIMES), TIMES.month.values
+CYCLE = np.array([5, 3, 0, -4, -8, -6, -1, 2, 4, 6, 1, -2], float) * 10.0  # mm, by calendar month
+
+
+def test_decimal_year_is_bit_identical_to_the_inline_formula_it_replaced():
+    inline = (TIMES.year + (TIMES.month - 0.5) / 12.0).values.astype(float)
+    assert decimal_year(TIMES).dtype == np.float64
+    np.testing.assert_array_equal(decimal_year(TIMES), inline)
+    np.testing.assert_array_equal(decimal_year(TIMES + pd.Timedelta(days=14)), inline)
+
+
+def test_seasonal_trend_design_columns_and_hold():
+    d = seasonal_trend_design(TY, MONTHS, t_range=(2005.0, 2015.0), trend="hold")
+    assert d.shape == (TY.size, 13)
+    np.testing.assert_array_equal(d[:, :12].argmax(1) + 1, MONTHS)
+    np.testing.assert_allclose(d[:, 12], (np.clip(TY, 2005.0, 2015.0) - 2010.0) / 10.0)
+    assert seasonal_trend_design(TY, MONTHS, t_range=None, trend="none").shape == (TY.size, 12)
+
+
+def test_fit_seasonal_trend_gives_back_the_trend_and_cycle_put_in():
+    slopes = np.array([3.0, -1.5, 0.0])  # mm/yr per cell
+    y = CYCLE[MONTHS - 1][:, None] + slopes[None] * (TY - 2010.0)[:, None] + 7.0
+    train = (TIMES >= "2004-01") & (TIMES <= "2015-12")
+    y_in = np.where(train[:, None], y, np.nan)
+    y_in[(TIMES >= "2011-07") & (TIMES <= "2012-05"), 1] = np.nan  # a gap in one cell
+    fit = fit_seasonal_trend(y_in, TY, MONTHS, train, trend="extrapolate")
+    assert fit.dtype == np.float32 and fit.shape == y.shape
+    np.testing.assert_allclose(fit, y, atol=2e-3)  # also outside the training months and in the gap
+    clim = fit_seasonal_trend(y_in, TY, MONTHS, train, trend="none")  # monthly means only
+    np.testing.assert_allclose(clim[:, 2], y[:, 2], atol=2e-3)
+
+
+def test_fit_seasonal_trend_hold_is_flat_outside_the_fitted_months():
+    y = (CYCLE[MONTHS - 1] + 2.0 * (TY - 2010.0))[:, None]
+    train = (TIMES >= "2004-01") & (TIMES <= "2015-12")
+    fit = fit_seasonal_trend(np.where(train[:, None], y, np.nan), TY, MONTHS, train, trend="hold")[:, 0]
+    trend = fit - CYCLE[MONTHS - 1]
+    t0, t1 = TY[train][0], TY[train][-1]
+    np.testing.assert_allclose(trend[TY <= t0], 2.0 * (t0 - 2010.0), atol=2e-3)
+    np.testing.assert_allclose(trend[TY >= t1], 2.0 * (t1 - 2010.0), atol=2e-3)
+    np.testing.assert_allclose(trend[train], 2.0 * (TY[train] - 2010.0), atol=2e-3)  # the line inside
+
+
+def test_ridge_per_cell_is_least_squares_at_zero_lambda_and_zero_without_data():
+    rng = np.random.default_rng(0)
+    F = rng.standard_normal((60, 3, 4))
+    beta = rng.standard_normal((3, 4))
+    y = np.einsum("tcp,cp->tc", F, beta)
+    y[:, 2] = np.nan
+    b = ridge_per_cell(F, y, np.ones_like(y, bool), lam=1e-12)  # ~0; > 0 keeps the empty cell solvable
+    np.testing.assert_allclose(b[:2], beta[:2], atol=1e-8)
+    np.testing.assert_array_equal(b[2], 0.0)
+
+
+def test_remove_climatology_trend_leaves_white_noise():
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((TY.size, 4, 5)) * 4.0
+    signal = CYCLE[MONTHS - 1][:, None, None] + rng.uniform(-5, 5, (4, 5))[None] * (TY - 2010.0)[:, None, None]
+    y = signal + noise
+    y[(TIMES >= "2017-07") & (TIMES <= "2018-05")] = np.nan  # a gap in every cell
+    y[:30, 0, 0] = np.nan  # and one cell starting later
+    r = remove_climatology_trend(y, TY, MONTHS)
+    assert np.array_equal(np.isnan(r), np.isnan(y))
+    np.testing.assert_allclose(np.nan_to_num(remove_climatology_trend(signal, TY, MONTHS)), 0.0, atol=1e-8)
+    ok = np.isfinite(r[:, 1, 1])
+    res, t = r[ok, 1, 1], TY[ok]
+    for m in range(1, 13):  # no monthly cycle left
+        assert abs(res[MONTHS[ok] == m].mean()) < 1e-9
+    assert abs(np.polyfit(t, res, 1)[0]) < 1e-9  # no trend left
+    z = r.reshape(TY.size, -1)
+    lag1 = [np.corrcoef(c[np.isfinite(c)][1:], c[np.isfinite(c)][:-1])[0, 1] for c in z.T]
+    assert abs(np.mean(lag1)) < 0.05  # white: no serial correlation
+    assert 3.6 < np.nanstd(z) < 4.1  # the noise (4 mm), less the 13 degrees of freedom fitted
+    fin = np.isfinite(z)
+    assert np.corrcoef(z[fin], noise.reshape(TY.size, -1)[fin])[0, 1] > 0.95  # what is left is the noise put in

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gtws_dl.models.target_base import TargetBase, fit_target_base
 from gtws_dl.seasonal import decimal_year
+from gtws_dl.target_base import TargetBase, fit_target_base
 
 
 def _known(times, H=3, W=4, seed=0):

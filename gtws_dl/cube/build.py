@@ -13,12 +13,8 @@ Cubes are written time block by time block so memory stays bounded at 0.25°.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
 import logging
-import os
-import shutil
 import time as _time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,21 +23,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-import zarr
 from tqdm.auto import tqdm
 
-from gtws_dl import __version__
-from gtws_dl.cube.store import CUBE_FORMAT_VERSION, lazy_nan
-from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
+from gtws_dl.conventions import BASELINE
+from gtws_dl.cube.store import CUBE_FORMAT_VERSION
+from gtws_dl.cube.writer import CubeWriter
 from gtws_dl.grid import Grid
-from gtws_dl.hashing import sha256_path
+from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
-from gtws_dl.io.errors import InputFileError
+from gtws_dl.io._common import resolve_files
+from gtws_dl.io.errors import InputFileError, describe_files
 from gtws_dl.io.regrid import regrid_conservative
 from gtws_dl.landmask import land_fraction
-from gtws_dl.lock import remove_stale_temps
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,7 +56,7 @@ class CubeSpec:
     sif: str | None = None
     landcover: str | None = None
     jpl_gain_factor: str | None = None
-    baseline: tuple[str, str] = ("2004-01", "2009-12")
+    baseline: tuple[str, str] = BASELINE
     ewma_months: Sequence[float] = (3.0, 12.0, 36.0)  # antecedent water-balance memories, months
     stats_period: tuple[str, str] = ("2002-04", "2020-12")  # training months: normalisation fitted here only
     chunk_months: int = 12  # Zarr time chunk; a multiple of it divides the training window
@@ -74,18 +69,6 @@ def month_axis(start: str, end: str) -> pd.DatetimeIndex:
     return pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="MS")
 
 
-def _resolve(pattern: str, what: str) -> list[Path]:
-    """Files named by a path, a directory (its ``*.nc``) or a glob; at least one must exist."""
-    p = Path(pattern)
-    if p.is_dir():
-        files = sorted(p.glob("*.nc"))
-    else:
-        files = sorted(Path(f) for f in glob.glob(pattern))
-    if not files:
-        raise InputFileError(f"{what}: no file matches {pattern!r}; check the path in the data config")
-    return files
-
-
 def _fingerprint(spec: CubeSpec, grid: Grid, inputs: dict[str, str]) -> str:
     payload = {
         "spec": {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.__dict__.items() if k != "extra"},
@@ -93,171 +76,7 @@ def _fingerprint(spec: CubeSpec, grid: Grid, inputs: dict[str, str]) -> str:
         "inputs": inputs,
         "format": CUBE_FORMAT_VERSION,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class _RunningStats:
-    """Per-channel mean/std over land cells and training months (float64 accumulators)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = np.zeros(n)
-        self.s = np.zeros(n)
-        self.ss = np.zeros(n)
-
-    def add(self, block: np.ndarray, land: np.ndarray) -> None:  # block (time, channel, lat, lon)
-        x = block[:, :, land].astype(np.float64)  # (time, channel, cells)
-        ok = np.isfinite(x)
-        x = np.where(ok, x, 0.0)
-        self.n += ok.sum(axis=(0, 2))
-        self.s += x.sum(axis=(0, 2))
-        self.ss += (x * x).sum(axis=(0, 2))
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        n = np.maximum(self.n, 1)
-        mean = self.s / n
-        std = np.sqrt(np.maximum(self.ss / n - mean**2, 0.0))
-        return mean, np.where(std > 1e-12, std, 1.0)
-
-
-def _compressors():
-    """zstd level 3 with byte shuffle: smaller and about twice as fast as bit shuffle on float32 fields
-    (measured by ``python -m bench.chunks``, see BENCHMARKS.md)."""
-    return [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
-
-
-class CubeWriter:
-    """Writes a cube block by block: predictors, then targets, then the manifest (last, atomically).
-
-    Used by :class:`CubeBuilder` and directly by tests and benchmarks with synthetic arrays.
-    """
-
-    def __init__(self, out_dir: str | Path, grid: Grid, times: pd.DatetimeIndex, channels: Sequence[str], *,
-                 land_fraction: np.ndarray, stats_period: tuple[str, str], chunk_months: int = 12,
-                 chunk_lat: int = 15, units: Mapping[str, str] | None = None, n_targets: int = 3) -> None:
-        self.out_dir, self.grid, self.times = Path(out_dir), grid, pd.DatetimeIndex(times)
-        self.channels, self.chunk_months = list(channels), int(chunk_months)
-        if int(chunk_lat) < 1:
-            raise ValueError(f"chunk_lat={chunk_lat}: expected a positive number of latitude rows per chunk")
-        self.chunk_lat = min(int(chunk_lat), grid.shape[0])
-        self.landfrac = np.asarray(land_fraction, dtype=np.float32)
-        self.land = self.landfrac >= 0.5
-        self.stats_period = tuple(stats_period)
-        self.units = dict(units or {})
-        self.stats = _RunningStats(len(self.channels))
-        nt, nc, g = len(self.times), len(self.channels), grid
-        # refuse before touching anything: the existing cube (if any) stays valid until finish() swaps it
-        check_writable(self.out_dir, what="cube directory", config_key="paths.cube_dir")
-        need = float32_bytes(nt, nc, *g.shape) + float32_bytes(n_targets, nt, *g.shape)
-        check_free_space(self.out_dir, need, what=f"cube {self.out_dir} ({nt} months x {nc} channels, {g})",
-                         config_key="paths.cube_dir")
-        self._created_dir = not self.out_dir.exists()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.out_dir)
-        self._tmp = self.out_dir / f"predictors.zarr.tmp-{os.getpid()}"
-        self._tmp_targets = self.out_dir / f"targets.zarr.tmp-{os.getpid()}"
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        chunks = (self.chunk_months, nc, self.chunk_lat, g.shape[1])  # time, channel, lat rows, whole longitudes
-        template = xr.Dataset(
-            {
-                "predictors": (("time", "channel", "lat", "lon"),
-                               lazy_nan((nt, nc, *g.shape), chunks)),
-                "land_mask": (("lat", "lon"), self.land),
-                "land_fraction": (("lat", "lon"), self.landfrac),
-                "cell_area": (("lat", "lon"), g.cell_area(), {"units": "m2"}),
-            },
-            coords={**_coords(g, self.times), "channel": np.array(self.channels, dtype=object)},
-            attrs={"cube_format_version": CUBE_FORMAT_VERSION, "code_version": __version__},
-        )
-        enc = {"predictors": {"chunks": chunks, "compressors": _compressors()}}
-        template.to_zarr(self._tmp, mode="w", compute=False, consolidated=False, encoding=enc, zarr_format=3)
-        xr.Dataset({k: template[k] for k in ("land_mask", "land_fraction", "cell_area")}).to_zarr(
-            self._tmp, mode="a", consolidated=False)
-        self._arr = zarr.open_group(self._tmp, mode="r+")["predictors"]
-        self._written = np.zeros(nt, dtype=bool)
-
-    def write_block(self, i0: int, block: np.ndarray) -> None:
-        """Predictor values for months ``i0 .. i0 + len(block)``: (time, channel, lat, lon), physical units."""
-        i1 = i0 + block.shape[0]
-        tsel = self.times[i0:i1]
-        bad = ~np.isfinite(block[:, :, self.land])
-        if bad.any():
-            ti, ci = np.nonzero(bad.any(axis=2))
-            self.abort()  # the previous cube (if any) is left as it was
-            raise InputFileError(
-                f"predictor {self.channels[ci[0]]!r} has NaN/Inf over land in {tsel[ti[0]]:%Y-%m} "
-                f"({int(bad.sum())} values in this block); inputs must cover every land cell: check the "
-                "input files' coverage of grid.bbox and that no month is missing",
-                variable=self.channels[ci[0]],
-            )
-        lo, hi = (pd.Timestamp(p) for p in self.stats_period)
-        in_stats = (tsel >= lo) & (tsel <= hi)
-        if in_stats.any():
-            self.stats.add(block[in_stats], self.land)
-        self._arr[i0:i1] = block.astype(np.float32, copy=False)
-        self._written[i0:i1] = True
-
-    def write_targets(self, centres: Sequence[str], twsa: np.ndarray, *, baseline: Sequence[str]) -> None:
-        """Targets (target, time, lat, lon) in mm; NaN = no solution; ocean is masked here."""
-        twsa = np.asarray(twsa, dtype=np.float32).copy()
-        twsa[:, :, ~self.land] = np.nan
-        tmp = self._tmp_targets  # moved into place by finish(), with the predictors
-        ds = xr.Dataset(
-            {"twsa": (("target", "time", "lat", "lon"), twsa,
-                      {"units": "mm", "long_name": "GRACE/GRACE-FO TWSA on the model grid"})},
-            coords={**_coords(self.grid, self.times), "target": np.array(list(centres), dtype=object)},
-            attrs={"cube_format_version": CUBE_FORMAT_VERSION, "baseline": list(baseline)},
-        )
-        enc = {"twsa": {"chunks": (1, self.chunk_months, *self.grid.shape), "compressors": _compressors()}}
-        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
-
-    def abort(self) -> None:
-        """Drop the temp stores; the cube directory is left as it was before this writer."""
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        shutil.rmtree(self._tmp_targets, ignore_errors=True)
-        if self._created_dir and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
-            self.out_dir.rmdir()
-
-    def finish(self, **manifest_extra) -> dict:
-        """Move the predictors into place and write ``manifest.json`` (last); returns the manifest."""
-        if not self._written.all():
-            first = self.times[np.flatnonzero(~self._written)[0]]
-            raise RuntimeError(f"cube in {self.out_dir} is incomplete: month {first:%Y-%m} was never written")
-        if not self._tmp_targets.exists():
-            raise RuntimeError(f"cube in {self.out_dir} has no targets.zarr; call write_targets first")
-        if self.stats.n.min() == 0:
-            self.abort()
-            raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}; "
-                                 "set data.stats_period inside data.start..data.end")
-        mean, std = self.stats.result()
-        # swap: no manifest while the stores change, so a crash here leaves a cube that open_cube refuses
-        (self.out_dir / "manifest.json").unlink(missing_ok=True)
-        for tmp, name in ((self._tmp, "predictors.zarr"), (self._tmp_targets, "targets.zarr")):
-            path = self.out_dir / name
-            if path.exists():  # a directory cannot be os.replace'd over a non-empty one
-                old = self.out_dir / f"{name}.old-{os.getpid()}"
-                os.replace(path, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, path)
-        manifest = {
-            "format": "gtws-dl cube",
-            "cube_format_version": CUBE_FORMAT_VERSION,
-            "code_version": __version__,
-            "created": pd.Timestamp.now(tz="UTC").isoformat(),
-            "grid": {"res": self.grid.res, "bbox": list(self.grid.bounds), "shape": list(self.grid.shape)},
-            "time": {"start": f"{self.times[0]:%Y-%m}", "end": f"{self.times[-1]:%Y-%m}", "n": len(self.times)},
-            "channels": self.channels,
-            "units": self.units,
-            "stats": {"period": list(self.stats_period), "mean": mean.tolist(), "std": std.tolist()},
-            "chunk_months": self.chunk_months,
-            "chunk_lat": self.chunk_lat,
-            "fingerprint": "",
-            **manifest_extra,
-        }
-        mpath = self.out_dir / "manifest.json"
-        tmp = mpath.with_name(f"manifest.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(manifest, indent=1, default=str))
-        os.replace(tmp, mpath)
-        return manifest
+    return sha256_json(payload)
 
 
 class CubeBuilder:
@@ -271,12 +90,12 @@ class CubeBuilder:
 
     def _input_files(self) -> dict[str, list[Path]]:
         s = self.spec
-        files = {"era5": _resolve(s.era5, "ERA5 (data.era5_dir)")}
+        files = {"era5": resolve_files(s.era5, what="ERA5 (data.era5_dir)")}
         for c, pat in s.grace.items():
-            files[f"grace_{c}"] = _resolve(pat, f"GRACE {c} (data.grace.{c})")
+            files[f"grace_{c}"] = resolve_files(pat, what=f"GRACE {c} (data.grace.{c})")
         for key in ("lai", "sif", "landcover", "jpl_gain_factor"):
             if getattr(s, key):
-                files[key] = _resolve(getattr(s, key), f"{key} (data.{key})")
+                files[key] = resolve_files(getattr(s, key), what=f"{key} (data.{key})")
         return files
 
     def _open_extra(self, files: dict[str, list[Path]]) -> dict[str, xr.DataArray]:
@@ -423,13 +242,4 @@ def check_coverage(da: xr.DataArray, grid: Grid, files, config_key: str) -> None
 
 
 def _files(files) -> str:
-    from gtws_dl.io.errors import describe_files
-
     return describe_files([str(f) for f in files])
-
-
-def _coords(grid: Grid, times: pd.DatetimeIndex) -> dict:
-    return {"time": times, "lat": ("lat", grid.lat, {"units": "degrees_north"}),
-            "lon": ("lon", grid.lon, {"units": "degrees_east"})}
-
-

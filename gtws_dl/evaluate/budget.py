@@ -20,6 +20,9 @@ import logging
 import numpy as np
 import pandas as pd
 
+from gtws_dl.evaluate.skill import deseasonalize, pearson_r, rmse
+from gtws_dl.seasonal import decimal_year, month_starts
+
 LOGGER = logging.getLogger(__name__)
 
 OCEAN_AREA_M2 = 3.618e14  # global ocean area (Cazenave et al. 2018), m²
@@ -95,15 +98,14 @@ def water_balance(storage_mm: np.ndarray, p_mm_day: np.ndarray, e_mm_day: np.nda
     (``P + e − R`` filtered by :func:`centred_flux`, mm month⁻¹).
     """
     fl = per_month(np.asarray(p_mm_day, float) + np.asarray(e_mm_day, float) - np.asarray(r_mm_day, float), times)
-    idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(times)).to_period("M").to_timestamp(), name="time")
+    idx = month_starts(times)
     return pd.DataFrame({"dsdt": centred_difference(storage_mm), "p_e_r": centred_flux(fl)}, index=idx)
 
 
 def linear_trend(y: np.ndarray, times) -> float:
     """Least-squares slope of a series per year (units of y per year), NaN-aware; NaN if < 3 valid values."""
     y = np.asarray(y, dtype=float)
-    idx = pd.DatetimeIndex(np.asarray(times).ravel())
-    t = idx.year.to_numpy(float) + (idx.month.to_numpy(float) - 0.5) / 12.0
+    t = decimal_year(times)
     ok = np.isfinite(y)
     if ok.sum() < 3:
         return float("nan")
@@ -118,8 +120,6 @@ def mass_budget_numbers(rec_gt: pd.Series, truth_gt: pd.Series, period: tuple[st
     trends (Gt yr⁻¹), the trend error ``rec − truth`` (Gt yr⁻¹ and mm SLE yr⁻¹, sign as :func:`gt_to_sle_mm`)
     and the RMSE (Gt).
     """
-    from gtws_dl.evaluate.skill import deseasonalize, pearson_r, rmse
-
     a, b = period
     common = rec_gt.index.intersection(truth_gt.index)
     common = common[(common >= pd.Timestamp(a)) & (common <= pd.Timestamp(b))]

@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl.evaluate.skill import deseasonalize
+from gtws_dl.seasonal import month_starts
 
 LOGGER = logging.getLogger(__name__)
 NINO34_BOX = (-170.0, -120.0, -5.0, 5.0)  # lon0, lon1, lat0, lat1 (degrees, lon −180..180)
@@ -35,7 +36,7 @@ def box_mean(field: xr.DataArray, box: tuple[float, float, float, float] = NINO3
                          f"{float(field.lat.max())}, lon {float(field.lon.min())}..{float(field.lon.max())})")
     w = np.cos(np.deg2rad(sub["lat"]))
     series = sub.weighted(w).mean(("lat", "lon")).values
-    idx = pd.DatetimeIndex(pd.to_datetime(sub["time"].values).to_period("M").to_timestamp(), name="time")
+    idx = month_starts(sub["time"].values)
     return pd.Series(np.asarray(series, float), index=idx)
 
 

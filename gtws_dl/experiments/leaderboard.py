@@ -13,7 +13,6 @@ same code as the demo; finished models are re-used when their spec is unchanged 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,9 +27,24 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from gtws_dl.cells import load_cells
+from gtws_dl.checkpoint import load_checkpoint
 from gtws_dl.config import conf_dir, grid_from, to_plain
-from gtws_dl.evaluate.protocol import METRICS, REGIONS, evaluate
+from gtws_dl.conventions import BASELINE
+from gtws_dl.cube.store import open_cube
+from gtws_dl.evaluate.protocol import METRICS, evaluate
+from gtws_dl.evaluate.truth import open_truth
+from gtws_dl.experiments.baselines import run_baseline
+from gtws_dl.hashing import sha256_json
 from gtws_dl.lock import write_text_atomic
+from gtws_dl.post.products import read_product
+from gtws_dl.post.publish import product_name, publish
+from gtws_dl.post.regions import EVALUATION_REGIONS, evaluation_masks, region_masks
+from gtws_dl.recon_store import combine_ensemble
+from gtws_dl.reconstruct import reconstruct
+from gtws_dl.seasonal import month_starts
+from gtws_dl.split import available_months, time_split
+from gtws_dl.training import train
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,7 +60,7 @@ def ensure_cube(cfg: DictConfig) -> None:
 
 
 def _spec_hash(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return sha256_json(spec, length=16)
 
 
 def _done(folder: Path, spec: dict) -> dict | None:
@@ -67,12 +81,6 @@ def _save(folder: Path, spec: dict, info: dict) -> dict:
 
 def run_deep(cfg: DictConfig, name: str, spec: dict, seed: int) -> dict:
     """Train one network (one seed) through ``train(cfg)`` and reconstruct from its last checkpoint."""
-    from hydra import compose
-
-    from gtws_dl.inference import load_checkpoint
-    from gtws_dl.reconstruct import reconstruct
-    from gtws_dl.training import train
-
     folder = Path(cfg.out_dir) / name / f"seed{seed}"
     full = {**spec, "seed": seed, "scale": float(cfg.scale), "target": cfg.target}
     if cfg.reuse and (info := _done(folder, full)):
@@ -84,7 +92,7 @@ def run_deep(cfg: DictConfig, name: str, spec: dict, seed: int) -> dict:
                  f"datamodule.val_months={cfg.split.val_months}", f"datamodule.gap_months={cfg.split.gap_months}",
                  f"datamodule.samples_per_epoch={spe}", "trainer.enable_progress_bar=false",
                  *list(spec.get("overrides", []))]
-    tcfg = compose("train", overrides=overrides)
+    tcfg = hydra.compose("train", overrides=overrides)
     summary = train(tcfg)
     ckpt = summary["last_checkpoint"]  # not best.ckpt: that one was chosen on the held-out months
     module = load_checkpoint(ckpt)
@@ -99,9 +107,6 @@ def run_deep(cfg: DictConfig, name: str, spec: dict, seed: int) -> dict:
 
 def run_model(cfg: DictConfig, name: str, spec: dict, cells_cache: dict) -> dict:
     """Fit/train model ``name`` (all its seeds); returns the info of the store to evaluate."""
-    from gtws_dl.models.baselines import load_cells, run_baseline
-    from gtws_dl.reconstruct import combine_ensemble
-
     folder = Path(cfg.out_dir) / name
     if spec["kind"] == "baseline":
         full = {**spec, "target": cfg.target, "split": to_plain(cfg.split)}
@@ -127,37 +132,28 @@ def run_model(cfg: DictConfig, name: str, spec: dict, cells_cache: dict) -> dict
 
 def evaluate_model(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
     """Publish the model's products and evaluate every centre; rows of the leaderboard."""
-    from gtws_dl.cube.store import open_cube
-    from gtws_dl.data import time_split
-    from gtws_dl.post.products import read_product
-    from gtws_dl.post.publish import product_name, publish
-    from gtws_dl.post.regions import region_masks
-
     grid = grid_from(cfg)
     manifest, pred_g, targ_g = open_cube(cfg.paths.cube_dir)
     products_dir = Path(cfg.out_dir) / name / "products"
-    norm = {"channels": manifest["channels"], "window": 0, "train_period": None, "val_period": None,
-            "stats_period": manifest["stats"]["period"]}
-    publish(info["recon"], products_dir, grid=grid, cube_dir=cfg.paths.cube_dir, normalisation=norm,
-            config={"model": name}, products={"zarr_copy": False},
-            baseline=tuple(manifest.get("baseline", ("2004-01", "2009-12"))))
+    # every model is published alike: the cube's predictors and statistics, no model window or periods
+    publish(info["recon"], products_dir, grid=grid, cube_dir=cfg.paths.cube_dir, channels=manifest["channels"],
+            stats_period=manifest["stats"]["period"], config={"model": name}, products={"zarr_copy": False},
+            baseline=tuple(manifest.get("baseline", BASELINE)))
     land = np.asarray(pred_g["land_mask"][:], bool)
     area = grid.cell_area()
-    masks = region_masks(grid, land)
-    regions = {"land": masks["global_land_excl_greenland_antarctica"],
-               "ice": masks["greenland"] | masks["antarctica"]}
+    regions = evaluation_masks(region_masks(grid, land))
     cube_targets = [str(t) for t in targ_g["target"][:]]
     times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
     obs_all = {c: np.asarray(targ_g["twsa"][cube_targets.index(c)], np.float32) for c in cfg.centres}
-    avail = np.any([np.isfinite(o[:, land]).any(1) for o in obs_all.values()], axis=0)
-    split = time_split(times, avail, val_months=int(cfg.split.val_months), gap_months=int(cfg.split.gap_months))
-    tt = pd.DatetimeIndex(truth["time"].values).to_period("M").to_timestamp()
+    split = time_split(times, available_months(obs_all.values(), land), val_months=int(cfg.split.val_months),
+                       gap_months=int(cfg.split.gap_months))
+    tt = month_starts(truth["time"].values)
     a, b = (pd.Timestamp(p) for p in cfg.truth_period)
     tsel = tt[(tt >= a) & (tt <= b)]
     rows = []
     for centre in cfg.centres:
         prod = read_product(products_dir / product_name(centre))
-        ptimes = pd.DatetimeIndex(prod["time"].values).to_period("M").to_timestamp()
+        ptimes = month_starts(prod["time"].values)
         sim = prod["twsa"].values
         std = prod["twsa_std"].values if "twsa_std" in prod else None
         iv = ptimes.get_indexer(times[split.val])
@@ -166,7 +162,7 @@ def evaluate_model(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
         it = ptimes.get_indexer(tsel)
         tru = evaluate(sim[it], truth.values[tt.get_indexer(tsel)], tsel, cell_area=area, regions=regions,
                        sim_std=None if std is None else std[it])
-        for rkey, rname in REGIONS.items():
+        for rkey, rname in EVALUATION_REGIONS.items():
             row = {"model": name, "target": centre, "region": rname,
                    "parameters": info.get("parameters"), "train_s": round(float(info.get("train_seconds", 0)), 1),
                    "recon_s": round(float(info.get("recon_seconds", 0) or 0), 1)}
@@ -212,10 +208,10 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path, *, header: str) -> Path:
     df.to_csv(tmp, index=False, float_format="%.4f")
     os.replace(tmp, out_dir / "leaderboard.csv")
     parts = [header, ""]
-    for rname in REGIONS.values():
+    for rname in EVALUATION_REGIONS.values():
         sub = df[df.region == rname]
         cols = [c for c in MD_COLUMNS if c in sub]
-        if rname != REGIONS["land"]:
+        if rname != EVALUATION_REGIONS["land"]:
             cols = ["model", "target", "heldout_full_r", "heldout_full_nse", "truth_full_r", "truth_full_nse",
                     "truth_full_cnse", "truth_dd_r"]
         t = sub[cols].rename(columns=MD_COLUMNS)
@@ -224,8 +220,6 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path, *, header: str) -> Path:
 
 
 def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:
-    from gtws_dl.evaluate.truth import open_truth
-
     t_start = time.perf_counter()
     torch.set_num_threads(int(cfg.threads))
     ensure_cube(cfg)
@@ -259,7 +253,7 @@ def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:
 @hydra.main(config_path=conf_dir(), config_name="leaderboard", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     df = run_leaderboard(cfg)
-    land = df[df.region == REGIONS["land"]]
+    land = df[df.region == EVALUATION_REGIONS["land"]]
     print(land[[c for c in MD_COLUMNS if c in land]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"written {Path(cfg.out_dir) / 'leaderboard.md'}")
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import cftime
 import numpy as np
@@ -278,3 +280,26 @@ def check_classic_size(path) -> None:
             f"{actual} bytes; the file is truncated or corrupt",
             hint="download it again",
         )
+
+
+def resolve_files(source: str | os.PathLike | Iterable[str | os.PathLike], *, what: str) -> list[Path]:
+    """Files named by a path, a directory (its ``*.nc``), a glob, or a list of these; at least one must exist.
+
+    ``what`` names the input and its config key for the message, e.g. ``"GRACE csr (data.grace.csr)"``.
+    """
+    if not isinstance(source, str | os.PathLike):
+        paths = [p for item in source for p in resolve_files(item, what=what)]
+        if not paths:
+            raise InputFileError(f"{what}: an empty list of files; give at least one path, folder or glob")
+        return paths
+    s = str(source)
+    if os.path.isdir(s):
+        paths = sorted(Path(s).glob("*.nc"))
+        if not paths:
+            raise input_error(s, None, "a directory holding *.nc files", "no *.nc file in it",
+                              hint=f"{what}: check the path in the data config")
+        return paths
+    paths = sorted(Path(p) for p in glob.glob(s))
+    if not paths:
+        raise InputFileError(f"{what}: no file matches {s!r}; check the path in the data config")
+    return paths

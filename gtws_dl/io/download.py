@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 
-from gtws_dl.io.era5 import VARIABLES
+from gtws_dl.io.era5_variables import VARIABLES
 
 LOGGER = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def era5_request(
     ----------
     years : iterable of int
     months : iterable of int (1..12)
-    variables : ERA5 short names (default: all 13 of :data:`gtws_dl.io.era5.VARIABLES`)
+    variables : ERA5 short names (default: all 13 of :data:`gtws_dl.io.era5_variables.VARIABLES`)
     area : [North, West, South, East], optional (degrees; default global)
     download_format : "unarchived" or "zip"
     """

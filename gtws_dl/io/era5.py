@@ -21,7 +21,7 @@ record, both layouts at once. What the reader does, in order:
    (5/"0005"), which wins over files that do not say; two copies of a month at the same
    precedence must agree (else error); ``expver`` and ``number`` are dropped;
 4. check every file is on the same grid as its siblings;
-5. convert units once (table :data:`VARIABLES`; unknown spellings are refused);
+5. convert units once (table :data:`gtws_dl.io.era5_variables.VARIABLES`; unknown spellings are refused);
 6. canonical layout: dims ``(time, lat, lon)``, lat ascending, lon −180..180, float32;
 7. check the months: no gaps, requested ``start``/``end`` covered, no all-NaN month.
 
@@ -31,7 +31,6 @@ compute one NaN reduction per variable.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from collections import defaultdict
@@ -52,107 +51,19 @@ from gtws_dl.io._common import (
     months_str,
     open_nc,
     probe_read,
+    resolve_files,
 )
+from gtws_dl.io.era5_variables import _ALIAS, VARIABLES
 from gtws_dl.io.errors import describe_files, input_error, missing_variable
 from gtws_dl.io.regrid import to_canonical
+from gtws_dl.seasonal import month_starts
 
 LOGGER = logging.getLogger(__name__)
-
-_M_TO_MM = {
-    "m": (1000.0, 0.0),
-    "m of water equivalent": (1000.0, 0.0),
-    "m day-1": (1000.0, 0.0),
-    "m d-1": (1000.0, 0.0),
-    "m/day": (1000.0, 0.0),
-    "mm day-1": (1.0, 0.0),
-    "mm d-1": (1.0, 0.0),
-    "mm/day": (1.0, 0.0),
-}
-_J_TO_W = {
-    "J m-2": (1.0 / 86400.0, 0.0),
-    "J/m2": (1.0 / 86400.0, 0.0),
-    "J m-2 day-1": (1.0 / 86400.0, 0.0),
-    "W m-2": (1.0, 0.0),
-    "W/m2": (1.0, 0.0),
-}
-_K = {"K": (1.0, 0.0), "kelvin": (1.0, 0.0)}
-_PA = {"Pa": (1.0, 0.0), "hPa": (100.0, 0.0)}
-_MS = {"m s-1": (1.0, 0.0), "m/s": (1.0, 0.0)}
-_VOL = {"m3 m-3": (1.0, 0.0), "m3/m3": (1.0, 0.0), "1": (1.0, 0.0)}
-_SD = {
-    "m of water equivalent": (1000.0, 0.0),
-    "m": (1000.0, 0.0),
-    "m w.e.": (1000.0, 0.0),
-    "mm": (1.0, 0.0),
-    "kg m-2": (1.0, 0.0),
-}
-
-
-@dataclass(frozen=True)
-class Era5Variable:
-    """One predictor: CDS long name, canonical units after the reader, accepted file units."""
-
-    cds_name: str
-    long_name: str
-    units: str
-    accepted: dict[str, tuple[float, float]]
-    aliases: tuple[str, ...] = ()
-
-
-#: The 13 ERA5 predictors. Monthly means of accumulations are means of *daily* accumulations,
-#: hence m → mm day⁻¹ (×1000) and J m⁻² (per day) → W m⁻² (÷86400).
-VARIABLES: dict[str, Era5Variable] = {
-    "t2m": Era5Variable("2m_temperature", "2 metre temperature", "K", _K, ("2t", "VAR_2T")),
-    "d2m": Era5Variable("2m_dewpoint_temperature", "2 metre dewpoint temperature", "K", _K, ("2d", "VAR_2D")),
-    "skt": Era5Variable("skin_temperature", "Skin temperature", "K", _K),
-    "sp": Era5Variable("surface_pressure", "Surface pressure", "Pa", _PA),
-    "u10": Era5Variable(
-        "10m_u_component_of_wind", "10 metre U wind component", "m s-1", _MS, ("10u", "VAR_10U")
-    ),
-    "v10": Era5Variable(
-        "10m_v_component_of_wind", "10 metre V wind component", "m s-1", _MS, ("10v", "VAR_10V")
-    ),
-    "tp": Era5Variable("total_precipitation", "Total precipitation", "mm day-1", _M_TO_MM),
-    "e": Era5Variable("evaporation", "Evaporation (negative = from the surface)", "mm day-1", _M_TO_MM),
-    "pev": Era5Variable("potential_evaporation", "Potential evaporation (negative)", "mm day-1", _M_TO_MM),
-    "ssrd": Era5Variable(
-        "surface_solar_radiation_downwards", "Surface solar radiation downwards", "W m-2", _J_TO_W
-    ),
-    "strd": Era5Variable(
-        "surface_thermal_radiation_downwards", "Surface thermal radiation downwards", "W m-2", _J_TO_W
-    ),
-    "swvl1": Era5Variable(
-        "volumetric_soil_water_layer_1", "Volumetric soil water layer 1 (0-7 cm)", "m3 m-3", _VOL
-    ),
-    "sd": Era5Variable("snow_depth", "Snow depth (water equivalent)", "mm", _SD),
-}
-_ALIAS = {a: k for k, v in VARIABLES.items() for a in v.aliases}
 
 _TIME_NAMES = ("valid_time", "time")
 _ERA5_CODES = {"1", "0001", "01", "001"}
 _ERA5T_CODES = {"5", "0005", "05", "005"}
 _RANK_ERA5, _RANK_UNKNOWN, _RANK_ERA5T = 0, 1, 2
-
-
-def resolve_sources(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """Files from a directory (every ``*.nc`` inside), a glob pattern, a path, or a list of them."""
-    if isinstance(source, str | os.PathLike):
-        s = str(source)
-        if os.path.isdir(s):
-            paths = sorted(Path(s).glob("*.nc"))
-            if not paths:
-                raise input_error(s, None, "a directory holding *.nc files", "no *.nc file in it")
-            return paths
-        if any(ch in s for ch in "*?["):
-            paths = sorted(Path(p) for p in glob.glob(s))
-            if not paths:
-                raise input_error(s, None, "a glob matching NetCDF files", "no match")
-            return paths
-        return [Path(s)]
-    paths = [p for item in source for p in resolve_sources(item)]
-    if not paths:
-        raise input_error([], None, "at least one ERA5 file", "an empty list")
-    return paths
 
 
 @dataclass
@@ -354,12 +265,6 @@ def _combine(var: str, pieces: list[_Piece]) -> xr.DataArray:
     return da.isel(time=keep_arr)
 
 
-def _month(value: str | pd.Timestamp | None) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    return pd.Timestamp(value).to_period("M").to_timestamp()
-
-
 def open_era5(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     variables: Sequence[str] | None = None,
@@ -395,7 +300,7 @@ def open_era5(
         non-monthly stamps or non-standard calendar, conflicting duplicate months, gaps,
         ``start``/``end`` not covered, all-NaN months.
     """
-    paths = resolve_sources(source)
+    paths = resolve_files(source, what="ERA5 (data.era5_dir)")
     by_var: dict[str, list[_Piece]] = defaultdict(list)
     available: set[str] = set()
     for p in paths:
@@ -421,7 +326,7 @@ def open_era5(
     var_of = {id(pc): v for v in wanted for pc in by_var[v]}
     _check_grids(all_pieces, var_of)
 
-    t0, t1 = _month(start), _month(end)
+    t0, t1 = (None if v is None else month_starts([pd.Timestamp(v)])[0] for v in (start, end))
     out: dict[str, xr.DataArray] = {}
     ranges: dict[str, pd.DatetimeIndex] = {}
     for v in wanted:

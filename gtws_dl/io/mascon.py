@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from gtws_dl.conventions import CENTRES
+from gtws_dl.conventions import BASELINE, CENTRES
 from gtws_dl.io._common import convert_units, covered, decode_time, open_nc, probe_read
 from gtws_dl.io.errors import input_error, missing_variable
 from gtws_dl.io.regrid import to_canonical
@@ -186,7 +186,7 @@ def open_mascon(
     *,
     gain_factor: str | os.PathLike | xr.DataArray | None = None,
     land_mask: str | os.PathLike | xr.DataArray | None = None,
-    baseline: tuple[str, str] | None = ("2004-01", "2009-12"),
+    baseline: tuple[str, str] | None = BASELINE,
     window: tuple[str, str] | None = None,
 ) -> xr.DataArray:
     """Read one mascon file into monthly TWSA (mm) on its native grid, canonical layout.

@@ -1,7 +1,9 @@
 """Honest baselines on the same cube and the same blocked split as the networks.
 
-Every baseline reads the cube (:func:`gtws_dl.cube.store.open_cube`), fits on the training GRACE months of
-:func:`gtws_dl.data.time_split` only, predicts every month of the record and writes a reconstruction store in the
+Every baseline takes the cube's land cells as arrays (a :class:`Cells`, e.g. :class:`gtws_dl.cells.CubeCells`
+from :func:`gtws_dl.cells.load_cells`), fits on the training GRACE months of :func:`gtws_dl.split.time_split`
+only and returns its prediction of every month of the record, (target, time, cell) mm; it reads and writes no
+file. :func:`gtws_dl.experiments.baselines.run_baseline` fits one and writes its reconstruction store in the
 layout of :func:`gtws_dl.reconstruct.reconstruct`, so the same products and skill code evaluate it.
 
 ``climatology``
@@ -24,29 +26,29 @@ training month, ``"extrapolate"`` continues the line, ``"none"`` fits none.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from gtws_dl.cube.store import open_cube
-from gtws_dl.data import Split, time_split
+from gtws_dl.seasonal import fit_seasonal_trend, ridge_per_cell
+from gtws_dl.split import Split
 
 LOGGER = logging.getLogger(__name__)
 KINDS = ("climatology", "grace_rec", "gbt")
 
 
-@dataclass
-class CubeCells:
-    """The cube over land cells: ``X`` (time, channel, cell) raw predictors, ``Y`` (target, time, cell) mm."""
+class Cells(Protocol):
+    """What the baselines read: the cube over land cells, as arrays (:class:`gtws_dl.cells.CubeCells` is one).
+
+    ``X`` (time, channel, cell) raw predictors, ``Y`` (target, time, cell) mm; ``land`` (lat, lon) bool with
+    ``lat``/``lon`` its axes; ``mean``/``std`` the cube's per-channel normalisation statistics.
+    """
 
     X: np.ndarray
     Y: np.ndarray
     channels: list[str]
-    targets: list[str]
     times: pd.DatetimeIndex
     land: np.ndarray
     lat: np.ndarray
@@ -56,81 +58,16 @@ class CubeCells:
     split: Split
 
     @property
-    def t_years(self) -> np.ndarray:
-        return (self.times.year + (self.times.month - 0.5) / 12.0).values.astype(float)
+    def t_years(self) -> np.ndarray: ...
 
     @property
-    def months(self) -> np.ndarray:
-        return self.times.month.values
+    def months(self) -> np.ndarray: ...
 
-    def train_mask(self) -> np.ndarray:
-        m = np.zeros(len(self.times), bool)
-        m[self.split.train] = True
-        return m
-
-
-def load_cells(cube_dir: str | Path, targets: list[str], *, val_months: int = 24, gap_months: int = 24,
-               block: int = 120) -> CubeCells:
-    """Read the cube's land cells (time blocks, bounded memory) and the split the networks use."""
-    manifest, pred_g, targ_g = open_cube(cube_dir)
-    times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
-    land = np.asarray(pred_g["land_mask"][:], bool)
-    pred = pred_g["predictors"]
-    X = np.empty((len(times), pred.shape[1], int(land.sum())), np.float32)
-    for i0 in range(0, len(times), block):
-        X[i0:i0 + block] = np.asarray(pred[i0:i0 + block], np.float32)[:, :, land]
-    cube_targets = [str(t) for t in targ_g["target"][:]]
-    missing = [t for t in targets if t not in cube_targets]
-    if missing:
-        raise ValueError(f"{cube_dir}/targets.zarr has targets {cube_targets}; requested {missing}")
-    Y = np.stack([np.asarray(targ_g["twsa"][cube_targets.index(t)], np.float32)[:, land] for t in targets])
-    avail = np.isfinite(Y).any(axis=(0, 2))
-    split = time_split(times, avail, val_months=val_months, gap_months=gap_months)
-    return CubeCells(X=X, Y=Y, channels=list(manifest["channels"]), targets=list(targets), times=times, land=land,
-                     lat=np.asarray(pred_g["lat"][:]), lon=np.asarray(pred_g["lon"][:]),
-                     mean=np.asarray(manifest["stats"]["mean"], np.float32),
-                     std=np.asarray(manifest["stats"]["std"], np.float32), split=split)
+    def train_mask(self) -> np.ndarray: ...
 
 
 # ----------------------------------------------------------------------------------------- building blocks
-def ridge_per_cell(F: np.ndarray, y: np.ndarray, mask: np.ndarray, lam: float = 1e-3) -> np.ndarray:
-    """Per-cell ridge regression ``argmin_b Σ_t m (y − F b)² + λ n ‖b‖²`` (intercept penalised alike).
-
-    F (time, cell, p); y, mask (time, cell). Returns b (cell, p); cells without data get zeros.
-    """
-    m = (mask & np.isfinite(y)).astype(np.float64)
-    Fm = F.astype(np.float64) * m[..., None]
-    A = np.einsum("tcp,tcq->cpq", Fm, F.astype(np.float64))
-    b = np.einsum("tcp,tc->cp", Fm, np.where(m > 0, y, 0.0).astype(np.float64))
-    n = np.maximum(m.sum(0), 1.0)
-    A += (lam * n)[:, None, None] * np.eye(F.shape[-1])[None]
-    return np.linalg.solve(A, b[..., None])[..., 0]
-
-
-def seasonal_trend_design(t_years: np.ndarray, months: np.ndarray, *, t_range: tuple[float, float] | None,
-                          trend: str) -> np.ndarray:
-    """Design (time, 13 or 12): monthly means (12 one-hot columns) + centred time (unless ``trend="none"``).
-
-    ``t_range`` = (first, last) fitted time: with ``trend="hold"`` time is clipped to it.
-    """
-    cols = [np.eye(12)[months - 1]]
-    if trend != "none":
-        t0, t1 = t_range
-        t = np.clip(t_years, t0, t1) if trend == "hold" else t_years
-        cols.append(((t - 0.5 * (t0 + t1)) / 10.0)[:, None])  # decades
-    return np.concatenate(cols, axis=1)
-
-
-def fit_seasonal_trend(y: np.ndarray, t_years: np.ndarray, months: np.ndarray, train: np.ndarray, *,
-                       trend: str = "hold") -> np.ndarray:
-    """Per-cell monthly climatology + linear trend fitted on ``train`` months; the fit (time, cell) everywhere."""
-    tt = t_years[train & np.isfinite(y).any(1)]
-    D = seasonal_trend_design(t_years, months, t_range=(tt.min(), tt.max()), trend=trend)
-    F = np.broadcast_to(D[:, None, :], (len(t_years), y.shape[1], D.shape[1]))
-    beta = ridge_per_cell(F, y, np.broadcast_to(train[:, None], y.shape), lam=1e-6)
-    return np.einsum("tp,cp->tc", D, beta).astype(np.float32)
-
-
+# (per-cell monthly climatology + trend fits and the ridge solver: gtws_dl.seasonal)
 def monthly_anomaly(x: np.ndarray, months: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """``x`` (time, cell) minus its monthly climatology over the ``ref`` months."""
     clim = np.stack([x[ref & (months == m)].mean(0) for m in range(1, 13)])
@@ -152,7 +89,7 @@ def decayed(x: np.ndarray, taus) -> np.ndarray:
     return out
 
 
-def _stats_months(cells: CubeCells) -> np.ndarray:
+def _stats_months(cells: Cells) -> np.ndarray:
     """Months used for predictor climatologies: the training period (predictors exist every month)."""
     s = cells.split
     ref = np.zeros(len(cells.times), bool)
@@ -160,7 +97,7 @@ def _stats_months(cells: CubeCells) -> np.ndarray:
     return ref
 
 
-def forcing_memory(cells: CubeCells, *, p_taus, t_taus, p_channel: str = "tp",
+def forcing_memory(cells: Cells, *, p_taus, t_taus, p_channel: str = "tp",
                    t_channel: str | None = "t2m") -> np.ndarray:
     """Decayed precipitation and temperature anomalies, normalised: (time, cell, features)."""
     ref = _stats_months(cells)
@@ -175,13 +112,13 @@ def forcing_memory(cells: CubeCells, *, p_taus, t_taus, p_channel: str = "tp",
 
 
 # ----------------------------------------------------------------------------------------- models
-def predict_climatology(cells: CubeCells, *, trend: str = "hold") -> np.ndarray:
+def predict_climatology(cells: Cells, *, trend: str = "hold") -> np.ndarray:
     """(target, time, cell) mm: per-cell monthly climatology + linear trend."""
     train = cells.train_mask()
     return np.stack([fit_seasonal_trend(y, cells.t_years, cells.months, train, trend=trend) for y in cells.Y])
 
 
-def predict_grace_rec(cells: CubeCells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
+def predict_grace_rec(cells: Cells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
                       lam: float = 1e-2, p_channel: str = "tp", t_channel: str | None = "t2m") -> np.ndarray:
     """(target, time, cell) mm: seasonal + trend + ridge on decayed P/T anomalies of the residual."""
     train = cells.train_mask()
@@ -197,7 +134,7 @@ def predict_grace_rec(cells: CubeCells, *, trend: str = "hold", p_taus=(1, 3, 6,
     return np.stack(out)
 
 
-def _gbt_features(cells: CubeCells, mem: np.ndarray, base: np.ndarray, scale: np.ndarray, sl,
+def _gbt_features(cells: Cells, mem: np.ndarray, base: np.ndarray, scale: np.ndarray, sl,
                   lags=(1, 2, 3), p_channel: str = "tp") -> np.ndarray:
     """Rows (time × cell, features) for months ``sl``: normalised predictors, lagged tp, decayed P/T
     anomalies, calendar month, the cell's fitted seasonal+trend value in units of its scale, lat/lon."""
@@ -219,7 +156,7 @@ def _gbt_features(cells: CubeCells, mem: np.ndarray, base: np.ndarray, scale: np
     return np.concatenate(parts, axis=2).reshape(len(t_idx) * n, -1).astype(np.float32)
 
 
-def predict_gbt(cells: CubeCells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
+def predict_gbt(cells: Cells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
                 max_rows: int = 300_000, n_estimators: int = 150, learning_rate: float = 0.1,
                 num_leaves: int = 31, seed: int = 0, n_jobs: int = 2, min_scale_mm: float = 10.0,
                 block: int = 120, p_channel: str = "tp", t_channel: str | None = "t2m") -> np.ndarray:
@@ -271,7 +208,7 @@ class _LGBM:
         self.params, self.n_estimators, self.booster = params, n_estimators, None
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> _LGBM:
-        import lightgbm as lgb
+        import lightgbm as lgb  # optional heavy dependency: only a gbt fit needs it (see _regressor)
 
         self.booster = lgb.train(self.params, lgb.Dataset(X, y), num_boost_round=self.n_estimators)
         return self
@@ -295,25 +232,16 @@ def _regressor(*, n_estimators, learning_rate, num_leaves, seed, n_jobs):
     return _LGBM(params, n_estimators)
 
 
-def run_baseline(kind: str, cube_dir: str | Path, out_path: str | Path, *, targets: list[str],
-                 val_months: int = 24, gap_months: int = 24, cells: CubeCells | None = None, **kwargs) -> dict:
-    """Fit baseline ``kind`` and write its reconstruction store; returns a summary (fit time, parameters)."""
-    from gtws_dl.reconstruct import write_reconstruction
-
+def predictor(kind: str):
+    """The ``predict_<kind>`` function of baseline ``kind`` (one of :data:`KINDS`)."""
     if kind not in KINDS:
         raise ValueError(f"baseline {kind!r}; expected one of {KINDS}")
-    cells = cells or load_cells(cube_dir, targets, val_months=val_months, gap_months=gap_months)
-    t0 = time.perf_counter()
-    fn = {"climatology": predict_climatology, "grace_rec": predict_grace_rec, "gbt": predict_gbt}[kind]
-    pred = fn(cells, **kwargs)
-    wall = time.perf_counter() - t0
-    K, nt, _ = pred.shape
-    H, W = cells.land.shape
-    full = np.full((K, nt, H, W), np.nan, np.float32)
-    full[:, :, cells.land] = pred
-    write_reconstruction(out_path, full, targets=cells.targets, times=cells.times, lat=cells.lat, lon=cells.lon,
-                         attrs={"model": f"baseline:{kind}", "cube": str(cube_dir)})
-    n_cells = int(cells.land.sum())
+    return {"climatology": predict_climatology, "grace_rec": predict_grace_rec, "gbt": predict_gbt}[kind]
+
+
+def n_parameters(kind: str, *, n_cells: int, n_targets: int, **kwargs) -> int:
+    """Fitted parameters of baseline ``kind`` with ``kwargs`` (gbt: leaves of all trees, a rough size)."""
+    K = n_targets
     n_par = {"climatology": 13 * n_cells * K,
              "grace_rec": (13 + len(kwargs.get("p_taus", (1, 3, 6, 12, 24)))
                            + len(kwargs.get("t_taus", (3, 12)) if kwargs.get("t_channel", "t2m") else ()) + 1)
@@ -321,6 +249,4 @@ def run_baseline(kind: str, cube_dir: str | Path, out_path: str | Path, *, targe
              "gbt": None}[kind]
     if kind == "gbt":  # leaves of all trees as a rough size, plus the per-cell seasonal+trend fits
         n_par = kwargs.get("n_estimators", 150) * kwargs.get("num_leaves", 31) + 13 * n_cells * K
-    LOGGER.info("baseline %s fitted and predicted in %.0f s; split %s", kind, wall, cells.split.describe())
-    return {"model": kind, "train_seconds": wall, "parameters": int(n_par), "split": cells.split.describe(),
-            "recon": str(out_path)}
+    return int(n_par)

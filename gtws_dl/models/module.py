@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from gtws_dl.models.target_base import TargetBase, n_coefficients
+from gtws_dl.target_base import TargetBase, n_coefficients
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class ReconstructionModule(L.LightningModule):
         # in the state dict so inference needs nothing but the checkpoint
         shape = normalisation["grid"]["shape"]
         self.register_buffer("target_scale", torch.ones(len(self.targets), *shape))
-        # per-cell target base coefficients (K, P, H, W), mm (gtws_dl.models.target_base); P = 0 without one
+        # per-cell target base coefficients (K, P, H, W), mm (gtws_dl.target_base); P = 0 without one
         meta = normalisation.get("target_base") or {"kind": "none"}
         self.register_buffer("target_base", torch.zeros(len(self.targets), n_coefficients(meta["kind"]), *shape))
 

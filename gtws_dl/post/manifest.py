@@ -15,7 +15,6 @@ keep their earlier provenance. Pure stdlib + the file system (no torch), as the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gtws_dl.hashing import sha256_path
+from gtws_dl import __version__
+from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.lock import write_text_atomic
 
 LOGGER = logging.getLogger(__name__)
@@ -75,8 +75,6 @@ def write_products_manifest(products_dir: str | os.PathLike, *, written: Mapping
     ``written`` are the product paths this run wrote (``publish`` returns them; Zarr copies beside each ``.nc``
     are included automatically); other files keep the provenance the previous manifest gave them.
     """
-    from gtws_dl import __version__
-
     d = Path(products_dir)
     prev: dict = {"files": {}, "runs": {}}
     for name in (MANIFEST, PREVIOUS):
@@ -99,7 +97,7 @@ def write_products_manifest(products_dir: str | os.PathLike, *, written: Mapping
         "code_version": __version__,
         "created": now,
     }
-    run_id = hashlib.sha256(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    run_id = sha256_json(run, length=16)
     mine: set[str] = set()
     for p in (written or {}).values():
         p = Path(p)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from gtws_dl import __version__
 from gtws_dl.grid import EARTH_RADIUS_M, Grid
 from gtws_dl.lock import remove_stale_temps
 from gtws_dl.post.manifest import check_product, set_aside
@@ -188,8 +189,6 @@ def build_product(
             std_attrs,
         )
         ds["twsa"].attrs["ancillary_variables"] = "twsa_std"
-    from gtws_dl import __version__
-
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     glob: dict[str, object] = {
         "title": "gtws-dl reconstruction of monthly terrestrial water storage anomalies",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,13 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl import __version__
-from gtws_dl.conventions import CENTRES
+from gtws_dl.conventions import BASELINE, CENTRES
 from gtws_dl.cube.store import cube_member
 from gtws_dl.grid import Grid
 from gtws_dl.post.products import read_product, write_twsa_product
 from gtws_dl.post.regions import region_masks
 from gtws_dl.post.series import regional_series, write_series_xlsx
+from gtws_dl.recon_store import open_finished
 from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
 
 LOGGER = logging.getLogger(__name__)
@@ -35,18 +36,17 @@ def product_name(centre: str, detrended: bool = False) -> str:
     return f"gtws_dl_twsa_{centre}{DD if detrended else ''}.nc"
 
 
-def open_finished(recon_path: str | Path) -> xr.Dataset:
-    """Open a reconstruction Zarr; refuse one whose run has not finished."""
-    ds = xr.open_zarr(recon_path, consolidated=False)
-    if not ds.attrs.get("complete"):
-        raise RuntimeError(f"{recon_path} is an unfinished reconstruction; re-run infer.py to complete it")
-    return ds
-
-
 def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cube_dir: str | Path,
-            normalisation: Mapping, config: Mapping | None = None, products: Mapping | None = None,
-            baseline: tuple[str, str] = ("2004-01", "2009-12")) -> dict[str, Path]:
-    """Write the NetCDF/Zarr products of every centre in ``recon_path`` and refresh the Excel series."""
+            channels: Sequence[str], window: int = 0, train_period: Sequence[str] | None = None,
+            val_period: Sequence[str] | None = None, stats_period: Sequence[str] | None = None,
+            config: Mapping | None = None, products: Mapping | None = None,
+            baseline: tuple[str, str] = BASELINE) -> dict[str, Path]:
+    """Write the NetCDF/Zarr products of every centre in ``recon_path`` and refresh the Excel series.
+
+    Provenance written into every product's attributes: the model's predictor ``channels``, its input
+    ``window`` in months (0: a model without one, such as the baselines), and the (first, last) months of its
+    ``train_period``, ``val_period`` and the cube's normalisation ``stats_period`` (None: not applicable).
+    """
     products = dict(products or {})
     out_dir = Path(products_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -72,11 +72,11 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
             "gtws_dl_version": __version__,
             "target_centre": centre,
             "anomaly_baseline": f"{baseline[0]} to {baseline[1]}",
-            "training_period": " to ".join(normalisation.get("train_period") or []),
-            "validation_period": " to ".join(normalisation.get("val_period") or []),
-            "normalisation_period": " to ".join(normalisation.get("stats_period") or []),
-            "predictors": ", ".join(normalisation["channels"]),
-            "model_window_months": int(normalisation["window"]),
+            "training_period": " to ".join(train_period or []),
+            "validation_period": " to ".join(val_period or []),
+            "normalisation_period": " to ".join(stats_period or []),
+            "predictors": ", ".join(channels),
+            "model_window_months": int(window),
             "config": _short_config(config),
         }
         p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,

@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from gtws_dl.grid import Grid
+from gtws_dl.landmask import land_mask
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ GLOBAL_MASKS: tuple[str, ...] = ("global_land", "global_land_excl_greenland_anta
 REGION_KEYS: tuple[str, ...] = GLOBAL_MASKS + (
     "greenland", "antarctica", "africa", "asia", "europe", "north_america", "south_america", "oceania",
 )  # fmt: skip
+# the two regions every skill summary reports (key: display name), from :func:`evaluation_masks`
+EVALUATION_REGIONS: dict[str, str] = {"land": "land excl. Greenland & Antarctica", "ice": "Greenland & Antarctica"}
 
 
 def _default_path() -> Path:
@@ -157,6 +160,11 @@ def region_masks(
     return masks_to_dataarray(out, grid) if as_dataarray else out
 
 
+def evaluation_masks(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The masks of :data:`EVALUATION_REGIONS` (same keys) from those of :func:`region_masks`."""
+    return {"land": masks["global_land_excl_greenland_antarctica"], "ice": masks["greenland"] | masks["antarctica"]}
+
+
 def user_regions(
     path: str | Path,
     grid: Grid,
@@ -210,8 +218,6 @@ def masks_to_dataarray(masks: dict[str, np.ndarray], grid: Grid) -> xr.DataArray
 
 def _check_land(grid: Grid, land: np.ndarray | None) -> np.ndarray:
     if land is None:
-        from gtws_dl.landmask import land_mask
-
         return land_mask(grid)
     land = np.asarray(land)
     if land.shape != grid.shape:

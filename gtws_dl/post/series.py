@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from gtws_dl.seasonal import month_starts
+
 LOGGER = logging.getLogger(__name__)
 KG_PER_GT = 1e12
 
@@ -89,7 +91,7 @@ def regional_series(
         den = valid.astype(float) @ Wr
         with np.errstate(invalid="ignore", divide="ignore"):
             mean[t0 : t0 + chunk] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(times)).to_period("M").to_timestamp(), name="time")
+    index = month_starts(times)
     cols: dict[str, np.ndarray] = {"time": index.strftime("%Y-%m").to_numpy()}
     for k, n in enumerate(names):
         cols[f"{n}_mm"] = mean[:, k]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from gtws_dl.conventions import BASELINE
+from gtws_dl.hashing import sha256_json
 
 
 class TwinConfigError(ValueError):
@@ -84,9 +85,10 @@ class TwinConfig:
             raise TwinConfigError(f"twin.start/end must be 'YYYY-MM', got {self.start!r}, {self.end!r}") from exc
         if t1 < t0:
             raise TwinConfigError(f"twin.end {self.end} is before twin.start {self.start}")
-        if t0 > np.datetime64("2004-01", "M") or t1 < np.datetime64("2009-12", "M"):
+        if t0 > np.datetime64(BASELINE[0], "M") or t1 < np.datetime64(BASELINE[1], "M"):
             raise TwinConfigError(
-                f"twin period {self.start}..{self.end} must contain the 2004-01..2009-12 anomaly baseline"
+                f"twin period {self.start}..{self.end} must contain the {BASELINE[0]}..{BASELINE[1]} "
+                "anomaly baseline"
             )
         if not (0 <= int(self.era5t_months) <= 24):
             raise TwinConfigError(f"twin.era5t_months must be in 0..24, got {self.era5t_months}")
@@ -133,4 +135,4 @@ class TwinConfig:
         d.pop("overwrite")
         d.pop("progress")
         d.update(extra or {})
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return sha256_json(d, length=16)

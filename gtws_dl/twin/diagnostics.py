@@ -15,6 +15,8 @@ import numpy as np
 from gtws_dl.conventions import CENTRES
 from gtws_dl.grid import Grid
 from gtws_dl.twin import grace as gr
+from gtws_dl.twin.config import DEFAULT_HOTSPOTS
+from gtws_dl.twin.geo import antarctica_mask, great_circle_km, greenland_mask, mesh
 
 
 def weighted_median(x: np.ndarray, w: np.ndarray) -> float:
@@ -59,9 +61,6 @@ def variance_budget(twin_dir: str | Path, grid: Grid | None = None) -> dict[str,
     (cells within 300 km of a depletion hot spot); and per GRACE centre ``noise_mm`` (median per-cell RMS of
     GRACE minus smoothed truth over land), ``signal_mm`` (median per-cell SD of smoothed truth) and their ratio.
     """
-    from gtws_dl.twin.config import DEFAULT_HOTSPOTS
-    from gtws_dl.twin.geo import great_circle_km, mesh
-    from gtws_dl.twin.pipeline import antarctica_mask, greenland_mask
 
     d = Path(twin_dir)
     truth = _read(d / "truth_twsa.nc", "twsa")

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from gtws_dl.grid import EARTH_RADIUS_M, Grid
+from gtws_dl.landmask import land_fraction
 
 R_KM = EARTH_RADIUS_M / 1000.0
 _LATTICE_RES = 2.5  # deg; smooth noise lives on this fixed global lattice (>= 600 km scales only)
@@ -122,8 +123,6 @@ def coarse_continentality(grid: Grid, scale_km: float = 800.0) -> np.ndarray:
     The land fraction of a fixed 2.5 deg global grid is smoothed over ``scale_km`` and interpolated
     bilinearly to ``grid``'s cell centres, so a 0.25 deg box sees the same interior as the 2 deg globe.
     """
-    from gtws_dl.landmask import land_fraction
-
     g = Grid(2.5)
     sm = smooth_land(land_fraction(g), g, scale_km)
     fi = np.clip((grid.lat - g.lat[0]) / g.res, 0, g.nlat - 1 - 1e-9)
@@ -136,3 +135,13 @@ def coarse_continentality(grid: Grid, scale_km: float = 800.0) -> np.ndarray:
     j0m, j1m = j0 % g.nlon, (j0 + 1) % g.nlon
     rows = sm[i0] * (1 - wi) + sm[i1] * wi
     return rows[:, j0m] * (1 - wj) + rows[:, j1m] * wj
+
+
+def greenland_mask(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Rough Greenland polygon (excludes Ellesmere, Baffin, Iceland, Svalbard)."""
+    west = np.where(lat < 74, -62.0, np.where(lat < 76, -74.0, -75.0 + (lat - 76) * 2.5))
+    return (lat >= 59.5) & (lon > west) & (lon < -10) & ~((lat < 67) & (lon > -30))
+
+
+def antarctica_mask(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    return lat < -60

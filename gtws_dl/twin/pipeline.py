@@ -17,31 +17,21 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from gtws_dl.conventions import CENTRES
+from gtws_dl.conventions import BASELINE, CENTRES
 from gtws_dl.grid import Grid
 from gtws_dl.landmask import land_fraction
 from gtws_dl.twin import grace as gr
 from gtws_dl.twin import hydrology as hy
 from gtws_dl.twin.climate import Climate
 from gtws_dl.twin.config import TwinConfig
-from gtws_dl.twin.geo import Lattice, blob, elevation, mesh
+from gtws_dl.twin.diagnostics import variance_budget
+from gtws_dl.twin.geo import Lattice, antarctica_mask, blob, elevation, greenland_mask, mesh
 from gtws_dl.twin.vegetation import LandCover, Vegetation
 from gtws_dl.twin.writers import Era5Writer, GridFile, era5_units, write_json, write_mascon
 
 LOGGER = logging.getLogger(__name__)
 TWIN_VERSION = "1"
-BASELINE = ("2004-01", "2009-12")
 LAI_FROM, SIF_FROM = "1982-01", "2001-01"
-
-
-def greenland_mask(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Rough Greenland polygon (excludes Ellesmere, Baffin, Iceland, Svalbard)."""
-    west = np.where(lat < 74, -62.0, np.where(lat < 76, -74.0, -75.0 + (lat - 76) * 2.5))
-    return (lat >= 59.5) & (lon > west) & (lon < -10) & ~((lat < 67) & (lon > -30))
-
-
-def antarctica_mask(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    return lat < -60
 
 
 def _ice_weight(grid: Grid, lf: np.ndarray, z: np.ndarray, region: Mapping[str, Any]) -> np.ndarray:
@@ -155,7 +145,7 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
     nt = len(times)
     truth = GridFile(out / "truth_twsa.nc", grid, times, {
         "twsa": {"units": "mm", "long_name": "terrestrial water storage anomaly (twin truth)",
-                 "comment": "anomaly vs the 2004-01..2009-12 mean; NaN over the sea"},
+                 "comment": f"anomaly vs the {BASELINE[0]}..{BASELINE[1]} mean; NaN over the sea"},
         "runoff": {"units": "mm day-1", "long_name": "river outflow generated in the cell (twin truth)"}},
         "gtws_dl twin Earth truth")
     comp = GridFile(out / "truth_components.nc", grid, times, {
@@ -291,7 +281,6 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
     paths += [x.close() for x in (lai_f, sif_f) if x is not None]
     elapsed = time.perf_counter() - t_start
 
-    from gtws_dl.twin.diagnostics import variance_budget
 
     diag = variance_budget(out, grid=grid)
     files = sorted(str(p.relative_to(out)) for p in [*paths, *era5_files, *grace_files])

@@ -11,7 +11,14 @@ import json
 import shutil
 from pathlib import Path
 
+import lightning
+import netCDF4
 import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+from gtws_dl.config import conf_dir
+from gtws_dl.models.module import ReconstructionModule
 
 SYN_CHANNELS = ["p", "sin_phase", "cos_phase", "static"]
 
@@ -49,10 +56,6 @@ def edit_manifest(cube_dir: Path, fn) -> None:
 def module_for(cube_dir: Path, *, channels=None, res: float = 10.0, shape=(18, 36), targets=("csr",),
                window: int = 12, warmup: int = 6, hidden=(4,), seed: int = 0, mean=None, std=None):
     """An untrained :class:`ReconstructionModule` whose normalisation comes from the cube's manifest."""
-    import torch
-
-    from gtws_dl.models.module import ReconstructionModule
-
     m = json.loads((Path(cube_dir) / "manifest.json").read_text())
     channels = list(channels or m["channels"])
     st = m["stats"]
@@ -73,9 +76,6 @@ def module_for(cube_dir: Path, *, channels=None, res: float = 10.0, shape=(18, 3
 
 def save_checkpoint(module, path: Path) -> Path:
     """The Lightning checkpoint layout (what ``Trainer.save_checkpoint`` writes for weights + hparams)."""
-    import lightning
-    import torch
-
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": lightning.__version__, "epoch": 0, "global_step": 0}, path)
@@ -84,10 +84,6 @@ def save_checkpoint(module, path: Path) -> Path:
 
 def infer_cfg(out_dir: Path, cube_dir: Path, ckpt: Path, *extra: str):
     """The real ``infer`` config composed with Hydra, on the synthetic cube."""
-    from hydra import compose, initialize_config_dir
-
-    from gtws_dl.config import conf_dir
-
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
         return compose("infer", overrides=[f"paths.output_dir={out_dir}", f"paths.cube_dir={cube_dir}",
                                            "grid.res=10", "target=csr", f"ckpt_path={ckpt}", "device=cpu",
@@ -96,10 +92,6 @@ def infer_cfg(out_dir: Path, cube_dir: Path, ckpt: Path, *extra: str):
 
 def train_cfg(out_dir: Path, cube_dir: Path, *extra: str):
     """The real ``train`` config, tiny and on CPU."""
-    from hydra import compose, initialize_config_dir
-
-    from gtws_dl.config import conf_dir
-
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
         return compose("train", overrides=[
             f"paths.output_dir={out_dir}", f"paths.cube_dir={cube_dir}", "grid.res=10", "target=csr",
@@ -111,8 +103,6 @@ def train_cfg(out_dir: Path, cube_dir: Path, *extra: str):
 
 def write_landcover_without_class(path: Path) -> Path:
     """A land-cover file whose fraction variable lacks the ``class`` dimension."""
-    import netCDF4
-
     with netCDF4.Dataset(path, "w") as nc:
         nc.createDimension("time", 2)
         nc.createDimension("lat", 2)
@@ -130,8 +120,6 @@ def write_landcover_without_class(path: Path) -> Path:
 
 def write_mascon_no_time_units(path: Path) -> Path:
     """A mascon file whose ``time`` has no units attribute."""
-    import netCDF4
-
     with netCDF4.Dataset(path, "w") as nc:
         for d, n in (("time", 2), ("lat", 6), ("lon", 12)):
             nc.createDimension(d, n)
@@ -146,8 +134,6 @@ def write_mascon_no_time_units(path: Path) -> Path:
 
 def write_mascon_station_layout(path: Path) -> Path:
     """``lwe_thickness`` on (time, mascon) — a native mascon-index layout, not a lat/lon grid."""
-    import netCDF4
-
     with netCDF4.Dataset(path, "w") as nc:
         nc.createDimension("time", 2)
         nc.createDimension("mascon", 5)

@@ -6,8 +6,9 @@ per target centre and cell, fitted on the training months only (:func:`gtws_dl.s
     base(t) = a0 + a1 (clip(t, t_lo, t_hi) − t_ref) + clim(month(t))      mm
 
 ``clim`` is a monthly climatology (12 effects summing to zero) and the trend is held flat outside the fitted
-months ``[t_lo, t_hi]`` (decimal years), exactly as the climatology, GRACE-REC and tree baselines do
-(:mod:`gtws_dl.models.baselines`). ``kind="none"`` is a zero base (the network predicts the whole signal). The coefficients travel in the
+months ``[t_lo, t_hi]`` (decimal years), the model of the climatology, GRACE-REC and tree baselines
+(:func:`gtws_dl.seasonal.fit_seasonal_trend`, there by ridge on one-hot months; here the coefficients are
+kept). ``kind="none"`` is a zero base (the network predicts the whole signal). The coefficients travel in the
 checkpoint (buffer ``target_base`` of :class:`gtws_dl.models.module.ReconstructionModule`), the kind and times
 in its normalisation dictionary, so reconstruction needs nothing else.
 """

@@ -1,0 +1,28 @@
+"""Section 8: skill against the twin truth, the evaluation protocol's table (as ``skill_vs_truth.md``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from gtws_dl.evaluate.report.context import Context, Skip
+from gtws_dl.evaluate.truth import skill_rows
+from gtws_dl.post.regions import evaluation_masks
+
+
+def section_skill(ctx: Context) -> list[str]:
+    if ctx.truth is None:
+        raise Skip(ctx.notes["truth"])
+    have = np.isfinite(ctx.truth).any(axis=(1, 2))  # months the truth file holds
+    regions = evaluation_masks(ctx.masks)
+    rows = []
+    for c, rec in ctx.rec.items():
+        rows += skill_rows(c, rec[have], ctx.truth[have], ctx.times[have], cell_area=ctx.area, regions=regions)
+    df = pd.DataFrame(rows)
+    ctx.numbers["skill_vs_truth"] = df.to_dict(orient="records")
+    return ["Area-weighted medians over cells of the evaluation protocol (gtws_dl.evaluate.protocol.evaluate, "
+            "as in the leaderboard and `skill_vs_truth.md`): r = Pearson correlation, NSE = Nash–Sutcliffe "
+            "efficiency, KGE = Kling–Gupta efficiency, RMSE and bias in mm, cNSE = cyclostationary NSE (> 0 = better "
+            "than the truth's mean seasonal cycle); signal *full* or *detrended+deseasonalized* (each series' own "
+            "linear trend and monthly climatology over the period removed).", "",
+            df.to_markdown(index=False, floatfmt=".3f") if len(df) else "(no period with ≥ 24 common months)", ""]
