@@ -1,17 +1,10 @@
-"""Reconstruct TWSA from 1940 and write the products: ``python infer.py target=csr [ckpt_path=...]``."""
+"""Reconstruct TWSA from 1940 and write the products: ``python infer.py target=csr [ckpt_path=...]``.
 
-import hydra
-from omegaconf import DictConfig
+An alias of ``gtws-dl infer`` (the app is :func:`gtws_dl.inference.main`)."""
 
-from gtws_dl.config import conf_dir
+import sys
 
-
-@hydra.main(config_path=conf_dir(), config_name="infer", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from gtws_dl.inference import infer
-
-    infer(cfg)
-
+from gtws_dl.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["infer", *sys.argv[1:]]))

@@ -1,17 +1,10 @@
-"""Train a TWSA reconstruction network: ``python train.py target=csr model=convlstm trainer=cpu``."""
+"""Train a TWSA reconstruction network: ``python train.py target=csr model=convlstm trainer=cpu``.
 
-import hydra
-from omegaconf import DictConfig
+An alias of ``gtws-dl train`` (the app is :func:`gtws_dl.training.main`)."""
 
-from gtws_dl.config import conf_dir
+import sys
 
-
-@hydra.main(config_path=conf_dir(), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
-    from gtws_dl.training import train
-
-    return train(cfg)["best_val_loss"]
-
+from gtws_dl.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.utilities.migration import migrate_checkpoint, pl_legacy_patch
 from omegaconf import DictConfig
 
-from gtws_dl.config import grid_from
+from gtws_dl.config import ConfigError, grid_from
 from gtws_dl.models.module import ReconstructionModule
 
 _HPARAMS = ("net", "optimizer", "in_channels", "targets", "normalisation")
@@ -132,7 +132,7 @@ def check_grid(cfg: DictConfig, manifest: dict) -> None:
     if abs(cube["res"] - grid.res) > 1e-9 or [round(v, 6) for v in cube["bbox"]] != [
         round(v, 6) for v in grid.bounds
     ]:
-        raise ValueError(
+        raise ConfigError(
             f"the cube in {cfg.paths.cube_dir} is on a {cube['res']} deg grid over {cube['bbox']}, but the config "
             f"asks for {grid}; re-run `python -m gtws_dl.ingest` with the same grid.* overrides"
         )

@@ -10,11 +10,18 @@ a constructor.
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import math
 import os
+import signal
+import sys
+import threading
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from gtws_dl import schema
@@ -22,6 +29,7 @@ from gtws_dl.grid import Grid, GridError
 from gtws_dl.schema import Check
 
 schema.register()
+LOGGER = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -168,3 +176,143 @@ def validate_config(cfg: DictConfig) -> None:
         if all(a is not _MISSING and a is not None for a in args) and not ok(*args):
             raise ConfigError(message.format(*args))
     grid_from(cfg)
+
+
+# ------------------------------------------------------------------------------------- command entry points
+# User errors: bad config, input, cube, checkpoint, a busy or full output. A command prints their message on one
+# line and exits 2; anything else is a bug and keeps its traceback. Matched by class name along the MRO, so this
+# core module needs no import of the floors that define them (io, cube, checkpoint, post, evaluate).
+USER_ERRORS = frozenset({
+    "ConfigError", "GridError", "InputFileError", "CubeError", "CubeNotFoundError", "CheckpointMismatchError",
+    "InvalidCheckpointError", "OutputLockedError", "InputsInUseError", "DiskSpaceError", "OutputNotWritableError",
+    "ProductsManifestError", "TwinConfigError", "GridMismatch", "NonFiniteLossError", "MissingDependencyError",
+})
+EXIT_USER_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit, ``kill``): raised like Ctrl+C so the same cleanup runs."""
+
+
+_terminated = False
+
+
+def _raise_terminated(signum, frame):
+    global _terminated
+    _terminated = True
+    raise Terminated(f"terminated by signal {signum} (SIGTERM)")
+
+
+def install_sigterm() -> None:
+    """SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread: writers drop their temp
+    stores in the same ``except BaseException``/``finally`` blocks that handle Ctrl+C."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is one of :data:`USER_ERRORS` (or a subclass): a message for the user, not a bug."""
+    return any(c.__name__ in USER_ERRORS for c in type(err).__mro__)
+
+
+def one_line(err: BaseException) -> str:
+    """``ErrorName: message`` on one line."""
+    return f"{type(err).__name__}: " + " ".join(str(err).split())
+
+
+def single_lightning_log() -> None:
+    """Lightning's ``lightning`` logger prints through its own console handler *and* propagates to the root
+    logger that Hydra configured: every message twice. Drop Lightning's console handlers when the root has
+    handlers, so each message is printed once (in Hydra's format, and also written to the job's log file)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            if type(h) is logging.StreamHandler:
+                lg.removeHandler(h)
+        lg.propagate = True
+
+
+def command(fn=None, *, reads_cube: bool = False):
+    """Decorator of a command's task function (under ``@hydra.main``): SIGTERM handled like Ctrl+C, user errors
+    (:data:`USER_ERRORS`) printed as one line on stderr with exit status 2 (the traceback only with
+    ``HYDRA_FULL_ERROR=1``), interrupts exit 130 (SIGINT) / 143 (SIGTERM) after the writers' cleanup, one line per
+    Lightning message. ``reads_cube``: the grid comes from the cube's manifest unless ``grid.*`` is on the
+    command line (:func:`adopt_cube_grid`)."""
+
+    def deco(task):
+        @functools.wraps(task)
+        def wrapper(cfg, *args, **kwargs):
+            install_sigterm()
+            single_lightning_log()
+            full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+            try:
+                if reads_cube:
+                    adopt_cube_grid(cfg)
+                return task(cfg, *args, **kwargs)
+            except KeyboardInterrupt as err:
+                if full:
+                    raise
+                term = isinstance(err, Terminated) or _terminated
+                print(f"gtws-dl: {'terminated (SIGTERM)' if term else 'interrupted (SIGINT)'}; temporary files "
+                      "were removed, re-run the same command to go on", file=sys.stderr)
+                sys.exit(EXIT_SIGTERM if term else EXIT_SIGINT)
+            except SystemExit:
+                if _terminated:  # Lightning turns the interrupt into sys.exit(1) after its graceful shutdown
+                    print("gtws-dl: terminated (SIGTERM); re-run the same command to go on", file=sys.stderr)
+                    sys.exit(EXIT_SIGTERM)
+                raise
+            except Exception as err:
+                if full or not is_user_error(err):
+                    raise
+                print(one_line(err), file=sys.stderr)
+                sys.exit(EXIT_USER_ERROR)
+
+        return wrapper
+
+    return deco(fn) if fn is not None else deco
+
+
+# ---------------------------------------------------------------------------------------- grid from the cube
+def grid_on_command_line(overrides) -> bool:
+    """Whether Hydra overrides set the grid (``grid.res=``, ``grid.bbox=``, ``grid=quarter``, ``+grid...``)."""
+    for o in overrides:
+        key = str(o).split("=", 1)[0].lstrip("+~")
+        if key == "grid" or key.startswith("grid."):
+            return True
+    return False
+
+
+def task_overrides() -> list[str] | None:
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under @hydra.main: a composed config is taken as it is
+        return None
+
+
+def adopt_cube_grid(cfg: DictConfig, overrides=None) -> bool:
+    """Take ``grid.res``/``grid.bbox`` from the manifest of the cube in ``paths.cube_dir`` unless the grid is on
+    the command line (``overrides``, default: the Hydra job's), so later commands need not repeat the ingest's
+    ``grid.*``. Explicit overrides win and are still checked against the cube. Returns whether it changed
+    ``cfg``; no cube (or not under Hydra, no ``overrides``): nothing changes."""
+    overrides = task_overrides() if overrides is None else list(overrides)
+    if overrides is None or grid_on_command_line(overrides) or OmegaConf.select(cfg, "grid") is None:
+        return False
+    cube_dir = OmegaConf.select(cfg, "paths.cube_dir", default=None)
+    mpath = Path(str(cube_dir)) / "manifest.json" if cube_dir and "://" not in str(cube_dir) else None
+    if mpath is None or not mpath.is_file():
+        return False
+    try:
+        grid = json.loads(mpath.read_text())["grid"]
+        res, bbox = float(grid["res"]), [float(b) for b in grid["bbox"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # an unreadable manifest is refused with its own message when the cube is opened
+    bbox = None if bbox == [-180.0, 180.0, -90.0, 90.0] else bbox
+    if OmegaConf.select(cfg, "grid.res") == res and OmegaConf.select(cfg, "grid.bbox") == bbox:
+        return False
+    with open_dict(cfg):
+        cfg.grid.res, cfg.grid.bbox = res, bbox
+    LOGGER.info("grid from the cube %s: grid.res=%s grid.bbox=%s (pass grid.* to choose another)", mpath, res, bbox)
+    return True

@@ -179,11 +179,22 @@ class CubeDataModule(L.LightningDataModule):
         self.std = np.asarray(manifest["stats"]["std"], dtype=np.float32)
         lo, hi = (pd.Timestamp(p) for p in manifest["stats"]["period"])
         if hi > self.times[self.split.train_end]:
+            stats = (manifest.get("periods") or {}).get("stats") or {}
+            how = (f" (chosen from the data with data.split.val_months={stats['split'][0]}, "
+                   f"data.split.gap_months={stats['split'][1]})" if stats.get("from") == "data" and "split" in stats
+                   else " (data.stats_period)")
             raise ValueError(
-                f"the cube's normalisation statistics use months up to {hi:%Y-%m}, after the last training "
-                f"month {self.times[self.split.train_end]:%Y-%m}; rebuild the cube with "
-                "data.stats_period ending before the validation months"
+                f"the cube's normalisation statistics use months up to {hi:%Y-%m}{how}, after the last training "
+                f"month {self.times[self.split.train_end]:%Y-%m} of this split (datamodule.val_months="
+                f"{self.val_months}, gap_months={self.gap_months}); rebuild the cube with data.stats_period ending "
+                f"by {self.times[self.split.train_end]:%Y-%m} (before the validation months) or with data.split "
+                "matching the training split"
             )
+        for name, role in (("train", self.split.train), ("validation", self.split.val)):
+            if len(role):
+                LOGGER.info("period %s chosen from the data: %s .. %s (%d GRACE months of %s)", name,
+                            f"{self.times[role[0]]:%Y-%m}", f"{self.times[role[-1]]:%Y-%m}", len(role),
+                            ", ".join(self.targets))
         # per-cell base (K, P, H, W) from the training months only; the network learns what it leaves over
         self.base = fit_target_base(self.targ, self.times, self.split.train, self.target_base)
         # per-cell target scale (K, H, W), mm: every land cell weighs alike in the loss, whatever its amplitude

@@ -7,10 +7,13 @@ only makes the real footprint smaller.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
@@ -98,3 +101,35 @@ def check_writable(path: str | os.PathLike, *, what: str, config_key: str | None
             f"another path{key}"
         ) from err
     return path
+
+
+def _enospc(err: BaseException | None) -> bool:
+    """Whether ``err`` or an exception it was raised from is an ``OSError`` with errno ENOSPC (disk full)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+@contextmanager
+def disk_full_is_an_error(path: str | os.PathLike, *, what: str, config_key: str | None = None) -> Iterator[None]:
+    """``with disk_full_is_an_error(path, what=...):`` around a write loop: an ``OSError`` ENOSPC raised by
+    Zarr/NetCDF/numpy while writing (the disk filled up after the pre-flight estimate) becomes a
+    :class:`DiskSpaceError` naming ``path`` and the fix; other errors pass unchanged."""
+    try:
+        yield
+    except DiskSpaceError:
+        raise
+    except Exception as err:
+        if not _enospc(err):
+            raise
+        key = f" or point {config_key} at a larger disk" if config_key else " or write elsewhere"
+        where = _existing_ancestor(Path(path))
+        free = shutil.disk_usage(where).free if where.exists() else 0
+        raise DiskSpaceError(
+            f"{what} {path}: the disk filled up while writing (No space left on device; {human(free)} free on the "
+            f"file system of {where}); free some space{key} and re-run the same command"
+        ) from err

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from gtws_dl.checkpoint import InvalidCheckpointError, check_inference, load_checkpoint
-from gtws_dl.config import check_flag, grid_from, to_plain, validate_config
+from gtws_dl.config import check_flag, command, conf_dir, grid_from, to_plain, validate_config
 from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
+from gtws_dl.lock import OutputLock, remove_stale_temps
 from gtws_dl.models.module import ReconstructionModule
 from gtws_dl.post.manifest import write_products_manifest
 from gtws_dl.post.publish import publish
@@ -86,6 +88,7 @@ def infer(cfg: DictConfig) -> dict:
     module, manifest = checked[0]
     out = Path(cfg.paths.recon_dir) / f"{cfg.target.name}.zarr"
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent, prefix=f"{out.name}.")  # whole-store temps of a killed run (ensembles)
     kwargs = {
         "device": cfg.device,
         "amp": bool(cfg.amp),
@@ -99,6 +102,13 @@ def infer(cfg: DictConfig) -> dict:
     else:
         recon = reconstruct(module, cfg.paths.cube_dir, out, ckpt_path=cfg.ckpt_path, **kwargs)
     norm = module.hparams.normalisation  # the products' provenance attributes
+    with OutputLock(cfg.paths.products_dir):  # one publisher per products folder (its manifest is shared)
+        written = _publish(cfg, recon, module, manifest, norm, members)
+    print(summary(written, grid=grid_from(cfg), centres=list(module.targets)))
+    return written
+
+
+def _publish(cfg: DictConfig, recon, module, manifest: dict, norm: dict, members: list[str]) -> dict:
     written = publish(
         recon,
         cfg.paths.products_dir,
@@ -121,8 +131,14 @@ def infer(cfg: DictConfig) -> dict:
         reconstruction=recon,
         config=to_plain(cfg),
     )
-    print(summary(written, grid=grid_from(cfg), centres=list(module.targets)))
     return written
+
+
+@hydra.main(config_path=conf_dir(), config_name="infer", version_base="1.3")
+@command(reads_cube=True)
+def main(cfg: DictConfig) -> None:
+    """``gtws-dl infer`` / ``python infer.py``."""
+    infer(cfg)
 
 
 def summary(written: dict, *, grid, centres: list[str]) -> str:

@@ -13,6 +13,10 @@ class OutputLockedError(RuntimeError):
     """Another live process is writing to the same output."""
 
 
+class InputsInUseError(RuntimeError):
+    """A write would replace files that a finished product (e.g. a cube) was built from."""
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid runs on this host (used to recognise files of killed writers)."""
     try:
@@ -60,11 +64,12 @@ class OutputLock:
         self.lock.unlink(missing_ok=True)
 
 
-def remove_stale_temps(directory: Path, prefix: str = "") -> list[Path]:
+def remove_stale_temps(directory: Path, prefix: str = "", *, mine: bool = False) -> list[Path]:
     """Remove ``<name>.tmp-<pid>`` / ``.old-<pid>`` entries left in ``directory`` by processes that are gone.
 
     A SIGKILLed writer cannot clean up after itself; its temp files must not pile up or be mistaken for data.
-    Entries of live processes (a concurrent writer) are left alone.
+    Entries of live processes (a concurrent writer) are left alone; ``mine=True`` also removes this process's own
+    (its cleanup after an interrupt or a failure).
     """
     removed = []
     if not directory.is_dir():
@@ -74,11 +79,17 @@ def remove_stale_temps(directory: Path, prefix: str = "") -> list[Path]:
             continue
         for tag in (".tmp-", ".old-"):
             head, sep, pid = p.name.rpartition(tag)
-            if sep and head and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            own = pid.isdigit() and int(pid) == os.getpid()
+            if sep and head and pid.isdigit() and (mine if own else not pid_alive(int(pid))):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
                 removed.append(p)
                 break
     return removed
+
+
+def remove_stale_temps_under(*directories: Path, prefix: str = "", mine: bool = False) -> list[Path]:
+    """:func:`remove_stale_temps` in each of ``directories`` (missing ones are skipped)."""
+    return [p for d in directories for p in remove_stale_temps(Path(d), prefix, mine=mine)]
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

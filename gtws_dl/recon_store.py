@@ -25,6 +25,7 @@ import xarray as xr
 import zarr
 
 from gtws_dl.cube.store import lazy_nan
+from gtws_dl.diskspace import disk_full_is_an_error
 from gtws_dl.hashing import sha256_path
 from gtws_dl.lock import write_text_atomic
 
@@ -112,16 +113,19 @@ class BlockWriter:
     """Writes blocks of months into a store made by :func:`create_template`."""
 
     def __init__(self, path: str | Path):
+        self.path = path
         group = zarr.open_group(path, mode="r+")
         self.twsa = group["twsa"]
         self.twsa_std = group["twsa_std"] if "twsa_std" in group else None
 
     def write(self, k0: int, twsa: np.ndarray, twsa_std: np.ndarray | None = None) -> None:
-        """Months ``k0 .. k0 + n`` of every target: ``twsa`` (and ``twsa_std``) shaped (target, n, lat, lon)."""
+        """Months ``k0 .. k0 + n`` of every target: ``twsa`` (and ``twsa_std``) shaped (target, n, lat, lon).
+        A full disk raises :class:`~gtws_dl.diskspace.DiskSpaceError` naming the store."""
         k1 = k0 + twsa.shape[1]
-        self.twsa[:, k0:k1] = twsa
-        if twsa_std is not None:
-            self.twsa_std[:, k0:k1] = twsa_std
+        with disk_full_is_an_error(self.path, what="reconstruction", config_key="paths.recon_dir"):
+            self.twsa[:, k0:k1] = twsa
+            if twsa_std is not None:
+                self.twsa_std[:, k0:k1] = twsa_std
 
 
 def mark_complete(path: str | Path) -> None:

@@ -100,6 +100,21 @@ class GridSchema:
 
 
 @dataclass
+class DataSplitSchema:
+    """``data.split``: the split that bounds the statistics period chosen from the data."""
+
+    val_months: Any = checked(Check("int", "a number of months >= 0, e.g. data.split.val_months=24", lo=0))
+    gap_months: Any = checked(Check("int", "a number of months >= 0, e.g. data.split.gap_months=24", lo=0))
+
+
+@dataclass
+class DataPlausibilitySchema:
+    """``data.plausibility``: value checks of the readers (gtws_dl/io/plausibility.py) waived by name."""
+
+    skip: list[str] = MISSING  # ERA5 short names, lwe_thickness, LAI, SIF, land_cover_fraction or all
+
+
+@dataclass
 class DataSchema:
     """``conf/data/base.yaml`` (+ ``twin.yaml`` / ``files.yaml``): the inputs and the cube-build options."""
 
@@ -112,13 +127,15 @@ class DataSchema:
     landcover: str | None = MISSING
     truth: str | None = MISSING
     truth_components: str | None = MISSING
-    start: str = MISSING
-    end: str = MISSING
+    start: str | None = MISSING  # null: from the data (gtws_dl.cube.periods)
+    end: str | None = MISSING
     baseline: list[str] = MISSING
-    stats_period: list[str] = MISSING
+    stats_period: list[str] | None = MISSING
+    split: DataSplitSchema = node(DataSplitSchema)
     ewma_months: list[Any] = MISSING  # numbers; not list[float], which would turn 3 into 3.0
     chunk_months: int = MISSING
     chunk_lat: int = MISSING
+    plausibility: DataPlausibilitySchema = node(DataPlausibilitySchema)
 
 
 @dataclass

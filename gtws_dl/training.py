@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
+import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -19,8 +22,16 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from gtws_dl.checkpoint import check_grid
-from gtws_dl.config import check_flag, grid_from, to_plain, validate_config
-from gtws_dl.lock import write_text_atomic
+from gtws_dl.config import (
+    check_flag,
+    command,
+    conf_dir,
+    grid_from,
+    single_lightning_log,
+    to_plain,
+    validate_config,
+)
+from gtws_dl.lock import OutputLock, remove_stale_temps_under, write_text_atomic
 from gtws_dl.models.accel import accelerate
 
 LOGGER = logging.getLogger(__name__)
@@ -64,12 +75,27 @@ def trainer_options(cfg: DictConfig) -> tuple[dict, dict[str, bool]]:
     return OmegaConf.to_container(cfg.trainer, resolve=True), speed
 
 
+def _rank_zero() -> bool:
+    """Whether this process is the first rank (or the only process): under DDP only it holds the writer lock."""
+    return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0) == 0
+
+
 def train(cfg: DictConfig) -> dict:
-    """Train and return a summary (best checkpoint, validation loss, parameters, wall time)."""
+    """Train and return a summary (best checkpoint, validation loss, parameters, wall time).
+
+    One writer per run folder: a second training into the same ``out_dir`` while the first runs is refused
+    (:class:`~gtws_dl.lock.OutputLockedError`); temp files of a killed run are removed."""
     validate_config(cfg)  # a bad override is refused before anything is created
     trainer_options(cfg)
-    L.seed_everything(int(cfg.seed), workers=True)
+    single_lightning_log()
     out_dir = run_dir(cfg)
+    with OutputLock(out_dir) if _rank_zero() else nullcontext():
+        remove_stale_temps_under(out_dir, out_dir / "checkpoints")
+        return _fit(cfg, out_dir)
+
+
+def _fit(cfg: DictConfig, out_dir: Path) -> dict:
+    L.seed_everything(int(cfg.seed), workers=True)
     ckpt_dir = out_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
@@ -147,3 +173,10 @@ def train(cfg: DictConfig) -> dict:
         ckpt_dir,
     )
     return summary
+
+
+@hydra.main(config_path=conf_dir(), config_name="train", version_base="1.3")
+@command(reads_cube=True)
+def main(cfg: DictConfig) -> float | None:
+    """``gtws-dl train`` / ``python train.py``: the best validation loss (for Hydra sweepers)."""
+    return train(cfg)["best_val_loss"]

@@ -29,6 +29,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("infer", ("gtws_dl.inference",)),
     ("evaluate", ("gtws_dl.evaluate",)),
     ("experiments", ("gtws_dl.experiments",)),
+    ("commands", ("gtws_dl.cli",)),  # gtws-dl <command>: runs the stages' Hydra apps by module name
 ]
 # torch-free floors: products, evaluation and the fits must run where no torch is installed
 TORCH_FREE = ("gtws_dl.seasonal", "gtws_dl.cube.store", "gtws_dl.post.publish", "gtws_dl.post.products",

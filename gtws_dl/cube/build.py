@@ -26,6 +26,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from gtws_dl.conventions import BASELINE
+from gtws_dl.cube.periods import Periods, as_last_time, resolve_periods, resolved_spec
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION
 from gtws_dl.cube.writer import CubeWriter
 from gtws_dl.grid import Grid
@@ -33,8 +34,9 @@ from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
-from gtws_dl.io._common import resolve_files
+from gtws_dl.io._common import resolve_files, resolve_one
 from gtws_dl.io.errors import InputFileError, describe_files
+from gtws_dl.io.plausibility import Policy
 from gtws_dl.io.regrid import regrid_conservative
 from gtws_dl.landmask import land_fraction
 
@@ -49,8 +51,8 @@ class CubeSpec:
 
     era5: str
     grace: Mapping[str, str]
-    start: str = "1940-01"
-    end: str = "2024-12"
+    start: str | None = None  # None: the first month every required forcing (ERA5) covers
+    end: str | None = None  # None: the last month every required forcing covers (gtws_dl.cube.periods)
     variables: Sequence[str] = ERA5_VARIABLES
     lai: str | None = None
     sif: str | None = None
@@ -58,9 +60,12 @@ class CubeSpec:
     jpl_gain_factor: str | None = None
     baseline: tuple[str, str] = BASELINE
     ewma_months: Sequence[float] = (3.0, 12.0, 36.0)  # antecedent water-balance memories, months
-    stats_period: tuple[str, str] = ("2002-04", "2020-12")  # training months: normalisation fitted here only
+    stats_period: tuple[str, str] | None = None  # normalisation fitted here only; None: GRACE months to training end
+    val_months: int = 24  # the split that bounds the statistics period chosen from the data (data.split)
+    gap_months: int = 24
     chunk_months: int = 12  # Zarr time chunk; a multiple of it divides the training window
     chunk_lat: int = 15  # latitude rows per predictor chunk (bench/chunks.py: faster patch reads, same whole reads)
+    plausibility_skip: Sequence[str] = ()  # data.plausibility.skip: variables whose plausibility findings are waived
     extra: dict = field(default_factory=dict)
 
 
@@ -69,9 +74,14 @@ def month_axis(start: str, end: str) -> pd.DatetimeIndex:
     return pd.date_range(pd.Timestamp(start), pd.Timestamp(end), freq="MS")
 
 
+# the split only chooses the statistics period, which is fingerprinted resolved (see CubeBuilder.build)
+_NOT_FINGERPRINTED = ("extra", "val_months", "gap_months")
+
+
 def _fingerprint(spec: CubeSpec, grid: Grid, inputs: dict[str, str]) -> str:
     payload = {
-        "spec": {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.__dict__.items() if k != "extra"},
+        "spec": {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.__dict__.items()
+                 if k not in _NOT_FINGERPRINTED and not (k == "plausibility_skip" and not v)},  # empty: fingerprints unchanged
         "grid": [grid.res, list(grid.bounds)],
         "inputs": inputs,
         "format": CUBE_FORMAT_VERSION,
@@ -84,18 +94,24 @@ class CubeBuilder:
 
     def __init__(self, spec: CubeSpec, grid: Grid, out_dir: str | Path) -> None:
         self.spec, self.grid, self.out_dir = spec, grid, Path(out_dir)
-        self.times = month_axis(spec.start, spec.end)
+        self.times: pd.DatetimeIndex | None = None  # the record, once build() resolved the periods
+        self.periods: Periods | None = None
         self.landfrac = land_fraction(grid)
         self.land = self.landfrac >= 0.5
+        self.plausibility = Policy.from_names(spec.plausibility_skip)  # unknown names refused before any read
+        if self.plausibility.skip:
+            LOGGER.warning("data.plausibility.skip=%s: plausibility findings of these inputs are only logged, not "
+                           "refused (recorded in the cube manifest)", list(self.plausibility.skip))
 
     def _input_files(self) -> dict[str, list[Path]]:
         s = self.spec
-        files = {"era5": resolve_files(s.era5, what="ERA5 (data.era5_dir)")}
+        files = {"era5": resolve_files(s.era5, what="ERA5 (data.era5_dir)")}  # ERA5: many files
+        # single-file inputs: a glob/folder matching several (releases, centres) is refused, never [0]
         for c, pat in s.grace.items():
-            files[f"grace_{c}"] = resolve_files(pat, what=f"GRACE {c} (data.grace.{c})")
+            files[f"grace_{c}"] = [resolve_one(pat, what=f"GRACE {c} (data.grace.{c})")]
         for key in ("lai", "sif", "landcover", "jpl_gain_factor"):
             if getattr(s, key):
-                files[key] = resolve_files(getattr(s, key), what=f"{key} (data.{key})")
+                files[key] = [resolve_one(getattr(s, key), what=f"{key} (data.{key})")]
         return files
 
     def _open_extra(self, files: dict[str, list[Path]]) -> dict[str, xr.DataArray]:
@@ -103,13 +119,43 @@ class CubeBuilder:
         extra: dict[str, xr.DataArray] = {}
         for key, opener in (("lai", veg_io.open_lai), ("sif", veg_io.open_sif)):
             if key in files:
-                filled, avail = veg_io.fill_before_record(opener(files[key][0]), self.times)
+                filled, avail = veg_io.fill_before_record(opener(files[key][0], plausibility=self.plausibility),
+                                                          self.times)
                 extra[key], extra[f"{key}_available"] = filled, avail
         if "landcover" in files:
-            lc = veg_io.landcover_to_monthly(veg_io.open_landcover(files["landcover"][0]), self.times)
+            lc = veg_io.landcover_to_monthly(veg_io.open_landcover(files["landcover"][0], plausibility=self.plausibility), self.times)
             for cls in lc["class"].values:
                 extra[f"lc_{cls}"] = lc.sel({"class": cls}, drop=True)
         return extra
+
+    def _open_era5(self, files: dict[str, list[Path]]) -> xr.Dataset:
+        """ERA5 (lazy) on the months every variable covers; the record is chosen from them afterwards."""
+        variables = list(self.spec.variables)
+        try:
+            return era5_io.open_era5(files["era5"], variables, check_nan=False, plausibility=self.plausibility)
+        except InputFileError as err:
+            if not str(err.expected or "").startswith("the same months as"):
+                raise
+            # variables on different records? each alone first (a real fault of one is reported as such), then the
+            # common months; if they all open, a fault between them is reported by the last call
+            cov = [era5_io.open_era5(files["era5"], [v], check_nan=False, plausibility=self.plausibility)["time"].values
+                   for v in variables]
+            t0, t1 = max(c[0] for c in cov), min(c[-1] for c in cov)
+            return era5_io.open_era5(files["era5"], variables, start=pd.Timestamp(t0), end=pd.Timestamp(t1),
+                                     check_nan=False, plausibility=self.plausibility)
+
+    def _grace_months(self, files: dict[str, list[Path]]) -> dict[str, tuple[pd.DatetimeIndex, Path]]:
+        """``{centre: (months its file holds, path)}``; opens every centre (identity, grid coverage) before any
+        block is computed. The fields are read again by :meth:`_targets` (memory stays bounded meanwhile)."""
+        s, out = self.spec, {}
+        for c in s.grace:
+            path = files[f"grace_{c}"][0]
+            gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
+            da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(s.baseline),
+                                       plausibility=self.plausibility)
+            check_coverage(da, self.grid, [path], f"data.grace.{c}")
+            out[c] = (pd.DatetimeIndex(da["time"].values), path)
+        return out
 
     def build(self, *, force: bool = False, progress: bool = True) -> dict:
         """Write ``predictors.zarr``, ``targets.zarr`` and ``manifest.json``; return the manifest.
@@ -120,19 +166,30 @@ class CubeBuilder:
         files = self._input_files()
         t0 = _time.perf_counter()
         inputs = {str(f): sha256_path(f) for group in files.values() for f in group}
-        fp = _fingerprint(s, g, inputs)
         mpath = self.out_dir / "manifest.json"
         if not force and mpath.exists():
             old = json.loads(mpath.read_text())
-            if old.get("fingerprint") == fp and (self.out_dir / "predictors.zarr").exists():
+            # the fingerprint holds the resolved periods: same inputs and keys -> the same periods as last time
+            last = as_last_time(s, old.get("periods"))
+            if (last is not None and old.get("fingerprint") == _fingerprint(last, g, inputs)
+                    and (self.out_dir / "predictors.zarr").exists()):
                 LOGGER.info("cube %s is up to date with its inputs; re-using it", self.out_dir)
                 return old
         LOGGER.info("checksummed %d input files in %.1f s", len(inputs), _time.perf_counter() - t0)
 
+        # Every check that metadata allows runs here, before the first block: grids, centres, periods.
         # NaN/Inf over land is checked per block by CubeWriter, so the reader's own full pass is skipped
-        era5 = era5_io.open_era5(files["era5"], list(s.variables), start=s.start, end=s.end, check_nan=False)
+        era5 = self._open_era5(files)
         for v in s.variables:
             check_coverage(era5[v], g, files["era5"], "data.era5_dir")
+        self.periods = resolve_periods(
+            start=s.start, end=s.end, stats_period=s.stats_period, baseline=s.baseline, val_months=s.val_months,
+            gap_months=s.gap_months, era5_times=pd.DatetimeIndex(era5["time"].values), era5_files=files["era5"],
+            grace=self._grace_months(files))
+        self.periods.log()
+        self.times = self.periods.times
+        fp = _fingerprint(resolved_spec(s, self.periods), g, inputs)
+        era5 = era5.sel(time=self.times)
         extra = self._open_extra(files)
         for key, da in extra.items():
             if "lat" in da.dims:
@@ -145,7 +202,7 @@ class CubeBuilder:
         units.update({f"wb_ewma{int(m)}": "mm day-1" for m in s.ewma_months})
         units.update({"land_fraction": "1", "sin_lat": "1"})
         writer = CubeWriter(self.out_dir, g, self.times, channels, land_fraction=self.landfrac,
-                            stats_period=s.stats_period, chunk_months=s.chunk_months, chunk_lat=s.chunk_lat,
+                            stats_period=self.periods.stats.strings(), chunk_months=s.chunk_months, chunk_lat=s.chunk_lat,
                             units=units,
                             n_targets=len(s.grace))
         try:
@@ -183,7 +240,8 @@ class CubeBuilder:
             writer.write_block(i0, np.stack(fields, axis=1))
         centres, targets, info = self._targets(files)
         writer.write_targets(centres, targets, baseline=s.baseline)
-        manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs)
+        manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
+                                 periods=self.periods.to_manifest(), plausibility=self.plausibility.record())
         LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
         return manifest
 
@@ -201,12 +259,13 @@ class CubeBuilder:
         for i, c in enumerate(centres):
             path = files[f"grace_{c}"][0]
             gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
-            da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(s.baseline))
+            da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(s.baseline),
+                                       plausibility=self.plausibility)
             check_coverage(da, g, [path], f"data.grace.{c}")
             da = regrid_conservative(da, g).transpose("time", "lat", "lon")
             common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
             if len(common) == 0:
-                raise InputFileError(f"{path}: variable lwe_thickness has no month inside {s.start}..{s.end}")
+                raise InputFileError(f"{path}: variable lwe_thickness has no month inside {self.times[0]:%Y-%m}..{self.times[-1]:%Y-%m}")
             data[i, self.times.get_indexer(common)] = da.sel(time=common).values
             info[c] = {"file": str(path), "months": len(common),
                        "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}"}

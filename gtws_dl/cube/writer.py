@@ -20,7 +20,7 @@ import zarr
 
 from gtws_dl import __version__
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION, lazy_nan
-from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
+from gtws_dl.diskspace import check_free_space, check_writable, disk_full_is_an_error, float32_bytes
 from gtws_dl.grid import Grid
 from gtws_dl.io.errors import InputFileError
 from gtws_dl.lock import remove_stale_temps
@@ -117,15 +117,18 @@ class CubeWriter:
             self.abort()  # the previous cube (if any) is left as it was
             raise InputFileError(
                 f"predictor {self.channels[ci[0]]!r} has NaN/Inf over land in {tsel[ti[0]]:%Y-%m} "
-                f"({int(bad.sum())} values in this block); inputs must cover every land cell: check the "
-                "input files' coverage of grid.bbox and that no month is missing",
+                f"({int(bad.sum())} values in this block) on the {self.grid} grid (grid.res={self.grid.res:g} "
+                f"grid.bbox={list(self.grid.bbox) if self.grid.bbox else None}); inputs must cover every land cell: "
+                "check that grid.res/grid.bbox are those meant for these files, the input files' coverage of "
+                "grid.bbox and that no month is missing",
                 variable=self.channels[ci[0]],
             )
         lo, hi = (pd.Timestamp(p) for p in self.stats_period)
         in_stats = (tsel >= lo) & (tsel <= hi)
         if in_stats.any():
             self.stats.add(block[in_stats], self.land)
-        self._arr[i0:i1] = block.astype(np.float32, copy=False)
+        with disk_full_is_an_error(self._tmp, what="cube", config_key="paths.cube_dir"):
+            self._arr[i0:i1] = block.astype(np.float32, copy=False)
         self._written[i0:i1] = True
 
     def write_targets(self, centres: Sequence[str], twsa: np.ndarray, *, baseline: Sequence[str]) -> None:
@@ -140,7 +143,8 @@ class CubeWriter:
             attrs={"cube_format_version": CUBE_FORMAT_VERSION, "baseline": list(baseline)},
         )
         enc = {"twsa": {"chunks": (1, self.chunk_months, *self.grid.shape), "compressors": _compressors()}}
-        ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
+        with disk_full_is_an_error(tmp, what="cube targets", config_key="paths.cube_dir"):
+            ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
 
     def abort(self) -> None:
         """Drop the temp stores; the cube directory is left as it was before this writer."""

@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 from omegaconf import DictConfig
 
-from gtws_dl.config import conf_dir, grid_from
+from gtws_dl.config import command, conf_dir, grid_from
 from gtws_dl.conventions import CENTRES
 from gtws_dl.evaluate.protocol import METRICS, evaluate
 from gtws_dl.lock import write_text_atomic
@@ -101,6 +101,7 @@ def write_skill(df: pd.DataFrame, products_dir: str | Path) -> Path:
 
 
 @hydra.main(config_path=conf_dir(), config_name="infer", version_base="1.3")
+@command(reads_cube=True)
 def main(cfg: DictConfig) -> None:
     truth = open_truth(cfg.data.truth)
     df = skill_table(cfg.paths.products_dir, truth, grid=grid_from(cfg))

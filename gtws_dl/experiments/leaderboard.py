@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gtws_dl.cells import load_cells
 from gtws_dl.checkpoint import load_checkpoint
-from gtws_dl.config import conf_dir, grid_from, to_plain
+from gtws_dl.config import command, conf_dir, grid_from, to_plain
 from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import open_cube
 from gtws_dl.evaluate.protocol import METRICS, evaluate
@@ -251,6 +251,7 @@ def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:
 
 
 @hydra.main(config_path=conf_dir(), config_name="leaderboard", version_base="1.3")
+@command(reads_cube=True)
 def main(cfg: DictConfig) -> None:
     df = run_leaderboard(cfg)
     land = df[df.region == EVALUATION_REGIONS["land"]]

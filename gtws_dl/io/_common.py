@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from gtws_dl.io.content import check_content, open_group
 from gtws_dl.io.errors import InputFileError, input_error, missing_variable
 
 LOGGER = logging.getLogger(__name__)
@@ -21,27 +22,50 @@ LOGGER = logging.getLogger(__name__)
 STANDARD_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
 
 
-def open_nc(path: str | os.PathLike, *, chunks: dict | None = None) -> xr.Dataset:
+def open_nc(
+    path: str | os.PathLike, *, chunks: dict | None = None, variable: str | None = None
+) -> xr.Dataset:
     """Open a NetCDF file with times left numeric (decoded by :func:`decode_time`).
 
-    Any failure to open (truncated, not NetCDF, HDF error) becomes an :class:`InputFileError`
-    naming the file.
+    The content is sniffed first (:func:`gtws_dl.io.content.check_content`): a GRIB file, a CDS zip, a gzip, a web page
+    or text saved as ``.nc``, or an empty file is refused with the right advice; a broken symbolic
+    link names its missing target. Any other failure to open (truncated, HDF error) becomes an
+    :class:`InputFileError` naming the file.
+
+    ``variable``: the data variable the caller needs. When the root group lacks it (or holds no data
+    variable at all) and the file has groups (NetCDF4 groups, native HDF5 layouts), the one group
+    holding it is read (global attributes of the root kept); several or none → refused naming the
+    groups found.
     """
-    if not os.path.exists(path):
-        raise input_error(path, None, "an existing NetCDF file", "no such file")
-    check_classic_size(path)
-    try:
-        return xr.open_dataset(
-            path, engine="netcdf4", decode_times=False, chunks=chunks, decode_timedelta=False
+    p = os.fspath(path)
+    if os.path.islink(p) and not os.path.exists(p):
+        raise input_error(
+            p,
+            None,
+            "an existing NetCDF file",
+            f"a broken symbolic link to {os.readlink(p)!r} (resolved: {os.path.realpath(p)}, which does not exist)",
+            hint="restore the target or point the config at the real file",
         )
+    if not os.path.exists(p):
+        raise input_error(p, None, "an existing NetCDF file", "no such file")
+    if os.path.isdir(p):
+        raise input_error(p, None, "a NetCDF file", "a directory", hint="give one file, or a glob")
+    check_content(p)
+    check_classic_size(p)
+    try:
+        ds = xr.open_dataset(p, engine="netcdf4", decode_times=False, chunks=chunks, decode_timedelta=False)
     except Exception as exc:  # netCDF4 raises OSError/RuntimeError/ValueError variants
         raise input_error(
-            path,
+            p,
             None,
             "a readable NetCDF file",
             f"it cannot be opened ({type(exc).__name__}: {exc}); the file is truncated or corrupt",
             hint="download it again",
         ) from exc
+    need_group = (variable is not None and variable not in ds.variables) or not ds.data_vars
+    if need_group:
+        return open_group(p, ds, variable, chunks)
+    return ds
 
 
 def probe_read(path: str | os.PathLike, da: xr.DataArray, time_dim: str | None) -> None:
@@ -303,3 +327,22 @@ def resolve_files(source: str | os.PathLike | Iterable[str | os.PathLike], *, wh
     if not paths:
         raise InputFileError(f"{what}: no file matches {s!r}; check the path in the data config")
     return paths
+
+
+def resolve_one(source: str | os.PathLike | Iterable[str | os.PathLike], *, what: str) -> Path:
+    """The single file named by a path, folder, glob or list (see :func:`resolve_files`).
+
+    More than one match is refused, listing the matches: a single-file input (a mascon centre, LAI,
+    SIF, land cover) must not silently take the first of several releases or centres.
+    """
+    paths = resolve_files(source, what=what)
+    if len(paths) > 1:
+        shown = ", ".join(str(p) for p in paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+        key = what[what.find("(") + 1 : what.rfind(")")] if "(" in what else "the config key"
+        src = source if isinstance(source, str | os.PathLike) else [str(s) for s in source]
+        raise InputFileError(
+            f"{what}: expected one file; found {len(paths)} files matching {str(src)!r}: {shown}. "
+            f"Set {key} to the path of the one file to use (not a folder or a glob matching several)",
+            paths=paths, expected="one file", found=f"{len(paths)} files",
+        )
+    return paths[0]

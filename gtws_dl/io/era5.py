@@ -26,7 +26,10 @@ record, both layouts at once. What the reader does, in order:
 7. check the months: no gaps, requested ``start``/``end`` covered, no all-NaN month.
 
 Data stay lazy (dask) except for the checks in 3 and 7, which read the duplicated months and
-compute one NaN reduction per variable.
+compute one NaN reduction per variable; the plausibility checks (:mod:`gtws_dl.io.plausibility`) read
+every variable once, in blocks, before its units are converted.
+
+Size: one module for both CDS layouts and the ERA5/ERA5T merge, whose steps share the per-file pieces.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +56,10 @@ from gtws_dl.io._common import (
     probe_read,
     resolve_files,
 )
+from gtws_dl.io.content import single_member
 from gtws_dl.io.era5_variables import _ALIAS, VARIABLES
 from gtws_dl.io.errors import describe_files, input_error, missing_variable
+from gtws_dl.io.plausibility import Policy, as_policy, check_values, summarize_many
 from gtws_dl.io.regrid import to_canonical
 from gtws_dl.seasonal import month_starts
 
@@ -73,6 +78,7 @@ class _Piece:
     rank: np.ndarray  # per time step, _RANK_*
     lat: np.ndarray
     lon: np.ndarray
+    encoding: dict = field(default_factory=dict)  # the file variable's CF encoding (declared fills, packing)
 
 
 def _expver_rank(values: Iterable) -> np.ndarray:
@@ -96,7 +102,7 @@ def _spatial_names(ds: xr.Dataset, path) -> tuple[str, str]:
 
 def _read_file(path: Path) -> tuple[dict[str, _Piece], list[str]]:
     """Pieces (one per recognised variable) of one ERA5 file, and all data-variable names."""
-    ds = open_nc(path, chunks={})
+    ds = single_member(open_nc(path, chunks={}), path)  # ensemble 'number' dim: size 1 squeezed, more refused
     available = [n for n, v in ds.data_vars.items() if v.ndim >= 2]
     tname = next((n for n in _TIME_NAMES if n in ds.variables), None)
     if tname is None:
@@ -145,6 +151,7 @@ def _read_file(path: Path) -> tuple[dict[str, _Piece], list[str]]:
         if short not in VARIABLES and set(da.dims) - {tname, lat_n, lon_n, "expver"}:
             continue  # e.g. pressure-level fields; not ours
         probe_read(path, da, tname)
+        enc = dict(da.encoding)
         drop = [c for c in ("number", "expver") if c in da.coords and c not in da.dims]
         da = da.drop_vars(drop)
         rank = file_rank.copy()
@@ -153,7 +160,7 @@ def _read_file(path: Path) -> tuple[dict[str, _Piece], list[str]]:
         da = da.assign_coords({tname: months}).rename({tname: "time"})
         da = da.transpose("time", lat_n, lon_n).rename({lat_n: "latitude", lon_n: "longitude"})
         da.name = short
-        pieces[short] = _Piece(str(path), da, rank, lat, lon)
+        pieces[short] = _Piece(str(path), da, rank, lat, lon, enc)
     return pieces, available
 
 
@@ -272,6 +279,7 @@ def open_era5(
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
     check_nan: bool = True,
+    plausibility: Policy | Iterable[str] | None = None,
 ) -> xr.Dataset:
     """Read ERA5 monthly means (either CDS NetCDF layout) into the canonical Dataset.
 
@@ -285,6 +293,10 @@ def open_era5(
         First/last month to return (``"1940-01"``); each must be covered by every variable.
     check_nan : bool
         Refuse months that are NaN everywhere (costs one pass over the data).
+    plausibility : Policy or list of short names, optional
+        Variables whose plausibility findings (:mod:`gtws_dl.io.plausibility`: undeclared fill sentinels,
+        values outside :attr:`Era5Variable.bounds`, unit label contradicting the magnitude) are only logged
+        (``data.plausibility.skip``); every other variable's are refused. One pass over the data, in blocks.
 
     Returns
     -------
@@ -298,8 +310,9 @@ def open_era5(
     InputFileError
         Unreadable file, missing variable, unknown units, grid differing between files,
         non-monthly stamps or non-standard calendar, conflicting duplicate months, gaps,
-        ``start``/``end`` not covered, all-NaN months.
+        ``start``/``end`` not covered, all-NaN months, implausible values.
     """
+    policy = as_policy(plausibility)
     paths = resolve_files(source, what="ERA5 (data.era5_dir)")
     by_var: dict[str, list[_Piece]] = defaultdict(list)
     available: set[str] = set()
@@ -334,6 +347,11 @@ def open_era5(
         pieces = by_var[v]
         files = sorted({pc.path for pc in pieces})
         da = _combine(v, pieces)
+        check_values(
+            summarize_many([(pc.data, pc.path, pc.encoding) for pc in pieces], "time"),
+            paths=files, variable=v, units=da.attrs.get("units"), table=spec.accepted, canonical=spec.units,
+            bounds=spec.bounds, policy=policy,
+        )  # fmt: skip
         da = convert_units(da, files, spec.accepted, spec.units, v)
         times = pd.DatetimeIndex(da["time"].values)
         full = pd.date_range(times.min(), times.max(), freq="MS")

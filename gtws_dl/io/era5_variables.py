@@ -3,11 +3,16 @@
 Monthly means of accumulations (tp, e, pev, ssrd, strd) are means of *daily* accumulations, hence
 m -> mm day-1 (x1000) and J m-2 (per day) -> W m-2 (/86400). Each accepted unit maps to
 ``(scale, offset)``: canonical = file value * scale + offset.
+
+``bounds`` (:class:`Bounds`, canonical units) is what :mod:`gtws_dl.io.plausibility` checks every value
+against before the reader converts anything (issue 17: no silent wrong answers).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+_DAYS_PER_MONTH = 30.44  # mean month length: a monthly *total* read as a daily-mean rate is ~30x too large
 
 _M_TO_MM = {
     "m": (1000.0, 0.0),
@@ -40,6 +45,35 @@ _SD = {
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """Plausible values of one variable in its canonical units (checked by :mod:`gtws_dl.io.plausibility`).
+
+    ``lo``/``hi``: every finite value must lie inside (physical range, with a margin for packing noise).
+    ``typical``: ``(statistic, lo, hi)`` on a robust statistic of the values, ``statistic`` one of ``"p99"``
+    (99th percentile), ``"p99abs"`` (99th percentile of |x|), ``"spread"`` (95th minus 5th percentile); catches a
+    wrong scale that stays inside the physical range for most cells. ``hints``: ``(description, scale, offset)``
+    re-interpretations of the canonical values tried (before the other accepted units of the variable) to say
+    which unit the magnitude suggests. ``what``: the quantity, for the message.
+    """
+
+    lo: float
+    hi: float
+    what: str
+    typical: tuple[str, float, float] | None = None
+    hints: tuple[tuple[str, float, float], ...] = ()
+
+
+_CELSIUS = (("degrees Celsius labelled 'K'", 1.0, 273.15),)
+_MONTHLY_TOTAL = (
+    (
+        f"monthly totals (per month, not per day) labelled as a daily-mean rate (÷{_DAYS_PER_MONTH:g})",
+        1.0 / _DAYS_PER_MONTH,
+        0.0,
+    ),
+)
+
+
+@dataclass(frozen=True)
 class Era5Variable:
     """One predictor: CDS long name, canonical units after the reader, accepted file units."""
 
@@ -48,33 +82,116 @@ class Era5Variable:
     units: str
     accepted: dict[str, tuple[float, float]]
     aliases: tuple[str, ...] = ()
+    bounds: Bounds | None = field(default=None, compare=False)
 
 
 #: The 13 ERA5 predictors. Monthly means of accumulations are means of *daily* accumulations,
 #: hence m → mm day⁻¹ (×1000) and J m⁻² (per day) → W m⁻² (÷86400).
 VARIABLES: dict[str, Era5Variable] = {
-    "t2m": Era5Variable("2m_temperature", "2 metre temperature", "K", _K, ("2t", "VAR_2T")),
-    "d2m": Era5Variable("2m_dewpoint_temperature", "2 metre dewpoint temperature", "K", _K, ("2d", "VAR_2D")),
-    "skt": Era5Variable("skin_temperature", "Skin temperature", "K", _K),
-    "sp": Era5Variable("surface_pressure", "Surface pressure", "Pa", _PA),
+    "t2m": Era5Variable(
+        "2m_temperature",
+        "2 metre temperature",
+        "K",
+        _K,
+        ("2t", "VAR_2T"),
+        bounds=Bounds(170.0, 340.0, "monthly-mean 2 metre temperature", hints=_CELSIUS),
+    ),
+    "d2m": Era5Variable(
+        "2m_dewpoint_temperature",
+        "2 metre dewpoint temperature",
+        "K",
+        _K,
+        ("2d", "VAR_2D"),
+        bounds=Bounds(170.0, 340.0, "monthly-mean 2 metre dewpoint", hints=_CELSIUS),
+    ),
+    "skt": Era5Variable(
+        "skin_temperature",
+        "Skin temperature",
+        "K",
+        _K,
+        bounds=Bounds(170.0, 345.0, "monthly-mean skin temperature", hints=_CELSIUS),
+    ),
+    "sp": Era5Variable(
+        "surface_pressure",
+        "Surface pressure",
+        "Pa",
+        _PA,
+        bounds=Bounds(4.0e4, 1.1e5, "surface pressure", hints=(("kPa labelled 'Pa'", 1000.0, 0.0),)),
+    ),
     "u10": Era5Variable(
-        "10m_u_component_of_wind", "10 metre U wind component", "m s-1", _MS, ("10u", "VAR_10U")
+        "10m_u_component_of_wind",
+        "10 metre U wind component",
+        "m s-1",
+        _MS,
+        ("10u", "VAR_10U"),
+        bounds=Bounds(-50.0, 50.0, "monthly-mean 10 m wind component"),
     ),
     "v10": Era5Variable(
-        "10m_v_component_of_wind", "10 metre V wind component", "m s-1", _MS, ("10v", "VAR_10V")
+        "10m_v_component_of_wind",
+        "10 metre V wind component",
+        "m s-1",
+        _MS,
+        ("10v", "VAR_10V"),
+        bounds=Bounds(-50.0, 50.0, "monthly-mean 10 m wind component"),
     ),
-    "tp": Era5Variable("total_precipitation", "Total precipitation", "mm day-1", _M_TO_MM),
-    "e": Era5Variable("evaporation", "Evaporation (negative = from the surface)", "mm day-1", _M_TO_MM),
-    "pev": Era5Variable("potential_evaporation", "Potential evaporation (negative)", "mm day-1", _M_TO_MM),
+    "tp": Era5Variable(
+        "total_precipitation",
+        "Total precipitation",
+        "mm day-1",
+        _M_TO_MM,
+        bounds=Bounds(
+            -0.1, 300.0, "monthly-mean precipitation rate", typical=("p99", -0.1, 60.0), hints=_MONTHLY_TOTAL
+        ),
+    ),
+    "e": Era5Variable(
+        "evaporation",
+        "Evaporation (negative = from the surface)",
+        "mm day-1",
+        _M_TO_MM,
+        bounds=Bounds(
+            -30.0, 10.0, "monthly-mean evaporation rate", typical=("p99abs", 0.0, 20.0), hints=_MONTHLY_TOTAL
+        ),
+    ),
+    "pev": Era5Variable(
+        "potential_evaporation",
+        "Potential evaporation (negative)",
+        "mm day-1",
+        _M_TO_MM,
+        bounds=Bounds(
+            -80.0,
+            25.0,
+            "monthly-mean potential evaporation rate",
+            typical=("p99abs", 0.0, 50.0),
+            hints=_MONTHLY_TOTAL,
+        ),
+    ),
     "ssrd": Era5Variable(
-        "surface_solar_radiation_downwards", "Surface solar radiation downwards", "W m-2", _J_TO_W
+        "surface_solar_radiation_downwards",
+        "Surface solar radiation downwards",
+        "W m-2",
+        _J_TO_W,
+        bounds=Bounds(-1.0, 600.0, "monthly-mean downward solar radiation", hints=_MONTHLY_TOTAL),
     ),
     "strd": Era5Variable(
-        "surface_thermal_radiation_downwards", "Surface thermal radiation downwards", "W m-2", _J_TO_W
+        "surface_thermal_radiation_downwards",
+        "Surface thermal radiation downwards",
+        "W m-2",
+        _J_TO_W,
+        bounds=Bounds(50.0, 550.0, "monthly-mean downward thermal radiation", hints=_MONTHLY_TOTAL),
     ),
     "swvl1": Era5Variable(
-        "volumetric_soil_water_layer_1", "Volumetric soil water layer 1 (0-7 cm)", "m3 m-3", _VOL
+        "volumetric_soil_water_layer_1",
+        "Volumetric soil water layer 1 (0-7 cm)",
+        "m3 m-3",
+        _VOL,
+        bounds=Bounds(-0.01, 1.0, "volumetric soil water", hints=(("percent labelled 'm3 m-3'", 0.01, 0.0),)),
     ),
-    "sd": Era5Variable("snow_depth", "Snow depth (water equivalent)", "mm", _SD),
+    "sd": Era5Variable(
+        "snow_depth",
+        "Snow depth (water equivalent)",
+        "mm",
+        _SD,
+        bounds=Bounds(-1.0, 1.0e5, "snow depth (water equivalent)"),
+    ),
 }
 _ALIAS = {a: k for k, v in VARIABLES.items() for a in v.aliases}

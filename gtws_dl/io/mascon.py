@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,7 @@ import xarray as xr
 from gtws_dl.conventions import BASELINE, CENTRES
 from gtws_dl.io._common import convert_units, covered, decode_time, open_nc, probe_read
 from gtws_dl.io.errors import input_error, missing_variable
+from gtws_dl.io.plausibility import Policy, check_array
 from gtws_dl.io.regrid import to_canonical
 
 LOGGER = logging.getLogger(__name__)
@@ -49,6 +52,77 @@ _LWE_UNITS = {
     "kg m-2": (1.0, 0.0),
     "kg/m2": (1.0, 0.0),
 }
+
+
+# ------------------------------------------------------------------------------------------- identity
+# Which centre a file says it is from: markers in its global attributes and the real products' file names.
+_CENTRE_MARKERS = {
+    "jpl": r"(?<![A-Za-z])JPL(?![A-Za-z])|Jet\s+Propulsion\s+Laboratory",
+    "csr": r"(?<![A-Za-z])(UT)?CSR(?![A-Za-z])|Center\s+for\s+Space\s+Research",
+    "gsfc": r"(?<![A-Za-z])GSFC(?![A-Za-z])|Goddard",
+    "gfz": r"(?<![A-Za-z])GFZ(?![A-Za-z])|GeoForschungsZentrum|German\s+Research\s+Centre\s+for\s+Geosciences",
+    "itsg": r"(?<![A-Za-z])ITSG(?![A-Za-z])|Graz\s+University",
+}
+_IDENTITY_ATTRS = ("title", "institution", "creator_institution", "source", "product_version", "product_name")
+_FILE_NAMES = {  # the real products' file-name conventions
+    "jpl": r"^GRCTellus\.JPL\.",  # GRCTellus.JPL.200204_202412.GLO.RL06.3M.MSCNv04CRI.nc
+    "csr": r"^(CSR_GRACE|GRCTellus\.CSR\.)",  # CSR_GRACE_GRACE-FO_RL0603_Mascons_all-corrections.nc
+    "gsfc": r"^gsfc\.glb",  # gsfc.glb_.200204_202412_rl06v2.0_obp-ice6gd_halfdegree.nc
+    "gfz": r"^GRCTellus\.GFZ\.",
+}
+_LABEL = {"jpl": "JPL", "csr": "CSR", "gsfc": "GSFC", "gfz": "GFZ", "itsg": "ITSG"}
+
+
+def centres_named(text: str) -> set[str]:
+    """Centres (``jpl``, ``csr``, ``gsfc``, ``gfz``, ``itsg``) a metadata string names."""
+    return {c for c, rx in _CENTRE_MARKERS.items() if re.search(rx, text, flags=re.IGNORECASE)}
+
+
+def centre_of_name(name: str) -> str | None:
+    """The centre whose product file-name convention ``name`` (a base name) follows, else None."""
+    return next((c for c, rx in _FILE_NAMES.items() if re.search(rx, name, flags=re.IGNORECASE)), None)
+
+
+def check_centre(ds: xr.Dataset, path, centre: str) -> None:
+    """Refuse a mascon file whose own metadata (or file name) says it is another centre's product.
+
+    The global attributes ``title``, ``institution``, ``creator_institution``, ``source``,
+    ``product_version``, ``product_name`` are searched for centre names; when they name ``centre`` the
+    file is accepted, when they name only other centres it is refused. Without a centre in the
+    metadata the file name decides (the real products' conventions); a file that names no centre at
+    all is accepted with a warning (files from other sources exist).
+    """
+    attrs = {k: str(ds.attrs[k]) for k in _IDENTITY_ATTRS if k in ds.attrs}
+    named: dict[str, set[str]] = {k: centres_named(v) for k, v in attrs.items()}
+    meta = set().union(*named.values()) if named else set()
+    by_name = centre_of_name(Path(path).name) or centre_of_name(Path(str(ds.attrs.get("filename", ""))).name)
+    key = f"data.grace.{centre}"
+    shown = ", ".join(f"{k}={v[:80]!r}" for k, v in attrs.items() if named[k]) or "no centre in its attributes"
+    if meta and centre not in meta:
+        others = sorted(meta)
+        fix = (f"; give it as data.grace.{others[0]} instead" if len(others) == 1 and others[0] in CENTRES else "")
+        raise input_error(
+            path,
+            None,
+            f"the {_LABEL[centre]} mascon product (given as {key})",
+            f"a {'/'.join(_LABEL[c] for c in others)} file according to its metadata ({shown})",
+            hint=f"point {key} at the {_LABEL[centre]} file{fix}",
+        )
+    if not meta and by_name is not None and by_name != centre:
+        fix = f"; give it as data.grace.{by_name} instead" if by_name in CENTRES else ""
+        raise input_error(
+            path,
+            None,
+            f"the {_LABEL[centre]} mascon product (given as {key})",
+            f"a {_LABEL[by_name]} file according to its name ({Path(path).name}; its attributes name no centre)",
+            hint=f"point {key} at the {_LABEL[centre]} file{fix}",
+        )
+    if meta and by_name is not None and by_name != centre:
+        LOGGER.warning("%s: its metadata names %s (%s) but its name follows the %s convention; read as %s",
+                       path, _LABEL[centre], shown, _LABEL[by_name], _LABEL[centre])
+    if not meta and by_name is None:
+        LOGGER.warning("%s: neither its metadata nor its file name names a GRACE centre; read as %s (%s) as "
+                       "given — check that it is the %s product", path, _LABEL[centre], key, _LABEL[centre])
 
 
 def _canonical_field(ds: xr.Dataset, name: str, path) -> xr.DataArray:
@@ -188,6 +262,7 @@ def open_mascon(
     land_mask: str | os.PathLike | xr.DataArray | None = None,
     baseline: tuple[str, str] | None = BASELINE,
     window: tuple[str, str] | None = None,
+    plausibility: Policy | list[str] | None = None,
 ) -> xr.DataArray:
     """Read one mascon file into monthly TWSA (mm) on its native grid, canonical layout.
 
@@ -205,6 +280,10 @@ def open_mascon(
         Re-reference to the per-cell mean over the months present in this window.
     window : (first month, last month), optional
         Keep only these months; a window with no month in the file raises.
+    plausibility : Policy or list of names, optional
+        ``["lwe_thickness"]`` (or ``["all"]``) only logs what :mod:`gtws_dl.io.plausibility` finds (undeclared
+        fill sentinels such as -99999, |TWSA| > 10 m, a 5-95 % spread outside 5..2000 mm, e.g. metres labelled
+        ``cm``); otherwise it is refused. Checked on the values as read, before any conversion.
 
     Returns
     -------
@@ -215,9 +294,10 @@ def open_mascon(
     centre = centre.lower()
     if centre not in CENTRES:
         raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
-    ds = open_nc(path)
+    ds = open_nc(path, variable="lwe_thickness")
     if "lwe_thickness" not in ds.data_vars:
         raise missing_variable(path, "lwe_thickness", list(ds.data_vars))
+    check_centre(ds, path, centre)
     tname = "time"
     da = ds["lwe_thickness"]
     if tname not in da.dims:
@@ -225,8 +305,11 @@ def open_mascon(
     probe_read(path, da, tname)
     mid = decode_time(ds[tname], path)
     bnds = _bounds(ds, tname, path)
+    raw = da.load().copy(deep=False)  # read once: converted in memory below; the value checks reuse it
     da = convert_units(da, path, _LWE_UNITS, "mm", "lwe_thickness")
     da = _canonical_field(da.to_dataset(name="lwe_thickness"), "lwe_thickness", path)
+    check_array(raw, tname, path=path, variable="lwe_thickness", table=_LWE_UNITS, canonical="mm",
+                policy=plausibility)  # fmt: skip  (file units, after the layout checks, before any use)
     da = da.transpose("time", "lat", "lon").astype(np.float64)  # GSFC may store (lat, lon, time)
     da = da.drop_vars([c for c in da.coords if c not in ("time", "lat", "lon")])
     months, frac = assign_months(mid, bnds)

@@ -35,6 +35,7 @@ from gtws_dl.io._common import (
     require_variable,
 )
 from gtws_dl.io.errors import input_error
+from gtws_dl.io.plausibility import Policy, check_array
 from gtws_dl.io.regrid import to_canonical
 
 LOGGER = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ FRACTION_UNITS = {
 }
 
 
-def _open_gridded(path, var: str, units: dict, canonical: str, *, annual: bool = False) -> xr.DataArray:
+def _open_gridded(
+    path, var: str, units: dict, canonical: str, *, annual: bool = False, plausibility: Policy | list | None = None
+) -> xr.DataArray:
     ds = open_nc(path)
     name = require_variable(ds, var, path)
     da = ds[name]
@@ -74,6 +77,8 @@ def _open_gridded(path, var: str, units: dict, canonical: str, *, annual: bool =
     else:
         labels = floor_months(stamps)
         check_monthly(labels, path, var)
+    da = da.load()  # read once: converted and regridded in memory below; the plausibility checks reuse it
+    check_array(da, tname, path=path, variable=var, table=units, canonical=canonical, policy=plausibility)
     da = convert_units(da, path, units, canonical, var)
     da = to_canonical(da.assign_coords(time=labels))
     if "lat" not in da.dims or "lon" not in da.dims:
@@ -85,22 +90,32 @@ def _open_gridded(path, var: str, units: dict, canonical: str, *, annual: bool =
     return da
 
 
-def open_lai(path: str | os.PathLike) -> xr.DataArray:
-    """Leaf area index ``LAI`` (time, lat, lon), m² m⁻², month-start time, canonical grid."""
-    return _open_gridded(path, "LAI", LAI_UNITS, "m2 m-2").transpose("time", "lat", "lon")
+def open_lai(path: str | os.PathLike, *, plausibility: Policy | list | None = None) -> xr.DataArray:
+    """Leaf area index ``LAI`` (time, lat, lon), m² m⁻², month-start time, canonical grid.
+
+    Values are checked by :mod:`gtws_dl.io.plausibility` (undeclared fill sentinels, range -1..15);
+    ``plausibility=["LAI"]`` only logs the findings.
+    """
+    return _open_gridded(path, "LAI", LAI_UNITS, "m2 m-2", plausibility=plausibility).transpose("time", "lat", "lon")
 
 
-def open_sif(path: str | os.PathLike) -> xr.DataArray:
-    """Solar-induced fluorescence ``SIF`` (time, lat, lon), mW m⁻² nm⁻¹ sr⁻¹, canonical grid."""
-    return _open_gridded(path, "SIF", SIF_UNITS, "mW m-2 nm-1 sr-1").transpose("time", "lat", "lon")
+def open_sif(path: str | os.PathLike, *, plausibility: Policy | list | None = None) -> xr.DataArray:
+    """Solar-induced fluorescence ``SIF`` (time, lat, lon), mW m⁻² nm⁻¹ sr⁻¹, canonical grid.
+
+    Values are checked by :mod:`gtws_dl.io.plausibility` (undeclared fill sentinels, range -2..5);
+    ``plausibility=["SIF"]`` only logs the findings.
+    """
+    return _open_gridded(path, "SIF", SIF_UNITS, "mW m-2 nm-1 sr-1", plausibility=plausibility).transpose(
+        "time", "lat", "lon"
+    )
 
 
-def open_landcover(path: str | os.PathLike) -> xr.DataArray:
+def open_landcover(path: str | os.PathLike, *, plausibility: Policy | list | None = None) -> xr.DataArray:
     """Land-cover fractions ``land_cover_fraction`` (time, class, lat, lon), 0..1, annual.
 
     ``time`` is Jan 1 of each year; ``class`` holds the class names. Percent inputs are /100.
     """
-    da = _open_gridded(path, "land_cover_fraction", FRACTION_UNITS, "1", annual=True)
+    da = _open_gridded(path, "land_cover_fraction", FRACTION_UNITS, "1", annual=True, plausibility=plausibility)
     if "class" not in da.dims:
         raise input_error(path, "land_cover_fraction", "a 'class' dimension", f"dims {da.dims}")
     if "class" in da.coords:

@@ -1,6 +1,6 @@
 """Honest baselines on the same cube and the same blocked split as the networks.
 
-Every baseline takes the cube's land cells as arrays (a :class:`Cells`, e.g. :class:`gtws_dl.cells.CubeCells`
+Every baseline takes the cube's land cells as arrays (a :class:`gtws_dl.cells.CubeCells`
 from :func:`gtws_dl.cells.load_cells`), fits on the training GRACE months of :func:`gtws_dl.split.time_split`
 only and returns its prediction of every month of the record, (target, time, cell) mm; it reads and writes no
 file. :func:`gtws_dl.experiments.baselines.run_baseline` fits one and writes its reconstruction store in the
@@ -27,43 +27,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
+from gtws_dl.cells import CubeCells
 from gtws_dl.seasonal import fit_seasonal_trend, ridge_per_cell
-from gtws_dl.split import Split
 
 LOGGER = logging.getLogger(__name__)
 KINDS = ("climatology", "grace_rec", "gbt")
-
-
-class Cells(Protocol):
-    """What the baselines read: the cube over land cells, as arrays (:class:`gtws_dl.cells.CubeCells` is one).
-
-    ``X`` (time, channel, cell) raw predictors, ``Y`` (target, time, cell) mm; ``land`` (lat, lon) bool with
-    ``lat``/``lon`` its axes; ``mean``/``std`` the cube's per-channel normalisation statistics.
-    """
-
-    X: np.ndarray
-    Y: np.ndarray
-    channels: list[str]
-    times: pd.DatetimeIndex
-    land: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    split: Split
-
-    @property
-    def t_years(self) -> np.ndarray: ...
-
-    @property
-    def months(self) -> np.ndarray: ...
-
-    def train_mask(self) -> np.ndarray: ...
 
 
 # ----------------------------------------------------------------------------------------- building blocks
@@ -89,7 +60,7 @@ def decayed(x: np.ndarray, taus) -> np.ndarray:
     return out
 
 
-def _stats_months(cells: Cells) -> np.ndarray:
+def _stats_months(cells: CubeCells) -> np.ndarray:
     """Months used for predictor climatologies: the training period (predictors exist every month)."""
     s = cells.split
     ref = np.zeros(len(cells.times), bool)
@@ -97,7 +68,7 @@ def _stats_months(cells: Cells) -> np.ndarray:
     return ref
 
 
-def forcing_memory(cells: Cells, *, p_taus, t_taus, p_channel: str = "tp",
+def forcing_memory(cells: CubeCells, *, p_taus, t_taus, p_channel: str = "tp",
                    t_channel: str | None = "t2m") -> np.ndarray:
     """Decayed precipitation and temperature anomalies, normalised: (time, cell, features)."""
     ref = _stats_months(cells)
@@ -112,13 +83,13 @@ def forcing_memory(cells: Cells, *, p_taus, t_taus, p_channel: str = "tp",
 
 
 # ----------------------------------------------------------------------------------------- models
-def predict_climatology(cells: Cells, *, trend: str = "hold") -> np.ndarray:
+def predict_climatology(cells: CubeCells, *, trend: str = "hold") -> np.ndarray:
     """(target, time, cell) mm: per-cell monthly climatology + linear trend."""
     train = cells.train_mask()
     return np.stack([fit_seasonal_trend(y, cells.t_years, cells.months, train, trend=trend) for y in cells.Y])
 
 
-def predict_grace_rec(cells: Cells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
+def predict_grace_rec(cells: CubeCells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
                       lam: float = 1e-2, p_channel: str = "tp", t_channel: str | None = "t2m") -> np.ndarray:
     """(target, time, cell) mm: seasonal + trend + ridge on decayed P/T anomalies of the residual."""
     train = cells.train_mask()
@@ -134,7 +105,7 @@ def predict_grace_rec(cells: Cells, *, trend: str = "hold", p_taus=(1, 3, 6, 12,
     return np.stack(out)
 
 
-def _gbt_features(cells: Cells, mem: np.ndarray, base: np.ndarray, scale: np.ndarray, sl,
+def _gbt_features(cells: CubeCells, mem: np.ndarray, base: np.ndarray, scale: np.ndarray, sl,
                   lags=(1, 2, 3), p_channel: str = "tp") -> np.ndarray:
     """Rows (time × cell, features) for months ``sl``: normalised predictors, lagged tp, decayed P/T
     anomalies, calendar month, the cell's fitted seasonal+trend value in units of its scale, lat/lon."""
@@ -156,7 +127,7 @@ def _gbt_features(cells: Cells, mem: np.ndarray, base: np.ndarray, scale: np.nda
     return np.concatenate(parts, axis=2).reshape(len(t_idx) * n, -1).astype(np.float32)
 
 
-def predict_gbt(cells: Cells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
+def predict_gbt(cells: CubeCells, *, trend: str = "hold", p_taus=(1, 3, 6, 12, 24), t_taus=(3, 12),
                 max_rows: int = 300_000, n_estimators: int = 150, learning_rate: float = 0.1,
                 num_leaves: int = 31, seed: int = 0, n_jobs: int = 2, min_scale_mm: float = 10.0,
                 block: int = 120, p_channel: str = "tp", t_channel: str | None = "t2m") -> np.ndarray:

@@ -28,6 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl import __version__
+from gtws_dl.diskspace import disk_full_is_an_error
 from gtws_dl.grid import EARTH_RADIUS_M, Grid
 from gtws_dl.lock import remove_stale_temps
 from gtws_dl.post.manifest import check_product, set_aside
@@ -266,15 +267,16 @@ def write_twsa_product(
     _clean_stale(path.parent, zarr_path(path).name)
     set_aside(path.parent)  # the folder's manifest no longer vouches for it until the publication ends
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, netcdf=True))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    LOGGER.info("wrote %s", path)
-    if zarr_copy:
-        _write_zarr_atomic(ds, zarr_path(path))
+    with disk_full_is_an_error(path, what="product", config_key="paths.products_dir"):
+        try:
+            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, netcdf=True))
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        LOGGER.info("wrote %s", path)
+        if zarr_copy:
+            _write_zarr_atomic(ds, zarr_path(path))
     return path
 
 

@@ -9,6 +9,7 @@ Then ``gtws_dl_regional_series.xlsx`` is (re)written from every product present 
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ import xarray as xr
 
 from gtws_dl import __version__
 from gtws_dl.conventions import BASELINE, CENTRES
-from gtws_dl.cube.store import cube_member
+from gtws_dl.cube.store import _read_manifest_text, cube_member
 from gtws_dl.grid import Grid
 from gtws_dl.post.products import read_product, write_twsa_product
 from gtws_dl.post.regions import region_masks
@@ -58,6 +59,7 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     t_years = decimal_year(times)
     in_base = (times >= pd.Timestamp(baseline[0])) & (times <= pd.Timestamp(baseline[1]) + pd.offsets.MonthEnd(0))
     period = products.get("decompose_period")
+    sources = _period_sources(cube_dir)
     written: dict[str, Path] = {}
     for centre in [str(c) for c in ds["target"].values]:
         twsa = ds["twsa"].sel(target=centre).values.astype(np.float32)
@@ -72,11 +74,14 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
             "gtws_dl_version": __version__,
             "target_centre": centre,
             "anomaly_baseline": f"{baseline[0]} to {baseline[1]}",
+            "time_coverage_start": f"{times[0]:%Y-%m}",  # the record (ACDD), chosen from the data or data.start/end
+            "time_coverage_end": f"{times[-1]:%Y-%m}",
             "training_period": " to ".join(train_period or []),
             "validation_period": " to ".join(val_period or []),
             "normalisation_period": " to ".join(stats_period or []),
             "predictors": ", ".join(channels),
             "model_window_months": int(window),
+            "period_sources": sources,
             "config": _short_config(config),
         }
         p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
@@ -122,6 +127,18 @@ def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.nd
         "license": "CC-BY-4.0",
     }
     return write_series_xlsx(sheets, products_dir / "gtws_dl_regional_series.xlsx", readme=readme)
+
+
+def _period_sources(cube_dir: str | Path) -> str:
+    """``record: data, stats: data, ...``: where the cube's periods came from (``manifest["periods"]``), "" for a
+    cube without them."""
+    try:
+        text = _read_manifest_text(cube_dir)
+        periods = (json.loads(text) if text else {}).get("periods") or {}
+    except (OSError, ValueError):
+        return ""
+    return ", ".join(f"{name}: {p.get('from', '?')}" for name, p in periods.items()
+                     if not name.startswith(("grace_", "era5")))
 
 
 def _short_config(config: Mapping | None) -> str:

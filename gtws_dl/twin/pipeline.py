@@ -7,6 +7,7 @@ which holds the truth of the GRACE era (2002 onward) on the twin grid.
 from __future__ import annotations
 
 import calendar
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -62,6 +63,27 @@ def _month_days(months: np.ndarray) -> np.ndarray:
     return np.array([calendar.monthrange(int(str(m)[:4]), int(str(m)[5:7]))[1] for m in months], dtype=float)
 
 
+def twin_config(config: TwinConfig | Mapping | None = None, **overrides: Any) -> TwinConfig:
+    """A :class:`TwinConfig` from a config or mapping plus keyword overrides."""
+    if isinstance(config, TwinConfig) and not overrides:
+        return config
+    return TwinConfig.from_mapping(config.to_dict() if isinstance(config, TwinConfig) else config, **overrides)
+
+
+def complete_twin(out_dir: str | Path, grid: Grid, cfg: TwinConfig) -> dict | None:
+    """The manifest of the twin in ``out_dir`` when it is complete and made by this grid and config, else None
+    (:func:`generate` would (re)write it)."""
+    out = Path(out_dir)
+    man_path = out / "twin_manifest.json"
+    if not man_path.exists():
+        return None
+    old = json.loads(man_path.read_text())
+    fp = cfg.fingerprint({"grid": [grid.res, grid.bbox], "twin_version": TWIN_VERSION})
+    if old.get("fingerprint") == fp and all((out / f).exists() for f in old.get("files", [])):
+        return old
+    return None
+
+
 def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig | Mapping | None = None,
              **overrides: Any) -> dict[str, Any]:
     """Generate the twin Earth under ``out_dir`` and return its manifest (also written as JSON).
@@ -72,19 +94,15 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
     grid : twin grid (default: 2 deg global)
     config : TwinConfig or a mapping of its options; ``overrides`` are applied on top
     """
-    cfg = config if isinstance(config, TwinConfig) and not overrides else TwinConfig.from_mapping(
-        config.to_dict() if isinstance(config, TwinConfig) else config, **overrides)
+    cfg = twin_config(config, **overrides)
     grid = grid or Grid(2.0)
     out = Path(out_dir)
     man_path = out / "twin_manifest.json"
     fp = cfg.fingerprint({"grid": [grid.res, grid.bbox], "twin_version": TWIN_VERSION})
-    if man_path.exists() and not cfg.overwrite:
-        import json
-
-        old = json.loads(man_path.read_text())
-        if old.get("fingerprint") == fp and all((out / f).exists() for f in old.get("files", [])):
-            LOGGER.info("twin Earth already complete in %s (fingerprint %s); skipping", out, fp)
-            return old
+    old = None if cfg.overwrite else complete_twin(out, grid, cfg)
+    if old is not None:
+        LOGGER.info("twin Earth already complete in %s (fingerprint %s); skipping", out, fp)
+        return old
     t_start = time.perf_counter()
     (out / "era5").mkdir(parents=True, exist_ok=True)
     (out / "grace").mkdir(parents=True, exist_ok=True)

@@ -321,6 +321,17 @@ class GridFile:
 
 
 # --------------------------------------------------------------------------------------------- mascons
+# the real products' global attributes (io.mascon.check_centre checks a file against the centre it is given as)
+MASCON_TITLES = {
+    "jpl": "JPL GRACE and GRACE-FO MASCON RL06.3Mv04 CRI",
+    "csr": "CSR GRACE and GRACE-FO MASCON RL0603",
+    "gsfc": "GSFC GRACE and GRACE-FO RL06 v2.0 mascons (OBP, ICE6G-D)",
+}
+MASCON_INSTITUTIONS = {
+    "jpl": "NASA/JPL",
+    "csr": "The University of Texas - Center for Space Research (CSR)",
+    "gsfc": "NASA Goddard Space Flight Center",
+}
 MASCON_NAMES = {
     "jpl": "GRCTellus.JPL.{a}_{b}.GLO.RL06.3M.MSCNv04CRI.nc",
     "csr": "CSR_GRACE_GRACE-FO_RL0603_Mascons_all-corrections.nc",
@@ -347,8 +358,8 @@ def write_mascon(folder: Path, centre: str, grid: Grid, months: np.ndarray, time
     dtype = "f8" if centre == "jpl" else "f4"
     fill = -99999.0 if centre == "jpl" else np.float32(np.nan)
     with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
-        ds.setncatts({"Conventions": "CF-1.6", "title": f"{centre.upper()} GRACE/GRACE-FO mascon (gtws_dl twin Earth)",
-                      "institution": {"jpl": "NASA/JPL", "csr": "UT Austin/CSR", "gsfc": "NASA/GSFC"}[centre],
+        ds.setncatts({"Conventions": "CF-1.6", "title": MASCON_TITLES[centre],
+                      "institution": MASCON_INSTITUTIONS[centre],
                       "time_mean_removed": "2004.000 to 2009.999", "source": "gtws_dl twin Earth (synthetic)",
                       "time_coverage_start": str(months[0]), "time_coverage_end": str(months[-1])})
         if centre == "jpl":

@@ -1,0 +1,418 @@
+"""Plausibility of the values at the reader edge (issue 17): no silent wrong answers.
+
+Every reader summarises the values it is about to convert (file units, after CF masking and unpacking) and checks
+three classes of fault before anything is converted or written, raising
+:class:`~gtws_dl.io.errors.InputFileError` naming the file(s), the variable, the range found and the range expected:
+
+1. **sentinel**: finite values equal to a common fill value (:data:`SENTINELS`, and −32767 after unpacking an
+   int16 variable) that the file does not declare as ``_FillValue``/``missing_value`` (declared ones are already
+   NaN after CF masking), or ±Inf. The message gives the sentinel, its count and the files holding it.
+2. **magnitude**: a finite value outside the physical range :class:`~gtws_dl.io.era5_variables.Bounds` of the
+   variable (canonical units), or a robust statistic (99th percentile, 5–95 % spread) outside its typical range.
+3. **unit-label contradiction**: a magnitude fault that disappears when the values are read in another unit the
+   variable accepts (``cm`` → ``m``) or under a known mix-up (monthly totals read as daily means, °C as K): the
+   message says which unit the magnitude suggests.
+
+Cost: :func:`summarize` reads the data once in blocks of :data:`BLOCK_MONTHS` time steps (exact min/max, sentinel
+and Inf counts) and keeps a strided sample of at most :data:`SAMPLE_PER_PIECE` finite values per file for the
+percentiles; memory is one batch. Arrays the reader holds in memory anyway (mascons, vegetation) are not re-read.
+
+Bypass: only by name, ``data.plausibility.skip=[tp]`` (or ``[all]``) through :class:`Policy`; a waived finding is
+logged as a WARNING and recorded (the cube builder writes the policy into ``manifest["plausibility"]``).
+
+Size: the three fault classes share one summary pass and one message builder; split, they would re-read the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import dask
+import dask.array
+import numpy as np
+import xarray as xr
+
+from gtws_dl.io._common import norm_units
+from gtws_dl.io.era5_variables import VARIABLES, Bounds
+from gtws_dl.io.errors import InputFileError, describe_files, input_error
+
+LOGGER = logging.getLogger(__name__)
+
+#: Fill values that appear in files without being declared (netCDF default fills, CMIP 1e20, float32 max, ...).
+SENTINELS: tuple[float, ...] = (
+    -9999.0,
+    -99999.0,
+    -999999.0,
+    -999.0,
+    -32767.0,
+    -32768.0,
+    9.969209968386869e36,
+    -9.969209968386869e36,
+    1.0e20,
+    -1.0e20,
+    3.4028234663852886e38,
+    -3.4028234663852886e38,
+)
+_INT_SENTINELS = {np.dtype("int16"): (-32767,)}  # packed: the netCDF default short fill, after unpacking
+BLOCK_MONTHS = 12
+SAMPLE_PER_PIECE = 250_000
+BATCH_VALUES = 1 << 25  # values read per dask.compute (128 MB of float32)
+
+#: Bounds of the non-ERA5 inputs, canonical units (see docs/RELIABILITY.md, "Plausibility (issue 17)").
+#: TWSA: |x| <= 10 m w.e. covers the ice-sheet and glacier mascons (Greenland/Alaska trends reach about
+#: -150 mm/yr, i.e. -3000 mm after 20 years; twice that margin); the 5-95 % spread of a GRACE grid (seasonal
+#: cycle, ocean and land) is 50..1000 mm, so a spread under 5 mm or above 2000 mm is a wrong scale.
+OTHER_BOUNDS: dict[str, Bounds] = {
+    "lwe_thickness": Bounds(-1.0e4, 1.0e4, "TWSA (liquid water equivalent thickness)",
+                            typical=("spread", 5.0, 2000.0)),
+    "LAI": Bounds(-1.0, 15.0, "leaf area index",
+                  hints=(("LAI x10 (a scale_factor of 0.1 not applied)", 0.1, 0.0),
+                         ("LAI x100 (a scale_factor of 0.01 not applied)", 0.01, 0.0))),
+    "SIF": Bounds(-2.0, 5.0, "monthly-mean solar-induced fluorescence",
+                  hints=(("SIF x1000 (e.g. uW labelled mW)", 0.001, 0.0),)),
+    "land_cover_fraction": Bounds(-1.0e-3, 1.001, "land-cover class fraction",
+                                  hints=(("percent labelled as a fraction", 0.01, 0.0),)),
+}
+
+#: Names ``data.plausibility.skip`` accepts (case-insensitive), besides ``all``.
+KNOWN: tuple[str, ...] = (*VARIABLES, *OTHER_BOUNDS)
+
+_STAT_NAME = {"p99": "99th percentile", "p99abs": "99th percentile of |x|",
+              "spread": "robust spread (95th minus 5th percentile)"}
+
+
+def bounds_of(variable: str) -> Bounds:
+    """The :class:`Bounds` of an ERA5 short name or of ``lwe_thickness``/``LAI``/``SIF``/``land_cover_fraction``."""
+    if variable in VARIABLES and VARIABLES[variable].bounds is not None:
+        return VARIABLES[variable].bounds
+    return OTHER_BOUNDS[variable]
+
+
+# --------------------------------------------------------------------------------------------- policy
+@dataclass
+class Policy:
+    """Which variables' checks are waived (``data.plausibility.skip``) and what was waived."""
+
+    skip: tuple[str, ...] = ()
+    waived: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_names(cls, names: Iterable[str] | None, *, key: str = "data.plausibility.skip") -> Policy:
+        """Validate the names (ERA5 short names, ``lwe_thickness``, ``LAI``, ``SIF``, ``land_cover_fraction``
+        or ``all``, case-insensitive); an unknown name is a ``ValueError`` naming the key."""
+        if isinstance(names, str):
+            names = [names]
+        out = []
+        known = {k.lower(): k for k in KNOWN}
+        for n in names or ():
+            s = str(n).strip()
+            if s.lower() == "all":
+                out.append("all")
+            elif s.lower() in known:
+                out.append(known[s.lower()])
+            else:
+                raise ValueError(f"config key {key}: unknown variable {s!r}; expected 'all' or names of "
+                                 f"{list(KNOWN)}, e.g. {key}=[tp]")
+        return cls(skip=tuple(dict.fromkeys(out)))
+
+    def skips(self, variable: str) -> bool:
+        return "all" in self.skip or variable.lower() in {s.lower() for s in self.skip}
+
+    def record(self) -> dict:
+        """What the cube manifest stores under ``plausibility``."""
+        return {"skip": list(self.skip), "waived": list(self.waived),
+                "checks": "undeclared fill sentinels, physical bounds, typical magnitude, unit label vs magnitude "
+                          "(gtws_dl/io/plausibility.py)"}
+
+
+def as_policy(obj: Policy | Iterable[str] | None) -> Policy:
+    return obj if isinstance(obj, Policy) else Policy.from_names(obj)
+
+
+# --------------------------------------------------------------------------------------------- summary
+@dataclass
+class Summary:
+    """What the checks need of one variable: exact extremes and counts, a strided sample for percentiles."""
+
+    n_finite: int = 0
+    n_inf: int = 0
+    vmin: float = math.inf
+    vmax: float = -math.inf
+    sentinels: dict[float, int] = field(default_factory=dict)
+    sentinel_files: dict[float, list[str]] = field(default_factory=dict)
+    inf_files: list[str] = field(default_factory=list)
+    declared: dict[str, str] = field(default_factory=dict)  # file -> declared fills
+    sample: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @staticmethod
+    def merge(parts: Sequence[Summary]) -> Summary:
+        out = Summary()
+        for p in parts:
+            out.n_finite += p.n_finite
+            out.n_inf += p.n_inf
+            out.vmin, out.vmax = min(out.vmin, p.vmin), max(out.vmax, p.vmax)
+            for s, c in p.sentinels.items():
+                out.sentinels[s] = out.sentinels.get(s, 0) + c
+                out.sentinel_files.setdefault(s, []).extend(p.sentinel_files.get(s, []))
+            out.inf_files.extend(p.inf_files)
+            out.declared.update(p.declared)
+        out.sample = np.concatenate([p.sample for p in parts]) if parts else np.empty(0)
+        return out
+
+
+def _declared(encoding: Mapping) -> str:
+    fills = {k: encoding.get(k) for k in ("_FillValue", "missing_value") if encoding.get(k) is not None}
+    return ", ".join(f"{k}={_num(v)}" for k, v in fills.items()) or "no _FillValue/missing_value"
+
+
+def _num(v) -> str:
+    a = np.asarray(v).ravel()
+    return "/".join(f"{float(x):g}" for x in a) if a.size else "[]"
+
+
+class _Accumulator:
+    """Summary of one file's variable, fed block by block."""
+
+    def __init__(self, shape: tuple[int, ...], *, path, encoding: Mapping) -> None:
+        enc = dict(encoding)
+        self.path = str(path)
+        self.sentinels = list(SENTINELS)
+        self.tol = {s: abs(s) * 1e-6 for s in self.sentinels}
+        dtype = enc.get("dtype")
+        if dtype is not None and np.dtype(dtype) in _INT_SENTINELS and ("scale_factor" in enc or "add_offset" in enc):
+            scale, offset = float(enc.get("scale_factor", 1.0)), float(enc.get("add_offset", 0.0))
+            declared = {float(x) for k in ("_FillValue", "missing_value") if enc.get(k) is not None
+                        for x in np.asarray(enc[k]).ravel()}
+            for raw in _INT_SENTINELS[np.dtype(dtype)]:
+                s = offset + scale * raw
+                # declared -> already NaN; skip where float32 cannot tell it from the packed minimum (raw + 1)
+                if raw not in declared and abs(s) * 1.2e-7 < abs(scale) * 0.25:
+                    self.sentinels.append(s)
+                    self.tol[s] = abs(scale) * 0.25
+        total = int(np.prod(shape)) if len(shape) else 1
+        self.stride = max(1, math.ceil(total / SAMPLE_PER_PIECE))
+        self.out = Summary(declared={self.path: _declared(enc)})
+        self.samples: list[np.ndarray] = []
+        self.pos = 0  # flat position of the next sampled finite value, so the stride spans blocks
+
+    def add(self, block: np.ndarray) -> None:
+        out = self.out
+        x = np.asarray(block, dtype=np.float64).ravel()
+        n_inf = int(np.count_nonzero(np.isinf(x)))
+        v = x[np.isfinite(x)]
+        if n_inf:
+            out.n_inf += n_inf
+            if self.path not in out.inf_files:
+                out.inf_files.append(self.path)
+        if v.size == 0:
+            return
+        out.n_finite += v.size
+        lo, hi = float(v.min()), float(v.max())
+        out.vmin, out.vmax = min(out.vmin, lo), max(out.vmax, hi)
+        for s in self.sentinels:
+            if lo - self.tol[s] <= s <= hi + self.tol[s]:
+                c = int(np.count_nonzero(np.abs(v - s) <= self.tol[s]))
+                if c:
+                    out.sentinels[s] = out.sentinels.get(s, 0) + c
+                    if self.path not in out.sentinel_files.setdefault(s, []):
+                        out.sentinel_files[s].append(self.path)
+        self.samples.append(v[(-self.pos) % self.stride :: self.stride])
+        self.pos += v.size
+
+    def result(self) -> Summary:
+        self.out.sample = np.concatenate(self.samples) if self.samples else np.empty(0)
+        return self.out
+
+
+def summarize_many(items: Sequence[tuple[xr.DataArray, object, Mapping | None]], time_dim: str | None,
+                   *, batch_values: int = BATCH_VALUES) -> list[Summary]:
+    """:func:`summarize` of several ``(da, path, encoding)`` (e.g. one variable's per-year files): blocks of
+    :data:`BLOCK_MONTHS` steps are read together, one ``dask.compute`` per ``batch_values`` values, so many
+    small files cost one scheduler pass, not one each; memory stays one batch."""
+    accs, blocks = [], []
+    for k, (da, path, enc) in enumerate(items):
+        accs.append(_Accumulator(da.shape, path=path, encoding=da.encoding if enc is None else enc))
+        n_t = da.sizes[time_dim] if time_dim and time_dim in da.dims else 1
+        step = BLOCK_MONTHS if time_dim and time_dim in da.dims else n_t
+        for i0 in range(0, n_t, step):
+            blk = da.isel({time_dim: slice(i0, i0 + step)}) if step < n_t else da
+            blocks.append((k, blk.data))
+    batch: list[tuple[int, object]] = []
+    size = 0
+
+    def flush() -> None:
+        lazy = [i for i, (_, b) in enumerate(batch) if isinstance(b, dask.array.Array)]
+        done = dict(zip(lazy, dask.compute(*[batch[i][1] for i in lazy]), strict=True)) if lazy else {}
+        for i, (k, b) in enumerate(batch):
+            accs[k].add(done[i] if i in done else b)
+        batch.clear()
+
+    for k, b in blocks:
+        batch.append((k, b))
+        size += int(np.prod(b.shape))
+        if size >= batch_values:
+            flush()
+            size = 0
+    flush()
+    return [a.result() for a in accs]
+
+
+def summarize(da: xr.DataArray, time_dim: str | None, *, path, encoding: Mapping | None = None) -> Summary:
+    """One pass over ``da`` (file units) in time blocks; ``encoding`` (default ``da.encoding``) tells the declared
+    fills and the packing (int16 + ``scale_factor``/``add_offset``) for the unpacked-sentinel check."""
+    return summarize_many([(da, path, encoding)], time_dim)[0]
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _stat(name: str, sample: np.ndarray) -> float:
+    if name == "p99":
+        return float(np.percentile(sample, 99))
+    if name == "p99abs":
+        return float(np.percentile(np.abs(sample), 99))
+    if name == "spread":
+        p5, p95 = np.percentile(sample, [5, 95])
+        return float(p95 - p5)
+    raise ValueError(f"unknown statistic {name!r}")
+
+
+def _faults(vmin: float, vmax: float, sample: np.ndarray, b: Bounds) -> tuple[str, str] | None:
+    """(expected, found) of the first failed magnitude check on canonical values, or None."""
+    if vmin < b.lo or vmax > b.hi:
+        return f"values in [{b.lo:g}, {b.hi:g}]", f"values in [{vmin:.6g}, {vmax:.6g}]"
+    if b.typical is not None and sample.size:
+        name, lo, hi = b.typical
+        st = _stat(name, sample)
+        if not lo <= st <= hi:
+            rng = f"[{lo:g}, {hi:g}]" if lo > -math.inf else f"at most {hi:g}"
+            return f"a {_STAT_NAME[name]} in {rng}", f"{st:.4g} (values in [{vmin:.6g}, {vmax:.6g}])"
+    return None
+
+
+def _closeness(sample: np.ndarray, b: Bounds) -> float:
+    """|log10| distance of the typical statistic from the geometric middle of its range (0 without one)."""
+    if b.typical is None or not sample.size or b.typical[1] <= 0:
+        return 0.0
+    name, lo, hi = b.typical
+    st = _stat(name, sample)
+    return abs(math.log10(st / math.sqrt(lo * hi))) if st > 0 else math.inf
+
+
+def _alternatives(table: Mapping[str, tuple[float, float]], label: str, b: Bounds) -> list[tuple[str, float, float]]:
+    """Re-interpretations to try: the bounds' hints, then the other accepted units (smallest change first)."""
+    f0, o0 = table[norm_units(label)]
+    seen, alts = {(1.0, 0.0)}, []
+    for desc, sc, of in b.hints:
+        seen.add((round(sc, 12), round(of, 9)))
+        alts.append((desc, sc, of))
+    units = []
+    for u, (f, o) in table.items():
+        sc, of = f / f0, o - o0 * f / f0
+        key = (round(sc, 12), round(of, 9))
+        if key not in seen:
+            seen.add(key)
+            units.append((f"in {u!r} ({sc:g} x the values {label!r} implies)", sc, of))
+    units.sort(key=lambda a: abs(math.log10(a[1])) if a[1] > 0 else math.inf)
+    return alts + units
+
+
+def check_values(
+    summaries: Summary | Sequence[Summary],
+    *,
+    paths,
+    variable: str,
+    units: str | None,
+    table: Mapping[str, tuple[float, float]],
+    canonical: str,
+    bounds: Bounds | None = None,
+    policy: Policy | Iterable[str] | None = None,
+) -> None:
+    """Raise :class:`InputFileError` for an undeclared sentinel, a value outside the bounds or a contradicting unit
+    label (see the module docstring); waived, with a WARNING, where ``policy`` skips ``variable``.
+
+    ``units`` is the file's label; an unknown label returns silently (the unit conversion refuses it next).
+    """
+    pol = as_policy(policy)
+    key = norm_units(units)
+    if key not in table:
+        return
+    b = bounds if bounds is not None else bounds_of(variable)
+    s = Summary.merge([summaries] if isinstance(summaries, Summary) else list(summaries))
+    try:
+        _check(s, paths=paths, variable=variable, units=str(units), table=table, canonical=canonical, b=b)
+    except InputFileError as err:
+        if not pol.skips(variable):
+            raise
+        LOGGER.warning("plausibility check of %r waived by data.plausibility.skip (recorded in the cube manifest): %s",
+                       variable, err)
+        entry = {"variable": variable, "files": describe_files(paths), "finding": str(err)}
+        if entry not in pol.waived:  # the cube builder may open an input more than once
+            pol.waived.append(entry)
+        return
+    if pol.skips(variable):
+        LOGGER.warning("data.plausibility.skip names %r, but its values pass every plausibility check "
+                       "(nothing waived)", variable)
+
+
+def _check(s: Summary, *, paths, variable: str, units: str, table, canonical: str, b: Bounds) -> None:
+    bypass = f"data.plausibility.skip=[{variable}]"
+    for sent in sorted(s.sentinels, key=lambda x: -s.sentinels[x]):
+        files = s.sentinel_files[sent]
+        declared = "; ".join(f"{describe_files([f])}: {s.declared.get(f, '?')}" for f in files[:2])
+        raise input_error(
+            files, variable,
+            "no undeclared fill values (a fill value must be declared as _FillValue or missing_value)",
+            f"{s.sentinels[sent]} of {s.n_finite} values equal to the fill sentinel {sent:g} {units}, which the "
+            f"file does not declare ({declared})",
+            hint=f"declare it, e.g. `ncatted -a _FillValue,{variable},o,d,{sent:g} FILE`, or fix the file; to "
+                 f"read the values as data anyway: {bypass}",
+        )
+    if s.n_inf:
+        raise input_error(
+            s.inf_files, variable, "finite values or NaN", f"{s.n_inf} infinite values",
+            hint=f"replace them by NaN (missing) or fix the file; to read them anyway: {bypass}",
+        )
+    if s.n_finite == 0:
+        return  # all-NaN: the readers' own coverage/NaN checks name it
+    f0, o0 = table[norm_units(units)]
+    cmin, cmax, csample = s.vmin * f0 + o0, s.vmax * f0 + o0, s.sample * f0 + o0
+    fault = _faults(cmin, cmax, csample, b)
+    if fault is None:
+        return
+    expected, found = fault
+    expected += f" {canonical} ({b.what})"
+    found += f" {canonical}, read as {units!r}"
+    fits = []
+    for k, (desc, sc, of) in enumerate(_alternatives(table, units, b)):
+        lo, hi = sorted((cmin * sc + of, cmax * sc + of))
+        if _faults(lo, hi, csample * sc + of, b) is None:
+            fits.append((k < len(b.hints), _closeness(csample * sc + of, b), desc))
+    if fits:  # a known mix-up (hint) first, else the unit that puts the typical statistic nearest its range's middle
+        desc = min(fits, key=lambda f: (not f[0], 0.0 if f[0] else f[1]))[2]
+        raise input_error(
+            paths, variable, expected, found,
+            hint=f"The unit label {units!r} contradicts the magnitude: the values fit if they are {desc}. "
+                 f"Fix the file's units attribute (or the data); to read them as labelled anyway: {bypass}",
+        )
+    raise input_error(paths, variable, expected, found,
+                      hint=f"the file holds another quantity, wrong units or corrupt values; to read them anyway: "
+                           f"{bypass}")
+
+
+def check_array(
+    da: xr.DataArray,
+    time_dim: str | None,
+    *,
+    path,
+    variable: str,
+    table: Mapping[str, tuple[float, float]],
+    canonical: str,
+    policy: Policy | Iterable[str] | None = None,
+) -> None:
+    """:func:`summarize` + :func:`check_values` for one file's variable (mascon, LAI, SIF, land cover)."""
+    if norm_units(da.attrs.get("units")) not in table:
+        return
+    check_values(summarize(da, time_dim, path=path), paths=[path], variable=variable, units=da.attrs.get("units"),
+                 table=table, canonical=canonical, policy=policy)

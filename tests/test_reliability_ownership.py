@@ -1,0 +1,230 @@
+"""Ownership of outputs (issue 17): one writer per output, the twin keeps a cube's inputs, SIGTERM and a full disk
+leave no temp store and name the path."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+from hydra import compose, initialize_config_dir
+
+from gtws_dl.config import conf_dir
+from gtws_dl.cube.writer import CubeWriter
+from gtws_dl.diskspace import DiskSpaceError
+from gtws_dl.grid import Grid
+from gtws_dl.ingest import ingest
+from gtws_dl.io.errors import InputFileError
+from gtws_dl.lock import InputsInUseError, OutputLockedError
+from gtws_dl.post.products import write_twsa_product
+from gtws_dl.recon_store import BlockWriter, create_template
+from gtws_dl.twin import __main__ as twin_cmd
+from gtws_dl.twin.config import TwinConfig
+from gtws_dl.twin.pipeline import TWIN_VERSION
+
+pytestmark = pytest.mark.reliability
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TWIN = ["grid.res=30", "twin.start=2004-01", "twin.end=2009-12", "twin.progress=false"]
+INGEST = ["grid.res=30", "data.start=2004-01", "data.end=2009-12", "data.stats_period=[2004-01,2009-12]",
+          "data.chunk_months=12"]
+
+
+def _compose(name: str, *overrides: str):
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def _temps(*dirs: Path) -> list[str]:
+    return [p.name for d in dirs if d.is_dir() for p in d.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+class _Holder:
+    """A live child process holding the writer lock of ``path``."""
+
+    def __init__(self, path: Path):
+        code = ("import sys, time; from gtws_dl.lock import OutputLock; OutputLock(sys.argv[1]).__enter__(); "
+                "print('locked', flush=True); time.sleep(60)")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True,
+                                     env=ENV, cwd=REPO)
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    def __enter__(self):
+        return self.proc.pid
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def test_second_ingest_into_one_folder_is_refused_naming_pid_and_host(tmp_path):
+    cfg = _compose("ingest", f"paths.output_dir={tmp_path}", "grid.res=30")
+    with _Holder(tmp_path / "cube") as pid:
+        with pytest.raises(OutputLockedError, match=rf"being written by process {pid} on {socket.gethostname()}"):
+            ingest(cfg)
+    assert not (tmp_path / "cube").exists()
+
+
+def test_second_twin_into_one_folder_is_refused(tmp_path):
+    cfg = _compose("twin", f"paths.output_dir={tmp_path}", *TWIN)
+    with _Holder(tmp_path / "twin") as pid:
+        with pytest.raises(OutputLockedError, match=rf"process {pid} on"):
+            twin_cmd.run(cfg)
+
+
+def _cube_built_from(tmp_path: Path) -> Path:
+    """A twin folder holding one file and a cube manifest that lists it as an input (path -> sha256)."""
+    era5 = tmp_path / "twin" / "era5"
+    era5.mkdir(parents=True)
+    f = era5 / "era5_2000.nc"
+    f.write_bytes(b"data")
+    (tmp_path / "cube").mkdir()
+    (tmp_path / "cube" / "manifest.json").write_text(json.dumps({"inputs": {str(f): "ab" * 32}}))
+    return f
+
+
+def test_twin_refuses_to_regenerate_the_inputs_of_a_cube_unless_told(tmp_path, monkeypatch):
+    f = _cube_built_from(tmp_path)
+    calls = []
+    monkeypatch.setattr(twin_cmd, "generate", lambda *a, **k: calls.append(a) or {"files": []})
+    # another grid than the twin in the folder (its manifest has another fingerprint): not silently regenerated
+    (tmp_path / "twin" / "twin_manifest.json").write_text(json.dumps({"fingerprint": "grid-2", "files": []}))
+    cfg = _compose("twin", f"paths.output_dir={tmp_path}", *TWIN)
+    with pytest.raises(InputsInUseError, match=rf"cube {tmp_path / 'cube'} was built from 1 .*{f.name}.*"
+                                               r"twin\.overwrite=true"):
+        twin_cmd.run(cfg)
+    assert not calls and f.read_bytes() == b"data"
+    twin_cmd.run(_compose("twin", f"paths.output_dir={tmp_path}", *TWIN, "twin.overwrite=true"))
+    assert len(calls) == 1
+
+
+def test_a_complete_twin_of_the_same_config_is_reused_over_a_cube(tmp_path):
+    _cube_built_from(tmp_path)
+    cfg = _compose("twin", f"paths.output_dir={tmp_path}", *TWIN)
+    tc = TwinConfig.from_mapping(cfg.twin)
+    fp = tc.fingerprint({"grid": [30.0, None], "twin_version": TWIN_VERSION})
+    man = {"fingerprint": fp, "files": ["era5/era5_2000.nc"]}
+    (tmp_path / "twin" / "twin_manifest.json").write_text(json.dumps(man))
+    assert twin_cmd.run(cfg) == man  # complete: skipped, no refusal and nothing written
+
+
+def test_twin_removes_temp_files_of_a_dead_run(tmp_path, monkeypatch):
+    dead = tmp_path / "twin" / "era5" / "era5_2000.nc.tmp-999999999"
+    dead.parent.mkdir(parents=True)
+    dead.write_bytes(b"half")
+    monkeypatch.setattr(twin_cmd, "generate", lambda *a, **k: {})
+    twin_cmd.run(_compose("twin", f"paths.output_dir={tmp_path}", *TWIN))
+    assert not dead.exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_twin(tmp_path_factory):
+    out = tmp_path_factory.mktemp("own")
+    twin_cmd.run(_compose("twin", f"paths.output_dir={out}", *TWIN))
+    return out
+
+
+INGEST_CHILD = """
+import sys, time
+from pathlib import Path
+import gtws_dl.cube.writer as W
+mark = Path(sys.argv[1])
+_write = W.CubeWriter.write_block
+def slow(self, i0, block):
+    _write(self, i0, block)
+    mark.write_text(str(self._tmp))
+    time.sleep(60)
+W.CubeWriter.write_block = slow
+from gtws_dl.cli import main
+sys.exit(main(["ingest", *sys.argv[2:]]))
+"""
+
+
+def test_sigterm_during_ingest_leaves_no_temp_store_and_the_next_run_finishes(tiny_twin, tmp_path):
+    out = tiny_twin
+    mark = tmp_path / "mark"
+    args = [*INGEST, f"paths.output_dir={out}", f"paths.cube_dir={tmp_path / 'cube'}"]
+    proc = subprocess.Popen([sys.executable, "-c", INGEST_CHILD, str(mark), *args], cwd=REPO, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not mark.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() - t0 < 120, "the child never wrote a block"
+        time.sleep(0.05)
+    assert Path(mark.read_text()).exists()  # the temp store is there while it writes
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    cube = tmp_path / "cube"
+    assert _temps(cube) == [] and not (cube / "manifest.json").exists()
+    assert not (tmp_path / "cube.lock").exists()
+    manifest = ingest(_compose("ingest", *args))  # the same command again finishes
+    assert (cube / "manifest.json").exists() and _temps(cube) == [] and manifest["time"]["n"] == 72
+
+
+def _writer(out: Path) -> CubeWriter:
+    grid = Grid(30.0)
+    times = pd.date_range("2002-01", "2003-12", freq="MS")
+    return CubeWriter(out, grid, times, ["a"], land_fraction=np.ones(grid.shape, np.float32),
+                      stats_period=("2002-01", "2003-12"))
+
+
+def test_disk_full_while_writing_the_cube_is_a_disk_space_error_naming_the_path(tmp_path, monkeypatch):
+    w = _writer(tmp_path / "cube")
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", full)
+    with pytest.raises(DiskSpaceError, match=rf"cube {w._tmp}: the disk filled up.*paths\.cube_dir"):
+        w.write_block(0, np.ones((12, 1, *w.grid.shape), np.float32))
+    w.abort()
+    assert _temps(tmp_path / "cube") == []
+
+
+def test_nan_over_land_names_the_grid_and_its_keys(tmp_path):
+    w = _writer(tmp_path / "cube")
+    block = np.ones((12, 1, *w.grid.shape), np.float32)
+    block[3, 0, 2, 2] = np.nan
+    with pytest.raises(InputFileError, match=r"30.0 deg.*grid \(grid\.res=30 grid\.bbox=None\).*grid\.res/grid\.bbox"):
+        w.write_block(0, block)
+
+
+def test_disk_full_in_the_reconstruction_store_names_the_store(tmp_path, monkeypatch):
+    path = tmp_path / "recon" / "csr.zarr"
+    g = Grid(30.0)
+    create_template(path, targets=["csr"], times=pd.date_range("2002-01", periods=12, freq="MS"), lat=g.lat,
+                    lon=g.lon, chunk_months=12)
+    bw = BlockWriter(path)
+    monkeypatch.setattr(zarr.Array, "__setitem__", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(DiskSpaceError, match=rf"reconstruction {path}: the disk filled up.*paths\.recon_dir"):
+        bw.write(0, np.zeros((1, 12, *g.shape), np.float32))
+
+
+def test_disk_full_while_writing_a_product_names_it_and_leaves_no_temp(tmp_path, monkeypatch):
+    g = Grid(30.0)
+    times = pd.date_range("2002-01", periods=12, freq="MS")
+
+    def full(self, path, *a, **k):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    path = tmp_path / "products" / "gtws_dl_twsa_csr.nc"
+    with pytest.raises(DiskSpaceError, match=rf"product {path}: the disk filled up.*paths\.products_dir"):
+        write_twsa_product(path, np.zeros((12, *g.shape), np.float32), grid=g, times=times,
+                           land_mask=np.ones(g.shape, bool), cell_area=g.cell_area(), attrs={})
+    assert _temps(path.parent) == [] and not path.exists()
