@@ -147,15 +147,20 @@ class CubeBuilder:
     def _grace_months(self, files: dict[str, list[Path]]) -> dict[str, tuple[pd.DatetimeIndex, Path]]:
         """``{centre: (months its file holds, path)}``; opens every centre (identity, grid coverage) before any
         block is computed. The fields are read again by :meth:`_targets` (memory stays bounded meanwhile)."""
-        s, out = self.spec, {}
-        for c in s.grace:
-            path = files[f"grace_{c}"][0]
-            gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
-            da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(s.baseline),
-                                       plausibility=self.plausibility)
-            check_coverage(da, self.grid, [path], f"data.grace.{c}")
+        out = {}
+        for c in self.spec.grace:
+            path, da = self._open_centre(files, c)
             out[c] = (pd.DatetimeIndex(da["time"].values), path)
         return out
+
+    def _open_centre(self, files: dict[str, list[Path]], c: str) -> tuple[Path, xr.DataArray]:
+        """(path, lwe_thickness mm on the file's grid) of centre ``c``: read, identity/plausibility, coverage."""
+        path = files[f"grace_{c}"][0]
+        gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
+        da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(self.spec.baseline),
+                                   plausibility=self.plausibility)
+        check_coverage(da, self.grid, [path], f"data.grace.{c}")
+        return path, da
 
     def build(self, *, force: bool = False, progress: bool = True) -> dict:
         """Write ``predictors.zarr``, ``targets.zarr`` and ``manifest.json``; return the manifest.
@@ -252,16 +257,12 @@ class CubeBuilder:
         return out.transpose("time", "lat", "lon").values.astype(np.float32, copy=False)
 
     def _targets(self, files) -> tuple[list[str], np.ndarray, dict]:
-        s, g = self.spec, self.grid
-        centres = list(s.grace)
+        g = self.grid
+        centres = list(self.spec.grace)
         data = np.full((len(centres), len(self.times), *g.shape), np.nan, dtype=np.float32)
         info = {}
         for i, c in enumerate(centres):
-            path = files[f"grace_{c}"][0]
-            gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
-            da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(s.baseline),
-                                       plausibility=self.plausibility)
-            check_coverage(da, g, [path], f"data.grace.{c}")
+            path, da = self._open_centre(files, c)
             da = regrid_conservative(da, g).transpose("time", "lat", "lon")
             common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
             if len(common) == 0:
