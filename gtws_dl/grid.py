@@ -118,6 +118,13 @@ class Grid:
         band = EARTH_RADIUS_M**2 * np.deg2rad(self.res) * (np.sin(lb[:, 1]) - np.sin(lb[:, 0]))
         return np.repeat(band[:, None], self.nlon, axis=1)
 
+    def rows(self, r0: int, r1: int) -> Grid:
+        """The sub-grid of latitude rows ``r0 .. r1 - 1`` (a band; same longitudes), for work done band by band."""
+        if not 0 <= r0 < r1 <= self.nlat:
+            raise GridError(f"rows {r0}..{r1} outside the grid's {self.nlat} latitude rows")
+        lon0, lon1, lat0, _ = self.bounds
+        return Grid(self.res, (lon0, lon1, lat0 + r0 * self.res, lat0 + r1 * self.res))
+
     def __str__(self) -> str:
         where = "global" if self.bbox is None else f"bbox={list(self.bounds)}"
         return f"{self.res} deg {where} ({self.nlat}x{self.nlon})"

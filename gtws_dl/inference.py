@@ -94,6 +94,7 @@ def infer(cfg: DictConfig) -> dict:
         "amp": bool(cfg.amp),
         "batch_windows": int(cfg.get("batch_windows") or 4),
         "tile": tuple(cfg.tile) if cfg.get("tile") else None,
+        "memory_gb": None if cfg.get("memory_gb") is None else float(cfg.memory_gb),
         **speed_options(cfg),
     }
     if members:  # ensemble mean -> twsa, total spread -> twsa_std

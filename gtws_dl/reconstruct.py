@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from gtws_dl import recon_store
+from gtws_dl import recon_store, tiling
 from gtws_dl.checkpoint import check_compatible, load_checkpoint
 from gtws_dl.cube.store import open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
@@ -57,6 +57,7 @@ def reconstruct(
     amp: bool = True,
     batch_windows: int = 4,
     tile: tuple[int, int] | None = None,
+    memory_gb: float | None = None,
     progress: bool = True,
     prefetch: bool = True,
     channels_last: bool = False,
@@ -80,6 +81,7 @@ def reconstruct(
                 amp=amp,
                 batch_windows=batch_windows,
                 tile=tile,
+                memory_gb=memory_gb,
                 progress=progress,
                 prefetch=prefetch,
             )
@@ -89,7 +91,7 @@ def reconstruct(
 
 
 def _reconstruct(
-    module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, progress, prefetch
+    module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, memory_gb, progress, prefetch
 ) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
@@ -97,7 +99,10 @@ def _reconstruct(
     ----------
     module : a :class:`~gtws_dl.models.module.ReconstructionModule` (its ``hparams.normalisation`` is used)
     batch_windows : windows per forward pass (memory vs. throughput)
-    tile : (lat, lon) cells per tile when a whole field does not fit in device memory; see :func:`predict_tiled`
+    tile : (lat, lon) cells per tile when a whole field does not fit in memory (:mod:`gtws_dl.tiling`); each tile
+        reads only its region (plus halo) of the cube, and tiles whose core holds no land are not computed
+    memory_gb : with ``tile=None``, tiles are chosen so one forward pass fits this many GB
+        (:func:`gtws_dl.tiling.auto_tile`); ``None``: whole fields
     prefetch : read and normalise batch i+1 on a background thread during the forward pass of batch i
         (:func:`~gtws_dl.prefetch.prefetched`); on CUDA the batch is staged in pinned host memory and copied
         asynchronously. The outputs are bit-identical either way.
@@ -161,60 +166,105 @@ def _reconstruct(
     groups = [blocks[i : i + batch_windows] for i in range(0, len(blocks), batch_windows)]
     todo = [gi for gi in range(len(groups)) if gi not in done]
     pin = dev.type == "cuda"
+    L = max(len(b[0]) for b in blocks)
+    if tile is None and memory_gb is not None:
+        tile = tiling.auto_tile(net, L, nc, (H, W), windows=batch_windows, memory_gb=memory_gb)
+    tiles = None if tile is None or (tile[0] >= H and tile[1] >= W) else tiling.plan(net, L, (H, W), tile, land)
+    if tiles is not None:
+        LOGGER.info("%d tiles of up to %dx%d cells hold land (ocean-only tiles are not computed)", len(tiles), *tile)
+    items = [(gi, ti) for gi in todo for ti in range(1 if tiles is None else len(tiles))]
 
-    def load(gi: int) -> np.ndarray | torch.Tensor:
-        return read_batch(pred, groups[gi], mean, std, pin=pin)
+    def load(item: tuple[int, int]) -> np.ndarray | torch.Tensor:
+        gi, ti = item
+        if tiles is None:
+            return read_batch(pred, groups[gi], mean, std, pin=pin)
+        t = tiles[ti]
+        return read_batch(pred, groups[gi], mean, std, rows=t.read_rows, cols=t.read_cols)
 
+    y = None
     # closing(): an error in the forward pass stops the reader thread at once, not when the traceback is freed
-    with torch.inference_mode(), closing(prefetched(load, todo, enabled=prefetch)) as batches:
-        for gi, x in tqdm(
-            batches,
-            desc=f"reconstruct {out_path.stem}",
-            unit="batch",
-            total=len(groups),
-            initial=len(groups) - len(todo),
-            disable=not progress,
-        ):
+    with torch.inference_mode(), closing(prefetched(load, items, enabled=prefetch)) as batches:
+        bar = tqdm(desc=f"reconstruct {out_path.stem}", unit="batch", total=len(groups),
+                   initial=len(groups) - len(todo), disable=not progress)
+        for (gi, ti), x in batches:
             group = groups[gi]
-            L = x.shape[1]
             with autocast:
-                y = predict_tiled(module, x, dev, tile=tile)
-            y, y_std = _split(y, likelihood)
-            for j, (_, k0, k1) in enumerate(group):
-                keep = y[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
-                if base is not None and base.kind != "none":
-                    keep += base.evaluate(times[k0:k1])
-                keep[:, :, ~land] = np.nan
-                sd = None
-                if y_std is not None:
-                    sd = y_std[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale
-                    sd[:, :, ~land] = np.nan
-                writer.write(k0, keep, sd)
+                if tiles is None:
+                    y = predict_tiled(module, x, dev)
+                else:  # one window per forward: the budget holds one window's activations
+                    t = tiles[ti]
+                    if ti == 0:
+                        y = None
+                    for j in range(len(group)):
+                        yt = forward_tile(module, x[j : j + 1], dev, t)
+                        if y is None:
+                            y = np.full((len(group), x.shape[1], yt.shape[2], H, W), np.nan, dtype=np.float32)
+                        y[j, ..., slice(*t.rows), slice(*t.cols)] = yt[(0, ..., *t.core)]
+                    if ti < len(tiles) - 1:
+                        continue
+            _write_group(writer, group, y, x.shape[1], likelihood, scale, base, times, land)
+            y = None
             done.add(gi)
             recon_store.write_progress(out_path, done, fingerprint=fp, batch_windows=batch_windows)
+            bar.update()
+        bar.close()
     recon_store.mark_complete(out_path)  # readers refuse a store without it
     return out_path
 
 
+def _write_group(writer, group, y, L, likelihood, scale, base, times, land) -> None:
+    """Scale the outputs [B, L, K(, 2K), H, W] of one batch of blocks to mm, add the base, mask the ocean and
+    write the kept months of each block."""
+    y, y_std = _split(y, likelihood)
+    for j, (_, k0, k1) in enumerate(group):
+        keep = y[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
+        if base is not None and base.kind != "none":
+            keep += base.evaluate(times[k0:k1])
+        keep[:, :, ~land] = np.nan
+        sd = None
+        if y_std is not None:
+            sd = y_std[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale
+            sd[:, :, ~land] = np.nan
+        writer.write(k0, keep, sd)
+
+
 def read_batch(
-    pred, group: list[tuple[np.ndarray, int, int]], mean: np.ndarray, std: np.ndarray, *, pin: bool = False
+    pred,
+    group: list[tuple[np.ndarray, int, int]],
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    pin: bool = False,
+    rows: tuple[int, int] | None = None,
+    cols: np.ndarray | None = None,
 ) -> np.ndarray | torch.Tensor:
-    """Normalised inputs of a batch of blocks: [B, L, C, H, W] float32, L = the longest block, NaN → 0.
+    """Normalised inputs of a batch of blocks: [B, L, C, h, w] float32, L = the longest block, NaN → 0.
 
     ``pred``: the cube's (time, channel, lat, lon) predictor array (Zarr or numpy), physical units; ``mean``,
-    ``std``: (C, 1, 1) training statistics. Shorter blocks are right-aligned (zeros before them). ``pin``:
-    return a torch tensor in page-locked host memory, ready for an asynchronous copy to the GPU.
+    ``std``: (C, 1, 1) training statistics. Shorter blocks are right-aligned (zeros before them). ``rows``
+    (r0, r1) and ``cols`` (column indices, e.g. a tile's across the dateline): read only that region (default
+    the whole field). ``pin``: return a torch tensor in page-locked host memory, ready for an asynchronous copy
+    to the GPU.
     """
     _, nc, H, W = pred.shape
+    r0, r1 = rows if rows is not None else (0, H)
+    runs = _runs(np.arange(W) if cols is None else np.asarray(cols))
     L = max(len(b[0]) for b in group)
-    x = np.zeros((len(group), L, nc, H, W), dtype=np.float32)
+    x = np.zeros((len(group), L, nc, r1 - r0, sum(b - a for a, b in runs)), dtype=np.float32)
     for j, (idx, _, _) in enumerate(group):
         # contiguous read of the block's months, then the first-block repeat by fancy indexing
         lo, hi = int(idx.min()), int(idx.max()) + 1
-        xb = (np.asarray(pred[lo:hi], dtype=np.float32)[idx - lo] - mean) / std
-        x[j, L - len(idx) :] = xb  # right-align: a short last block keeps its full spin-up
+        parts = [np.asarray(pred[lo:hi, :, r0:r1, a:b], dtype=np.float32) for a, b in runs]
+        xb = (np.concatenate(parts, axis=-1)[idx - lo] if len(parts) > 1 else parts[0][idx - lo]) - mean
+        x[j, L - len(idx) :] = xb / std  # right-align: a short last block keeps its full spin-up
     x[~np.isfinite(x)] = 0.0
     return torch.from_numpy(x).pin_memory() if pin else x
+
+
+def _runs(cols: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous runs [a, b) of a column index list (a tile across the dateline has two)."""
+    cut = np.flatnonzero(np.diff(cols) != 1) + 1
+    return [(int(c[0]), int(c[-1]) + 1) for c in np.split(cols, cut)]
 
 
 def _split(y: np.ndarray, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -230,15 +280,8 @@ def predict_tiled(
 ) -> np.ndarray:
     """Run the network on ``x`` [B, T, C, H, W] whole or in overlapping tiles; returns [B, T, K, H, W] float32.
 
-    ``x``: a numpy array or a CPU tensor (pinned: copied to ``dev`` asynchronously).
-
-    An output cell depends on inputs within the net's halo: ``T × layers × (kernel // 2)`` cells for a
-    ConvLSTM (it grows every month), the fixed receptive field for a U-Net (``net.spatial_halo(T)``). Each tile
-    is computed with that halo of real neighbours around it (wrapping in longitude on a global grid, zero
-    padding only at the grid's true edges, as untiled) and only its core is kept, so seams are identical to the
-    untiled result up to floating-point summation order. Nets that pool (``net.align`` > 1) get tile origins
-    and halos rounded to multiples of ``align`` so tiles pool on the whole field's grid; on a global grid whose
-    longitude count is not a multiple of ``align``, tiles span the full longitude (latitude bands).
+    ``x``: a numpy array or a CPU tensor (pinned: copied to ``dev`` asynchronously). Tiles, halos and seams:
+    :mod:`gtws_dl.tiling` (seams identical to the untiled result up to floating-point summation order).
     """
     B, T, C, H, W = x.shape
     net = getattr(module, "net", module)
@@ -248,36 +291,27 @@ def predict_tiled(
         return y.float().cpu().numpy()
     if isinstance(x, torch.Tensor):
         x = x.numpy()
-    align = int(getattr(net, "align", 1))
-    up = lambda v: -(-int(v) // align) * align  # noqa: E731
-    halo = up(spatial_halo(net, T))
-    th, tw = min(up(tile[0]), H), min(up(tile[1]), W)
-    circular = bool(getattr(net, "lon_circular", False))
-    if circular and W % align:
-        tw = W
     out: np.ndarray | None = None
+    for t in tiling.plan(net, T, (H, W), tile):
+        lo, hi = t.read_rows
+        y = forward_tile(module, x[:, :, :, lo:hi][..., t.read_cols], dev, t)
+        if out is None:
+            out = np.empty((B, T, y.shape[2], H, W), dtype=np.float32)
+        out[..., slice(*t.rows), slice(*t.cols)] = y[(..., *t.core)]
+    return out
+
+
+def forward_tile(module: torch.nn.Module, x: np.ndarray, dev: torch.device, t: tiling.Tile) -> np.ndarray:
+    """The network's outputs [B, T, K, h, w] on one tile's inputs [B, T, C, h, w] (halo included): wrapping in
+    longitude only where the tile spans the whole (global) longitude."""
+    net = getattr(module, "net", module)
+    circular = bool(getattr(net, "lon_circular", False))
+    net.lon_circular = circular and t.wraps
     try:
-        for i0 in range(0, H, th):
-            i1 = min(H, i0 + th)
-            lo, hi = max(0, i0 - halo), min(H, i1 + halo)
-            for j0 in range(0, W, tw):
-                j1 = min(W, j0 + tw)
-                if tw >= W:  # full longitude: the network wraps by itself
-                    cols, net.lon_circular = np.arange(W), circular
-                elif circular:  # neighbours across the dateline are real data
-                    cols, net.lon_circular = np.arange(j0 - halo, j1 + halo) % W, False
-                else:
-                    cols, net.lon_circular = np.arange(max(0, j0 - halo), min(W, j1 + halo)), False
-                xt = torch.from_numpy(np.ascontiguousarray(x[:, :, :, lo:hi][..., cols])).to(dev)
-                y, _ = module(xt)
-                y = y.float().cpu().numpy()
-                if out is None:
-                    out = np.empty((B, T, y.shape[2], H, W), dtype=np.float32)
-                c0 = int(np.flatnonzero(cols == j0)[0])
-                out[..., i0:i1, j0:j1] = y[..., i0 - lo : i1 - lo, c0 : c0 + (j1 - j0)]
+        y, _ = module(torch.from_numpy(np.ascontiguousarray(x)).to(dev))
+        return y.float().cpu().numpy()
     finally:
         net.lon_circular = circular
-    return out
 
 
 def reconstruct_ensemble(

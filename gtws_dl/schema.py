@@ -70,6 +70,10 @@ def open_node(**nested: Check) -> Any:
     return field(default=MISSING, metadata={"nested": {k.replace("__", "."): c for k, c in nested.items()}})
 
 
+# ingest and infer: the working set of one block / forward pass, GB (null: ingest 4 GB, infer whole fields)
+MEMORY_GB = Check("positive", "a number of GB > 0 or null, e.g. memory_gb=4", none_ok=True)
+
+
 def node(cls) -> Any:
     return field(default_factory=cls)
 
@@ -224,6 +228,7 @@ class InferSchema:
     device: Any = checked(Check("choice", choices=("auto", "cpu", "cuda")))
     amp: bool = MISSING
     batch_windows: Any = checked(Check("int", "an integer >= 1, e.g. batch_windows=4", lo=1, none_ok=True))
+    memory_gb: Any = checked(MEMORY_GB)
     tile: Any = checked(
         Check(
             "cells", "[lat cells, lon cells] (positive integers) or null, e.g. tile=[128,256]", none_ok=True
@@ -243,6 +248,7 @@ class IngestSchema:
     grid: GridSchema = node(GridSchema)
     data: DataSchema = node(DataSchema)
     force: bool = MISSING
+    memory_gb: Any = checked(MEMORY_GB)
 
 
 SCHEMAS: dict[str, type] = {

@@ -23,7 +23,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("cube", ("gtws_dl.cube", "gtws_dl.ingest")),
     ("data", ("gtws_dl.data", "gtws_dl.cells", "gtws_dl.target_base")),
     ("models", ("gtws_dl.models",)),
-    ("learn + reconstruct", ("gtws_dl.checkpoint", "gtws_dl.training", "gtws_dl.reconstruct",
+    ("learn + reconstruct", ("gtws_dl.checkpoint", "gtws_dl.training", "gtws_dl.reconstruct", "gtws_dl.tiling",
                              "gtws_dl.recon_store", "gtws_dl.prefetch")),
     ("post", ("gtws_dl.post",)),
     ("infer", ("gtws_dl.inference",)),

@@ -141,8 +141,8 @@ from pathlib import Path
 import gtws_dl.cube.writer as W
 mark = Path(sys.argv[1])
 _write = W.CubeWriter.write_block
-def slow(self, i0, block):
-    _write(self, i0, block)
+def slow(self, i0, block, *a, **k):
+    _write(self, i0, block, *a, **k)
     mark.write_text(str(self._tmp))
     time.sleep(60)
 W.CubeWriter.write_block = slow

@@ -42,6 +42,7 @@ from gtws_dl.landmask import land_fraction
 
 LOGGER = logging.getLogger(__name__)
 
+SPINUP_MONTHS = 120  # the antecedent water-balance memories start from the mean P + E of the first 10 years
 ERA5_VARIABLES = ("t2m", "d2m", "skt", "sp", "u10", "v10", "tp", "e", "pev", "ssrd", "strd", "swvl1", "sd")
 
 
@@ -65,6 +66,7 @@ class CubeSpec:
     gap_months: int = 24
     chunk_months: int = 12  # Zarr time chunk; a multiple of it divides the training window
     chunk_lat: int = 15  # latitude rows per predictor chunk (bench/chunks.py: faster patch reads, same whole reads)
+    memory_gb: float = 4.0  # ingest.memory_gb: one block's working set; sizes the latitude bands and time blocks
     plausibility_skip: Sequence[str] = ()  # data.plausibility.skip: variables whose plausibility findings are waived
     extra: dict = field(default_factory=dict)
 
@@ -75,7 +77,7 @@ def month_axis(start: str, end: str) -> pd.DatetimeIndex:
 
 
 # the split only chooses the statistics period, which is fingerprinted resolved (see CubeBuilder.build)
-_NOT_FINGERPRINTED = ("extra", "val_months", "gap_months")
+_NOT_FINGERPRINTED = ("extra", "val_months", "gap_months", "memory_gb")  # memory_gb: the same values
 
 
 def _fingerprint(spec: CubeSpec, grid: Grid, inputs: dict[str, str]) -> str:
@@ -218,59 +220,115 @@ class CubeBuilder:
 
     def _write(self, writer, era5, extra, channels, files, fp, inputs, progress) -> dict:
         s, g = self.spec, self.grid
-
-        static = [self.landfrac, np.repeat(np.sin(np.deg2rad(g.lat))[:, None], g.nlon, axis=1)]
         alphas = [1.0 - np.exp(-1.0 / m) for m in s.ewma_months]
-        ewma: np.ndarray | None = None
+        ewma = np.full((len(alphas), *g.shape), np.nan, dtype=np.float32)  # per-cell state, carried across blocks
+        sin_lat = np.sin(np.deg2rad(g.lat)).astype(np.float32)
         i_tp, i_e = list(s.variables).index("tp"), list(s.variables).index("e")
         nt = len(self.times)
-        step = s.chunk_months * max(1, 120 // s.chunk_months)  # ~10 years per read
-        for i0 in tqdm(range(0, nt, step), desc="predictor cube", unit="block", disable=not progress):
+        step, rows = self._block_shape(era5, len(channels))
+        bands = [(r0, min(g.nlat, r0 + rows)) for r0 in range(0, g.nlat, rows)]
+        LOGGER.info("predictor cube in %d latitude band(s) of %d rows x blocks of %d months (ingest.memory_gb=%g)",
+                    len(bands), rows, step, s.memory_gb)
+        bar = tqdm(total=-(-nt // step) * len(bands), desc="predictor cube", unit="block", disable=not progress)
+        for i0 in range(0, nt, step):
             i1 = min(nt, i0 + step)
             tsel = self.times[i0:i1]
-            met = regrid_conservative(era5[list(s.variables)].sel(time=tsel).load(), g)  # one read per block
-            fields = [met[v].transpose("time", "lat", "lon").values.astype(np.float32) for v in s.variables]
-            fields += [self._regrid(da.sel(time=tsel)) for da in extra.values()]
-            # antecedent water balance P + E (ERA5's E < 0 when evaporating), mm/day, causal EWMA
-            wb = fields[i_tp] + fields[i_e]
-            if ewma is None:  # spin-up: start from the first block's mean
-                ewma = np.repeat(np.nanmean(wb, axis=0)[None], len(alphas), axis=0)
-            mem = np.empty((len(alphas), i1 - i0, *g.shape), dtype=np.float32)
-            for t in range(i1 - i0):
-                for j, a in enumerate(alphas):
-                    ewma[j] += a * (wb[t] - ewma[j])
-                    mem[j, t] = ewma[j]
-            fields += list(mem)
-            fields += [np.broadcast_to(f, (i1 - i0, *g.shape)) for f in static]
-            writer.write_block(i0, np.stack(fields, axis=1))
-        centres, targets, info = self._targets(files)
-        writer.write_targets(centres, targets, baseline=s.baseline)
+            for r0, r1 in bands:
+                band = g.rows(r0, r1)
+                met = regrid_conservative(_source_rows(era5[list(s.variables)].sel(time=tsel), g, r0, r1).load(), band)
+                fields = [met[v].transpose("time", "lat", "lon").values.astype(np.float32) for v in s.variables]
+                del met
+                fields += [self._regrid(da.sel(time=tsel), r0, r1) for da in extra.values()]
+                # antecedent water balance P + E (ERA5's E < 0 when evaporating), mm/day, causal EWMA
+                wb = fields[i_tp] + fields[i_e]
+                state = ewma[:, r0:r1]
+                if i0 == 0:  # spin-up: start from the mean of the first SPINUP_MONTHS, whatever the block size
+                    n0 = min(nt, SPINUP_MONTHS)
+                    state[:] = np.nanmean(wb[:n0] if i1 >= n0 else self._water_balance(era5, n0, r0, r1), axis=0)[None]
+                mem = np.empty((len(alphas), i1 - i0, r1 - r0, g.nlon), dtype=np.float32)
+                for t in range(i1 - i0):
+                    for j, a in enumerate(alphas):
+                        state[j] += a * (wb[t] - state[j])
+                        mem[j, t] = state[j]
+                fields += list(mem)
+                fields += [np.broadcast_to(self.landfrac[r0:r1], (i1 - i0, r1 - r0, g.nlon)),
+                           np.broadcast_to(sin_lat[r0:r1, None], (i1 - i0, r1 - r0, g.nlon))]
+                writer.write_block(i0, np.stack(fields, axis=1), rows=(r0, r1))
+                del fields, mem, wb
+                bar.update()
+        bar.close()
+        info = self._targets(files, writer, bands)
         manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
                                  periods=self.periods.to_manifest(), plausibility=self.plausibility.record())
         LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
         return manifest
 
-    def _regrid(self, da: xr.DataArray) -> np.ndarray:
+    def _water_balance(self, era5: xr.Dataset, n: int, r0: int, r1: int) -> np.ndarray:
+        """P + E (mm/day) of the first ``n`` months on rows ``r0 .. r1``, (n, rows, lon) float32."""
+        met = regrid_conservative(_source_rows(era5[["tp", "e"]].isel(time=slice(0, n)), self.grid, r0, r1).load(),
+                                  self.grid.rows(r0, r1))
+        return (met["tp"].transpose("time", "lat", "lon").values.astype(np.float32)
+                + met["e"].transpose("time", "lat", "lon").values.astype(np.float32))
+
+    def _block_shape(self, era5: xr.Dataset, n_channels: int) -> tuple[int, int]:
+        """(months per block, latitude rows per band) that keep one block inside ``spec.memory_gb``.
+
+        Per month and target row: the float32 block (channels x lon) plus the source rows read for it, each
+        variable held about 4 times in float64 while regridding (values, validity, numerator, denominator)."""
+        s, g = self.spec, self.grid
+        src_rows = max(1.0, era5.sizes["lat"] / g.nlat) + 2.0 / max(1, g.nlat)  # + the band's edge rows
+        per = n_channels * g.nlon * 4 * 3 + len(s.variables) * src_rows * era5.sizes["lon"] * 8 * 4
+        budget = float(s.memory_gb) * 2**30
+        step = s.chunk_months * max(1, 120 // s.chunk_months)  # ~10 years per read
+        while step > s.chunk_months and step * s.chunk_lat * per > budget:
+            step -= s.chunk_months
+        rows = int(budget // (step * per)) // s.chunk_lat * s.chunk_lat
+        return step, int(min(g.nlat, max(s.chunk_lat, rows)))
+
+    def _regrid(self, da: xr.DataArray, r0: int, r1: int) -> np.ndarray:
+        """``da`` (time, ...) on latitude rows ``r0 .. r1`` of the grid, float32 (time, rows, lon)."""
+        shape = (da.sizes["time"], r1 - r0, self.grid.nlon)
         if "lat" not in da.dims:  # a time series (e.g. an availability flag): same value everywhere
-            return np.broadcast_to(da.values.astype(np.float32)[:, None, None], (da.sizes["time"], *self.grid.shape))
-        out = regrid_conservative(da.load(), self.grid)
+            return np.broadcast_to(da.values.astype(np.float32)[:, None, None], shape)
+        out = regrid_conservative(_source_rows(da, self.grid, r0, r1).load(), self.grid.rows(r0, r1))
         return out.transpose("time", "lat", "lon").values.astype(np.float32, copy=False)
 
-    def _targets(self, files) -> tuple[list[str], np.ndarray, dict]:
-        g = self.grid
+    def _targets(self, files, writer: CubeWriter, bands: Sequence[tuple[int, int]]) -> dict:
+        """Regrid each centre band by band into the writer's target store; returns the manifest's ``targets``."""
         centres = list(self.spec.grace)
-        data = np.full((len(centres), len(self.times), *g.shape), np.nan, dtype=np.float32)
+        writer.begin_targets(centres, baseline=self.spec.baseline)
         info = {}
-        for i, c in enumerate(centres):
-            path, da = self._open_centre(files, c)
-            da = regrid_conservative(da, g).transpose("time", "lat", "lon")
+        for k, c in enumerate(centres):
+            path, da = self._open_centre(files, c)  # one centre's file in memory at a time
             common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
             if len(common) == 0:
                 raise InputFileError(f"{path}: variable lwe_thickness has no month inside {self.times[0]:%Y-%m}..{self.times[-1]:%Y-%m}")
-            data[i, self.times.get_indexer(common)] = da.sel(time=common).values
+            where = self.times.get_indexer(common)
+            da = da.sel(time=common)
+            for r0, r1 in bands:
+                band = np.full((len(self.times), r1 - r0, self.grid.nlon), np.nan, dtype=np.float32)
+                band[where] = self._regrid(da, r0, r1)
+                writer.write_target_rows(k, (r0, r1), band)
             info[c] = {"file": str(path), "months": len(common),
                        "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}"}
-        return centres, data, info
+            del da
+        return info
+
+
+def _source_rows(obj: xr.DataArray | xr.Dataset, grid: Grid, r0: int, r1: int):
+    """The latitude rows of a canonical source (lat ascending) that overlap rows ``r0 .. r1`` of ``grid``, plus
+    one row either side (so the edge cells' inferred bounds are those of the whole source grid)."""
+    lat = np.asarray(obj["lat"].values, dtype=np.float64)
+    if lat.size < 2:
+        return obj
+    lo, hi = grid.lat_bounds[r0, 0], grid.lat_bounds[r1 - 1, 1]
+    inside = np.flatnonzero((lat >= lo) & (lat <= hi))
+    j0 = int(np.searchsorted(lat, lo)) if inside.size == 0 else int(inside[0])
+    j1 = int(np.searchsorted(lat, hi)) if inside.size == 0 else int(inside[-1]) + 1
+    j0, j1 = max(0, j0 - 2), min(lat.size, j1 + 2)
+    if j1 - j0 < 2:
+        j0, j1 = max(0, j1 - 2), min(lat.size, j0 + 2)
+    return obj.isel(lat=slice(j0, j1))
 
 
 def check_coverage(da: xr.DataArray, grid: Grid, files, config_key: str) -> None:

@@ -105,13 +105,21 @@ class CubeWriter:
         xr.Dataset({k: template[k] for k in ("land_mask", "land_fraction", "cell_area")}).to_zarr(
             self._tmp, mode="a", consolidated=False)
         self._arr = zarr.open_group(self._tmp, mode="r+")["predictors"]
-        self._written = np.zeros(nt, dtype=bool)
+        self._written = np.zeros((nt, g.shape[0]), dtype=bool)  # (month, latitude row)
+        self._targets_written: np.ndarray | None = None
 
-    def write_block(self, i0: int, block: np.ndarray) -> None:
-        """Predictor values for months ``i0 .. i0 + len(block)``: (time, channel, lat, lon), physical units."""
+    def write_block(self, i0: int, block: np.ndarray, rows: tuple[int, int] | None = None) -> None:
+        """Predictor values for months ``i0 .. i0 + len(block)``: (time, channel, lat, lon), physical units.
+
+        ``rows``: the latitude rows ``(r0, r1)`` the block covers (a band; all longitudes); default all rows.
+        Bands whose ``r0`` is a multiple of ``chunk_lat`` write whole chunks."""
         i1 = i0 + block.shape[0]
+        r0, r1 = rows if rows is not None else (0, self.grid.shape[0])
+        if block.shape[2] != r1 - r0:
+            raise ValueError(f"block has {block.shape[2]} latitude rows for rows {r0}..{r1}")
         tsel = self.times[i0:i1]
-        bad = ~np.isfinite(block[:, :, self.land])
+        land = self.land[r0:r1]
+        bad = ~np.isfinite(block[:, :, land])
         if bad.any():
             ti, ci = np.nonzero(bad.any(axis=2))
             self.abort()  # the previous cube (if any) is left as it was
@@ -126,25 +134,43 @@ class CubeWriter:
         lo, hi = (pd.Timestamp(p) for p in self.stats_period)
         in_stats = (tsel >= lo) & (tsel <= hi)
         if in_stats.any():
-            self.stats.add(block[in_stats], self.land)
+            self.stats.add(block[in_stats], land)
         with disk_full_is_an_error(self._tmp, what="cube", config_key="paths.cube_dir"):
-            self._arr[i0:i1] = block.astype(np.float32, copy=False)
-        self._written[i0:i1] = True
+            self._arr[i0:i1, :, r0:r1] = block.astype(np.float32, copy=False)
+        self._written[i0:i1, r0:r1] = True
 
-    def write_targets(self, centres: Sequence[str], twsa: np.ndarray, *, baseline: Sequence[str]) -> None:
-        """Targets (target, time, lat, lon) in mm; NaN = no solution; ocean is masked here."""
-        twsa = np.asarray(twsa, dtype=np.float32).copy()
-        twsa[:, :, ~self.land] = np.nan
-        tmp = self._tmp_targets  # moved into place by finish(), with the predictors
+    def begin_targets(self, centres: Sequence[str], *, baseline: Sequence[str]) -> None:
+        """Create the empty target store (target, time, lat, lon), filled by :meth:`write_target_rows`."""
+        g = self.grid
+        self.centres = list(centres)
+        chunks = (1, self.chunk_months, self.chunk_lat, g.shape[1])
         ds = xr.Dataset(
-            {"twsa": (("target", "time", "lat", "lon"), twsa,
+            {"twsa": (("target", "time", "lat", "lon"), lazy_nan((len(self.centres), len(self.times), *g.shape), chunks),
                       {"units": "mm", "long_name": "GRACE/GRACE-FO TWSA on the model grid"})},
-            coords={**_coords(self.grid, self.times), "target": np.array(list(centres), dtype=object)},
+            coords={**_coords(g, self.times), "target": np.array(self.centres, dtype=object)},
             attrs={"cube_format_version": CUBE_FORMAT_VERSION, "baseline": list(baseline)},
         )
-        enc = {"twsa": {"chunks": (1, self.chunk_months, *self.grid.shape), "compressors": _compressors()}}
-        with disk_full_is_an_error(tmp, what="cube targets", config_key="paths.cube_dir"):
-            ds.to_zarr(tmp, mode="w", consolidated=False, encoding=enc, zarr_format=3)
+        enc = {"twsa": {"chunks": chunks, "compressors": _compressors()}}
+        with disk_full_is_an_error(self._tmp_targets, what="cube targets", config_key="paths.cube_dir"):
+            ds.to_zarr(self._tmp_targets, mode="w", compute=False, consolidated=False, encoding=enc, zarr_format=3)
+        self._tarr = zarr.open_group(self._tmp_targets, mode="r+")["twsa"]
+        self._targets_written = np.zeros((len(self.centres), g.shape[0]), dtype=bool)
+
+    def write_target_rows(self, k: int, rows: tuple[int, int], twsa: np.ndarray) -> None:
+        """Centre ``k``'s targets (time, rows, lon) in mm for latitude rows ``rows``, every month of the record;
+        NaN = no solution; ocean is masked here."""
+        r0, r1 = rows
+        band = np.asarray(twsa, dtype=np.float32).copy()
+        band[:, ~self.land[r0:r1]] = np.nan
+        with disk_full_is_an_error(self._tmp_targets, what="cube targets", config_key="paths.cube_dir"):
+            self._tarr[k, :, r0:r1] = band
+        self._targets_written[k, r0:r1] = True
+
+    def write_targets(self, centres: Sequence[str], twsa: np.ndarray, *, baseline: Sequence[str]) -> None:
+        """All targets at once (target, time, lat, lon) in mm: :meth:`begin_targets` + :meth:`write_target_rows`."""
+        self.begin_targets(centres, baseline=baseline)
+        for k in range(len(self.centres)):
+            self.write_target_rows(k, (0, self.grid.shape[0]), twsa[k])
 
     def abort(self) -> None:
         """Drop the temp stores; the cube directory is left as it was before this writer."""
@@ -156,10 +182,14 @@ class CubeWriter:
     def finish(self, **manifest_extra) -> dict:
         """Move the predictors into place and write ``manifest.json`` (last); returns the manifest."""
         if not self._written.all():
-            first = self.times[np.flatnonzero(~self._written)[0]]
-            raise RuntimeError(f"cube in {self.out_dir} is incomplete: month {first:%Y-%m} was never written")
-        if not self._tmp_targets.exists():
+            t, r = np.argwhere(~self._written)[0]
+            raise RuntimeError(f"cube in {self.out_dir} is incomplete: month {self.times[t]:%Y-%m}, latitude row "
+                               f"{r} was never written")
+        if self._targets_written is None or not self._tmp_targets.exists():
             raise RuntimeError(f"cube in {self.out_dir} has no targets.zarr; call write_targets first")
+        if not self._targets_written.all():
+            k, r = np.argwhere(~self._targets_written)[0]
+            raise RuntimeError(f"cube in {self.out_dir}: targets of {self.centres[k]}, latitude row {r} never written")
         if self.stats.n.min() == 0:
             self.abort()
             raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}; "

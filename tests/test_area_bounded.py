@@ -1,0 +1,95 @@
+"""Memory bounded in area: the cube built band by band and the reconstruction computed tile by tile give the
+same values as whole fields, read only their region, and skip tiles that hold no land."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from bad_inputs.builders import module_for, save_checkpoint
+from hydra import compose, initialize_config_dir
+
+import gtws_dl.reconstruct as recon
+from gtws_dl import tiling
+from gtws_dl.checkpoint import load_checkpoint
+from gtws_dl.config import conf_dir
+from gtws_dl.ingest import ingest
+from gtws_dl.twin import __main__ as twin_cmd
+
+TWIN = ["grid.res=30", "twin.start=2004-01", "twin.end=2009-12", "twin.progress=false"]
+INGEST = ["grid.res=30", "data.chunk_months=12", "data.chunk_lat=2"]
+
+
+def _compose(name: str, *overrides: str):
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+def _read(cube, store, var):
+    return zarr.open_group(cube / store, mode="r")[var][:]
+
+
+def test_cube_built_in_latitude_bands_equals_the_whole_field_build(tmp_path, caplog):
+    twin_cmd.run(_compose("twin", f"paths.output_dir={tmp_path}", *TWIN))
+    whole, bands = tmp_path / "whole", tmp_path / "bands"
+    ingest(_compose("ingest", f"paths.output_dir={tmp_path}", f"paths.cube_dir={whole}", *INGEST))
+    caplog.set_level("INFO")
+    m = ingest(_compose("ingest", f"paths.output_dir={tmp_path}", f"paths.cube_dir={bands}", "memory_gb=0.00002",
+                        *INGEST))
+    assert "3 latitude band(s) of 2 rows x blocks of 12 months" in caplog.text  # 6 rows, 72 months
+    for store, var in (("predictors.zarr", "predictors"), ("targets.zarr", "twsa")):
+        a, b = _read(whole, store, var), _read(bands, store, var)
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        assert np.isfinite(b).any()
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * np.nanmax(np.abs(a)))
+    w = zarr.open_group(whole / "predictors.zarr", mode="r")["predictors"]
+    assert w.chunks[2] == 2 and m["chunk_lat"] == 2  # bands are whole chunks
+
+
+@pytest.fixture(scope="module")
+def ckpt(synthetic_cube, tmp_path_factory):
+    return save_checkpoint(module_for(synthetic_cube["dir"], hidden=(4,)), tmp_path_factory.mktemp("ck") / "t.ckpt")
+
+
+def _recon(cube, ckpt, out, **kw):
+    recon.reconstruct(load_checkpoint(ckpt), cube, out, ckpt_path=ckpt, device="cpu", batch_windows=4,
+                      progress=False, **kw)
+    return zarr.open_group(out, mode="r")["twsa"][:]
+
+
+def test_land_tiles_equal_the_whole_field_and_ocean_tiles_are_not_computed(synthetic_cube, ckpt, tmp_path,
+                                                                          monkeypatch):
+    cube, land = synthetic_cube["dir"], synthetic_cube["land"]
+    whole = _recon(cube, ckpt, tmp_path / "whole.zarr")
+    net = load_checkpoint(ckpt).net
+    every, on_land = tiling.plan(net, 12, land.shape, (3, 4)), tiling.plan(net, 12, land.shape, (3, 4), land)
+    assert len(on_land) < len(every)  # the synthetic continent leaves ocean-only tiles
+    reads = []
+    read = recon.read_batch
+    monkeypatch.setattr(recon, "read_batch", lambda *a, **k: reads.append(k) or read(*a, **k))
+    tiled = _recon(cube, ckpt, tmp_path / "tiled.zarr", tile=(3, 4))
+    np.testing.assert_array_equal(np.isnan(tiled), np.isnan(whole))
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(whole)))
+    assert reads and all(k["rows"] is not None and len(k["cols"]) < land.shape[1] for k in reads)
+    assert len(reads) == 9 * len(on_land)  # 9 batches, one read per land tile
+
+
+def test_memory_budget_chooses_tiles_with_the_same_outputs(synthetic_cube, ckpt, tmp_path, caplog):
+    cube = synthetic_cube["dir"]
+    net = load_checkpoint(ckpt).net
+    assert tiling.auto_tile(net, 12, 4, (18, 36), windows=4, memory_gb=4) is None  # fits: whole fields
+    caplog.set_level("INFO")
+    whole = _recon(cube, ckpt, tmp_path / "whole.zarr", memory_gb=4)
+    small = _recon(cube, ckpt, tmp_path / "small.zarr", memory_gb=1e-4)
+    assert "tiles of" in caplog.text and "hold land" in caplog.text
+    np.testing.assert_allclose(small, whole, rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(whole)))
+
+
+def test_read_batch_across_the_dateline_reads_the_same_values():
+    pred = np.random.default_rng(0).standard_normal((30, 2, 6, 10)).astype(np.float32)
+    mean, std = np.zeros((2, 1, 1), np.float32), np.ones((2, 1, 1), np.float32)
+    group = [(np.arange(0, 12), 0, 12), (np.arange(12, 24), 12, 24)]
+    cols = np.arange(-3, 4) % 10  # 7, 8, 9, 0, 1, 2, 3
+    got = recon.read_batch(pred, group, mean, std, rows=(1, 4), cols=cols)
+    want = recon.read_batch(pred, group, mean, std)[..., 1:4, :][..., cols]
+    np.testing.assert_array_equal(got, want)
