@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import zarr
 
+from bench.area import bench_area, render_area, replace_section
 from bench import inference as inf
 from bench import loader as ld
 from bench.chunks import ChunkParams, run_chunks
@@ -72,6 +73,8 @@ class BenchParams:
     speed_modes: list[str] = field(default_factory=lambda: ["eager", "channels_last"])
     # Zarr layout/codec study (bench/chunks.py), ~45 s at the default scale
     chunks: ChunkParams = field(default_factory=ChunkParams)
+    # area scaling of every stage's memory (bench/area.py: four commands on two 0.25 deg boxes, ~5 min)
+    area: bool = True
 
     def scaled(self, scale: float) -> BenchParams:
         """Months × scale, grid cells × scale (latitudes × √scale)."""
@@ -397,6 +400,7 @@ def run_all(
         scaling = bench_scaling(p, tmp, str(dev))
         chunks = bench_chunks(p, tmp)
         speed = bench_speed_options(p, tmp, str(dev))
+        area = bench_area(tmp) if p.area else None
         chunks_main, encoding = predictor_encoding(main["cube"])
     params_out = {
         **asdict(p),
@@ -418,12 +422,13 @@ def run_all(
         "scaling": scaling,
         "chunks": chunks,
         "speed_options": speed,
+        "area": area,
         "date": now(),
         "command": command or command_line(),
         "wall_s": time.perf_counter() - t0,
     }
     res["notes"] = _notes(res)
-    res["markdown"] = render(res)
+    res["markdown"] = render(res) if area is None else replace_section(render(res), render_area(area))
     if out is not None:
         Path(out).write_text(res["markdown"])
         print(f"wrote {out} ({res['wall_s']:.0f} s)", flush=True)

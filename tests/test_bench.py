@@ -38,6 +38,7 @@ TINY_CHUNKS = ChunkParams(
 )
 
 TINY = BenchParams(
+    area=False,  # bench/area.py runs the four commands on two 0.25 deg boxes (minutes): test_area_section below
     nlat=8,
     months=36,
     channels=4,
@@ -203,3 +204,19 @@ def test_chunks_synthetic_data_and_land_centred_patches():
     for t0, la, lo, ph, pw in patch_origins(land, 30, n=50, window=12, patch=(4, 6), seed=2):
         assert 0 <= t0 <= 18 and (ph, pw) == (4, 6) and 0 <= la <= 6 and 0 <= lo <= 14
         assert land[la : la + ph, lo : lo + pw].any()
+
+
+def test_area_section_replaces_its_own_section_only():
+    from bench.area import SECTION, render_area, replace_section
+
+    stages = {s: {"small": {"peak_mb": 100.0, "seconds": 1.0}, "large": {"peak_mb": 110.0, "seconds": 2.0},
+                  "ratio": 1.1} for s in ("twin", "ingest")}
+    res = {"date": "2026-12-01", "stages": stages, "cells": {"small": 3200, "large": 12800},
+           "boxes": {"small": [0, 20, 40, 50], "large": [0, 40, 30, 50]}, "period": ["2002-01", "2009-12"],
+           "memory_gb": 0.25}
+    sec = render_area(res)
+    assert "| ingest | 100 | 110 | 1.10 |" in sec and "12,800 cells" in sec
+    doc = "# b\n\n## One\ntext\n\n" + SECTION + "\nold\n\n## Two\nkept\n"
+    new = replace_section(doc, sec)
+    assert "old" not in new and "## One\ntext" in new and "## Two\nkept" in new and new.count(SECTION) == 1
+    assert replace_section("# b\n", sec).endswith(sec)

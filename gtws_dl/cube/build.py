@@ -130,11 +130,24 @@ class CubeBuilder:
                 extra[f"lc_{cls}"] = lc.sel({"class": cls}, drop=True)
         return extra
 
+    def _lat_chunk(self, files: dict[str, list[Path]]) -> int | None:
+        """Latitude rows per dask chunk of the ERA5 files: a band read (about two chunks of every variable over
+        one block of months, float32 plus float64 conversions) stays within half of ``spec.memory_gb``; None
+        (whole fields) where that holds anyway."""
+        with xr.open_dataset(files["era5"][0], engine="netcdf4", decode_times=False) as ds:
+            nlat = next((ds.sizes[n] for n in ("latitude", "lat") if n in ds.sizes), 1)
+            nlon = next((ds.sizes[n] for n in ("longitude", "lon") if n in ds.sizes), 1)
+        per_row = len(self.spec.variables) * 120 * nlon * 12 * 2  # ~10 years, 12 bytes per value, two chunks
+        rows = int(float(self.spec.memory_gb) * 2**30 / 2 // per_row)
+        return None if rows >= nlat else max(8, rows)
+
     def _open_era5(self, files: dict[str, list[Path]]) -> xr.Dataset:
         """ERA5 (lazy) on the months every variable covers; the record is chosen from them afterwards."""
         variables = list(self.spec.variables)
+        lat_chunk = self._lat_chunk(files)
         try:
-            return era5_io.open_era5(files["era5"], variables, check_nan=False, plausibility=self.plausibility)
+            return era5_io.open_era5(files["era5"], variables, check_nan=False, plausibility=self.plausibility,
+                                     lat_chunk=lat_chunk)
         except InputFileError as err:
             if not str(err.expected or "").startswith("the same months as"):
                 raise
@@ -144,7 +157,7 @@ class CubeBuilder:
                    for v in variables]
             t0, t1 = max(c[0] for c in cov), min(c[-1] for c in cov)
             return era5_io.open_era5(files["era5"], variables, start=pd.Timestamp(t0), end=pd.Timestamp(t1),
-                                     check_nan=False, plausibility=self.plausibility)
+                                     check_nan=False, plausibility=self.plausibility, lat_chunk=lat_chunk)
 
     def _grace_months(self, files: dict[str, list[Path]]) -> dict[str, tuple[pd.DatetimeIndex, Path]]:
         """``{centre: (months its file holds, path)}``; opens every centre (identity, grid coverage) before any

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -100,9 +101,15 @@ def _spatial_names(ds: xr.Dataset, path) -> tuple[str, str]:
     return lat, lon
 
 
-def _read_file(path: Path) -> tuple[dict[str, _Piece], list[str]]:
-    """Pieces (one per recognised variable) of one ERA5 file, and all data-variable names."""
-    ds = single_member(open_nc(path, chunks={}), path)  # ensemble 'number' dim: size 1 squeezed, more refused
+def _read_file(path: Path, lat_chunk: int | None = None) -> tuple[dict[str, _Piece], list[str]]:
+    """Pieces (one per recognised variable) of one ERA5 file, and all data-variable names.
+
+    ``lat_chunk``: dask chunks of that many latitude rows (a band read then reads only its chunks); default the
+    file's own chunks."""
+    chunks = {} if lat_chunk is None else {"latitude": int(lat_chunk), "lat": int(lat_chunk)}
+    with warnings.catch_warnings():  # rows of whole-field stored chunks: each read decompresses one field
+        warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
+        ds = single_member(open_nc(path, chunks=chunks), path)  # ensemble 'number' dim: size 1 squeezed, more refused
     available = [n for n, v in ds.data_vars.items() if v.ndim >= 2]
     tname = next((n for n in _TIME_NAMES if n in ds.variables), None)
     if tname is None:
@@ -280,6 +287,7 @@ def open_era5(
     end: str | pd.Timestamp | None = None,
     check_nan: bool = True,
     plausibility: Policy | Iterable[str] | None = None,
+    lat_chunk: int | None = None,
 ) -> xr.Dataset:
     """Read ERA5 monthly means (either CDS NetCDF layout) into the canonical Dataset.
 
@@ -297,6 +305,9 @@ def open_era5(
         Variables whose plausibility findings (:mod:`gtws_dl.io.plausibility`: undeclared fill sentinels,
         values outside :attr:`Era5Variable.bounds`, unit label contradicting the magnitude) are only logged
         (``data.plausibility.skip``); every other variable's are refused. One pass over the data, in blocks.
+    lat_chunk : int, optional
+        Latitude rows per dask chunk, so that reading a band of rows (:mod:`gtws_dl.cube.build`) holds only
+        that band's chunks, not whole fields; default one chunk per stored chunk of each file.
 
     Returns
     -------
@@ -317,7 +328,7 @@ def open_era5(
     by_var: dict[str, list[_Piece]] = defaultdict(list)
     available: set[str] = set()
     for p in paths:
-        pieces, names = _read_file(p)
+        pieces, names = _read_file(p, lat_chunk)
         available.update(names)
         for short, pc in pieces.items():
             by_var[short].append(pc)

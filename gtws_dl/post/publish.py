@@ -113,9 +113,10 @@ def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.nd
             path = products_dir / product_name(centre, detrended)
             if not path.exists():
                 continue
-            da = read_product(path, verify=False)["twsa"].load()  # the manifest is written after publish()
+            da = read_product(path, verify=False)["twsa"]  # lazy; the manifest is written after publish()
+            months = max(1, min(120, 2**24 // max(1, land.size)))  # ~128 MB of float64 per read, whatever the area
             sheets[centre + (DD if detrended else "")] = regional_series(
-                da.values, cell_area, masks, times=pd.DatetimeIndex(da["time"].values))
+                da, cell_area, masks, times=pd.DatetimeIndex(da["time"].values), chunk=months)
     readme = {
         "product": "gtws-dl regional terrestrial water storage anomaly series",
         "version": __version__,

@@ -1,7 +1,8 @@
 """Generate the whole twin Earth: forcing -> water balance -> truth, ERA5, vegetation, GRACE files.
 
-The run loops over calendar years so memory stays ~O(one year of fields) except for the GRACE stage,
-which holds the truth of the GRACE era (2002 onward) on the twin grid.
+The run loops over calendar years so memory stays ~O(one year of fields); the GRACE stage reads the truth in
+blocks of months and holds the smoothed GRACE-era truth and one centre's mascon array (float64, the GRACE
+months × the grid). Memory still grows with the domain's area (issue 14: the twin is not yet banded).
 """
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ def ice_fields(grid: Grid, lf: np.ndarray, z: np.ndarray, ice: list[dict]) -> li
     for r in ice:
         norm = float((_ice_weight(g1, lf1, z1, r) * a1).sum())
         out.append(_ice_weight(grid, lf, z, r) * 1e12 / max(norm, 1.0))
+    return out
+
+
+_GRACE_BLOCK = 12  # GRACE months per block of the GRACE stage (memory: a year of fields, not the era)
+
+
+def _smoothed_grace_truth(truth: GridFile, w: np.ndarray, i0: int, grid: Grid, footprint_km: float) -> np.ndarray:
+    """GRACE-month means of the truth (weights ``w`` (GRACE month, month ``i0 + j``)) seen through the Gaussian
+    footprint, (GRACE month, lat, lon) float64; the truth is read one block of months at a time."""
+    out = np.empty((w.shape[0], *grid.shape))
+    for g0 in range(0, w.shape[0], _GRACE_BLOCK):
+        g1 = min(w.shape[0], g0 + _GRACE_BLOCK)
+        cols = np.flatnonzero(w[g0:g1].any(axis=0))
+        a, b = int(cols[0]), int(cols[-1]) + 1
+        tr = truth.read("twsa", i0 + a, i0 + b)
+        obs = np.tensordot(w[g0:g1, a:b], np.nan_to_num(tr), axes=(1, 0))
+        out[g0:g1] = gr.smooth(obs, grid, footprint_km)
     return out
 
 
@@ -278,10 +296,8 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
         need1 = np.datetime64(b.max() - np.timedelta64(1, "D"), "M")
         i0 = int(np.searchsorted(months, max(need0, months[0])))
         i1 = int(np.searchsorted(months, min(need1, months[-1]))) + 1
-        tr = truth.read("twsa", i0, i1)
         w = gr.span_weights(gm, months[i0:i1])
-        obs = np.tensordot(w, np.nan_to_num(tr), axes=(1, 0))
-        sm = gr.smooth(obs, grid, cfg.footprint_km)
+        sm = _smoothed_grace_truth(truth, w, i0, grid, cfg.footprint_km)  # (GRACE month, lat, lon), in blocks
         tmid, tb = gr.time_coords(gm)
         dec = 2002.0 + tmid / 365.25
         in_base = (dec >= 2004.0) & (dec < 2010.0)
@@ -290,11 +306,17 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
             cg = gr.centre_grid(grid, float(cfg.grace_res[centre]))
             field = gr.block_mean(sm, grid, cg)
             rng_g = np.random.default_rng([cfg.seed, 303, ci])
-            noise = Lattice(cg).random_fields(rng_g, len(gm), cfg.grace_noise_km) * float(cfg.grace_noise_mm[centre])
-            cm_ = (field + noise) / 10.0
+            lat_c, cm_ = Lattice(cg), np.empty(field.shape)
+            for b0 in range(0, len(gm), _GRACE_BLOCK):  # the same draws as one call: one stream, in order
+                b1 = min(len(gm), b0 + _GRACE_BLOCK)
+                noise = lat_c.random_fields(rng_g, b1 - b0, cfg.grace_noise_km) * float(cfg.grace_noise_mm[centre])
+                cm_[b0:b1] = (field[b0:b1] + noise) / 10.0
+            del field, noise
             cm_ -= cm_[in_base].mean(axis=0)
             grace_files.append(write_mascon(out / "grace", centre, cg, gm, tmid, tb, cm_, missing,
                                             time_last=(centre == "gsfc" and cfg.gsfc_time_last)))
+            del cm_
+        del sm
     paths = [truth.close(), comp.close(), lc_f.close()]
     paths += [x.close() for x in (lai_f, sif_f) if x is not None]
     elapsed = time.perf_counter() - t_start
