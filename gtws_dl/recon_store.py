@@ -89,11 +89,15 @@ def create_template(
     chunk_months: int,
     std_long_name: str | None = None,
     attrs: dict | None = None,
+    chunk_mb: float = 16.0,
 ) -> None:
     """(Re)create the store ``path``: metadata and NaN-filled ``twsa`` (and ``twsa_std`` when ``std_long_name``
-    is given), chunked ``(1, chunk_months, lat, lon)``; no chunk is written until :class:`BlockWriter` fills it."""
+    is given), chunked ``(1, chunk_months, rows, lon)`` with as many latitude rows as keep a chunk within
+    ``chunk_mb`` (all rows on small grids), so a band of rows reads only its chunks; no chunk is written until
+    :class:`BlockWriter` fills it."""
     shape = (len(targets), len(times), len(lat), len(lon))
-    chunks = (1, chunk_months, shape[2], shape[3])
+    rows = max(1, min(shape[2], int(chunk_mb * 2**20 // (4 * chunk_months * shape[3]))))
+    chunks = (1, chunk_months, rows, shape[3])
     variables = {"twsa": (DIMS, lazy_nan(shape, chunks), _attrs(TWSA_LONG_NAME))}
     if std_long_name is not None:
         variables["twsa_std"] = (DIMS, lazy_nan(shape, chunks), _attrs(std_long_name))

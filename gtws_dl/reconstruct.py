@@ -193,16 +193,18 @@ def _reconstruct(
                     y = predict_tiled(module, x, dev)
                 else:  # one window per forward: the budget holds one window's activations
                     t = tiles[ti]
+                    keep = max(k1 - k0 for _, k0, k1 in group)  # only the kept months are assembled
                     if ti == 0:
                         y = None
                     for j in range(len(group)):
                         yt = forward_tile(module, x[j : j + 1], dev, t)
                         if y is None:
-                            y = np.full((len(group), x.shape[1], yt.shape[2], H, W), np.nan, dtype=np.float32)
-                        y[j, ..., slice(*t.rows), slice(*t.cols)] = yt[(0, ..., *t.core)]
+                            y = np.full((len(group), keep, yt.shape[2], H, W), np.nan, dtype=np.float32)
+                        y[j, ..., slice(*t.rows), slice(*t.cols)] = yt[(0, slice(-keep, None), ..., *t.core)]
                     if ti < len(tiles) - 1:
                         continue
-            _write_group(writer, group, y, x.shape[1], likelihood, scale, base, times, land)
+            L = x.shape[1] if tiles is None else y.shape[1]
+            _write_group(writer, group, y, L, likelihood, scale, base, times, land)
             y = None
             done.add(gi)
             recon_store.write_progress(out_path, done, fingerprint=fp, batch_windows=batch_windows)

@@ -186,6 +186,7 @@ class ProductsSchema:
     decompose_period: list[Any] | None = MISSING  # 'YYYY-MM' strings or decimal years
     n_harmonics: int = MISSING
     zarr_copy: bool = MISSING
+    memory_gb: Any = checked(MEMORY_GB)  # latitude bands of the products (gtws_dl.post.publish.band_rows)
 
 
 # ------------------------------------------------------------------------------------- shared checks

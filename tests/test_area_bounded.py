@@ -93,3 +93,32 @@ def test_read_batch_across_the_dateline_reads_the_same_values():
     got = recon.read_batch(pred, group, mean, std, rows=(1, 4), cols=cols)
     want = recon.read_batch(pred, group, mean, std)[..., 1:4, :][..., cols]
     np.testing.assert_array_equal(got, want)
+
+
+def test_products_published_in_latitude_bands_equal_whole_fields(synthetic_cube, tmp_path):
+    """products.memory_gb small: 2-row bands, chunks of one band, same values, std included."""
+    import xarray as xr
+
+    from gtws_dl.post.publish import band_rows, publish
+    from gtws_dl.recon_store import write_reconstruction
+
+    grid, times, truth, land = (synthetic_cube[k] for k in ("grid", "times", "truth", "land"))
+    rng = np.random.default_rng(1)
+    twsa = (truth + rng.normal(0, 1, truth.shape))[None].astype(np.float32)
+    std = np.abs(rng.normal(5, 1, twsa.shape)).astype(np.float32)
+    recon = write_reconstruction(tmp_path / "csr.zarr", twsa, targets=["csr"], times=times, lat=grid.lat,
+                                 lon=grid.lon, twsa_std=std)
+    rows = 2
+    gb = rows * len(times) * grid.nlon * 64 / 2**30  # band_rows' budget for 2 rows
+    assert band_rows(len(times), grid.nlon, gb) == rows
+    kw = {"grid": grid, "cube_dir": synthetic_cube["dir"], "channels": ["p"]}
+    whole = publish(recon, tmp_path / "whole", **kw)
+    bands = publish(recon, tmp_path / "bands", products={"memory_gb": gb}, **kw)
+    for key in ("csr", "csr_detrended_deseasonalized"):
+        a, b = xr.open_dataset(whole[key]), xr.open_dataset(bands[key])
+        for v in [v for v in ("twsa", "twsa_std") if v in a]:
+            np.testing.assert_array_equal(np.isnan(a[v].values), np.isnan(b[v].values))
+            np.testing.assert_allclose(b[v].values, a[v].values, rtol=1e-6, atol=1e-5)
+        assert b["twsa"].encoding["chunksizes"] == (1, rows, grid.nlon)
+        assert a["twsa"].encoding["chunksizes"] == (1, grid.nlat, grid.nlon)
+    assert np.isfinite(xr.open_dataset(bands["csr"])["twsa"].values[:, land]).all()

@@ -59,7 +59,7 @@ def no_blocks(monkeypatch):
     """Stop a build at its first predictor block, after every metadata check ran; counts the blocks."""
     calls = []
 
-    def write_block(self, i0, block):
+    def write_block(self, i0, block, rows=None):
         calls.append(i0)
         raise _NoBlocks
 

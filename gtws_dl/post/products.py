@@ -62,6 +62,25 @@ def _attr_value(v: object) -> str | int | float:
         return str(v)
 
 
+def _as_array(x):
+    """(time, lat, lon) values of a DataArray or array: dask-backed inputs stay lazy, others become float32."""
+    data = x.transpose("time", ...).data if isinstance(x, xr.DataArray) else x
+    return data.astype(np.float32) if is_dask(data) else np.asarray(data, np.float32)
+
+
+def _mask(data, land: np.ndarray):
+    """``data`` with NaN outside ``land`` (float32), lazily for a dask array."""
+    if is_dask(data):
+        import dask.array as dsa
+
+        return dsa.where(land[None], data, np.nan).astype(np.float32)
+    return np.where(land[None], data, np.nan).astype(np.float32)
+
+
+def is_dask(x) -> bool:
+    return type(x).__module__.startswith("dask")
+
+
 def build_product(
     twsa: np.ndarray | xr.DataArray,
     *,
@@ -76,9 +95,7 @@ def build_product(
     """The product as an in-memory Dataset with CF attributes (see :func:`write_twsa_product`)."""
     if units not in ("mm", "kg m-2"):
         raise ValueError(f"units must be 'mm' or 'kg m-2', got {units!r}")
-    data = np.asarray(
-        twsa.transpose("time", ...).values if isinstance(twsa, xr.DataArray) else twsa, np.float32
-    )
+    data = _as_array(twsa)  # numpy, or a dask array computed band by band when written
     nt = len(np.asarray(times).ravel())
     if data.shape != (nt,) + grid.shape:
         raise ValueError(f"twsa has shape {data.shape}, expected (time, nlat, nlon) = {(nt,) + grid.shape}")
@@ -88,7 +105,7 @@ def build_product(
         if a.shape != grid.shape:
             raise ValueError(f"{what} has shape {a.shape}, expected the grid shape {grid.shape}")
     start, mid, end = month_bounds(times)
-    data = np.where(land[None], data, np.nan).astype(np.float32)
+    data = _mask(data, land)
     cf = {"standard_name": "land_water_amount"} if units == "kg m-2" else {}
     var_attrs = {
         **cf,
@@ -174,9 +191,7 @@ def build_product(
         },  # fmt: skip
     )
     if twsa_std is not None:
-        std = np.asarray(
-            twsa_std.transpose("time", ...).values if isinstance(twsa_std, xr.DataArray) else twsa_std
-        )
+        std = _as_array(twsa_std)
         if std.shape != data.shape:
             raise ValueError(f"twsa_std has shape {std.shape}, expected the shape of twsa {data.shape}")
         std_attrs = {"long_name": "uncertainty (standard deviation) of the terrestrial water storage anomaly",
@@ -186,7 +201,7 @@ def build_product(
             std_attrs["standard_name"] = "land_water_amount standard_error"
         ds["twsa_std"] = (
             ("time", "lat", "lon"),
-            np.where(land[None], std, np.nan).astype(np.float32),
+            _mask(std, land),
             std_attrs,
         )
         ds["twsa"].attrs["ancillary_variables"] = "twsa_std"
@@ -218,11 +233,13 @@ def _encoding(ds: xr.Dataset, *, netcdf: bool) -> dict[str, dict]:
     nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
     for name in ("twsa", "twsa_std"):
         if name in ds:
+            # computed in latitude bands (dask): chunks of one band, so each band writes whole chunks
+            rows = int(ds[name].data.chunks[1][0]) if is_dask(ds[name].data) else nlat
             e: dict[str, object] = {"_FillValue": np.float32(np.nan), "dtype": "float32"}
             if netcdf:
-                e.update(zlib=True, complevel=4, shuffle=True, chunksizes=(1, nlat, nlon))
+                e.update(zlib=True, complevel=4, shuffle=True, chunksizes=(1, rows, nlon))
             else:
-                e["chunks"] = (min(12, ds.sizes["time"]), nlat, nlon)
+                e["chunks"] = (min(12, ds.sizes["time"]), rows, nlon)
             enc[name] = e
     return enc
 

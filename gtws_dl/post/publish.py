@@ -61,14 +61,33 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     period = products.get("decompose_period")
     sources = _period_sources(cube_dir)
     written: dict[str, Path] = {}
+    H, W = land.shape
+    rows = band_rows(len(times), W, float(products.get("memory_gb") or 4.0))
+    if rows < H:
+        LOGGER.info("products computed in latitude bands of %d rows (products.memory_gb)", rows)
+    fit = {"fit_period": tuple(period) if period else None, "n_harmonics": int(products.get("n_harmonics", 2))}
     for centre in [str(c) for c in ds["target"].values]:
-        twsa = ds["twsa"].sel(target=centre).values.astype(np.float32)
-        if in_base.any():  # exact anomaly reference, as the GRACE products
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # ocean cells are all-NaN
-                twsa = twsa - np.nanmean(twsa[in_base], axis=0, keepdims=True)
+        recon = ds["twsa"].sel(target=centre)
+
+        def anomaly(r0: int, r1: int, recon=recon) -> np.ndarray:
+            """(time, rows, lon) mm re-referenced to the baseline: the exact anomaly reference of GRACE products."""
+            twsa = np.asarray(recon[:, r0:r1].values, dtype=np.float32)
+            if in_base.any():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # ocean cells are all-NaN
+                    twsa = twsa - np.nanmean(twsa[in_base], axis=0, keepdims=True)
+            return twsa
+
+        def residual(r0: int, r1: int, anomaly=anomaly) -> np.ndarray:
+            resid = detrend_deseasonalize(anomaly(r0, r1), t_years, **fit)
+            resid[:, ~land[r0:r1]] = np.nan
+            return resid.astype(np.float32)
+
+        twsa = banded(anomaly, (len(times), H, W), rows)
         # predictive spread (heteroscedastic head and/or deep ensemble), mm; unaffected by the re-referencing
-        twsa_std = ds["twsa_std"].sel(target=centre).values.astype(np.float32) if "twsa_std" in ds else None
+        twsa_std = (banded(lambda r0, r1, v=ds["twsa_std"].sel(target=centre): np.asarray(v[:, r0:r1].values,
+                                                                                              np.float32),
+                           (len(times), H, W), rows) if "twsa_std" in ds else None)
         attrs = {
             "title": f"gtws-dl reconstructed terrestrial water storage anomaly ({centre.upper()} mascon-trained)",
             "gtws_dl_version": __version__,
@@ -88,9 +107,7 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
                                cell_area=area, attrs=attrs, twsa_std=twsa_std,
                                zarr_copy=bool(products.get("zarr_copy", True)))
         written[centre] = p
-        resid = detrend_deseasonalize(twsa, t_years, fit_period=tuple(period) if period else None,
-                                      n_harmonics=int(products.get("n_harmonics", 2)))
-        resid[:, ~land] = np.nan
+        resid = banded(residual, (len(times), H, W), rows)
         dd_attrs = {**attrs, "title": attrs["title"] + ", detrended and deseasonalized",
                     "processing": "linear trend and mean seasonal cycle (annual + semi-annual harmonics) removed "
                                   f"per cell, fitted over {period or 'the whole record'}"}
@@ -100,6 +117,24 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
         LOGGER.info("wrote %s and its detrended+deseasonalized twin", p)
     written["xlsx"] = write_regional_workbook(out_dir, grid=grid, land=land, cell_area=area)
     return written
+
+
+def band_rows(n_months: int, n_lon: int, memory_gb: float) -> int:
+    """Latitude rows per band of the products: a band's float64 working set (about 8 copies of months x rows x
+    lon: the anomaly, the fit and its residual, for two bands written at once) within ``memory_gb``."""
+    return max(1, int(memory_gb * 2**30 // (n_months * n_lon * 8 * 8)))
+
+
+def banded(fn, shape: tuple[int, int, int], rows: int):
+    """A lazy (time, lat, lon) float32 dask array whose latitude bands of ``rows`` are ``fn(r0, r1)``: computed
+    when written, band by band, so a whole field is never in memory."""
+    import dask
+    import dask.array as dsa
+
+    nt, H, W = shape
+    parts = [dsa.from_delayed(dask.delayed(fn, pure=True)(r0, min(H, r0 + rows)), (nt, min(H, r0 + rows) - r0, W),
+                              dtype=np.float32) for r0 in range(0, H, rows)]
+    return dsa.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
 
 def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.ndarray,
