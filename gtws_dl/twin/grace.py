@@ -97,7 +97,9 @@ def block_mean(x: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
         return x
     k = int(round(target.res / grid.res))
     w = grid.cell_area()
+    den = w.reshape(target.nlat, k, target.nlon, k).sum(axis=(1, 3))
+    if x.ndim == 3 and x.shape[0] > 12:  # a year of fields at a time: no full-size weighted copy
+        return np.concatenate([block_mean(x[i:i + 12], grid, target) for i in range(0, x.shape[0], 12)])
     sh = x.shape[:-2] + (target.nlat, k, target.nlon, k)
     num = (x * w).reshape(sh).sum(axis=(-3, -1))
-    den = w.reshape(target.nlat, k, target.nlon, k).sum(axis=(1, 3))
     return num / den

@@ -278,6 +278,9 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
         pos += n
 
     era5_files = era5.close()
+    # the year loop's fields and the climate generator are not needed again: free them before the GRACE stage
+    del f, f0, nat, snow_m, soil_m, et, ro, lai_y, sif_y, tws, dep, ice, nz, tp_e, e_land, e_mm, swvl1, sd_mm
+    del clim, cm, lc, veg, state, hot_w, ice_w
     # ---- anomalies vs the 2004-2009 mean (second pass, year slices)
     nb = int(base_sel.sum())
     base = {k: v / nb for k, v in acc.items()}
