@@ -198,13 +198,25 @@ MAX_EPOCHS = Check("int", "an integer (-1 = no limit), e.g. trainer.max_epochs=6
 
 # --------------------------------------------------------------------------------------- primaries
 @dataclass
-class TrainSchema:
-    """``conf/train.yaml``: ``python train.py``"""
+class StageSchema:
+    """The groups every stage's config holds: where files go, the grid, the cube's inputs."""
 
     paths: PathsSchema = node(PathsSchema)
     grid: GridSchema = node(GridSchema)
     data: DataSchema = node(DataSchema)
+
+
+@dataclass
+class TargetedSchema(StageSchema):
+    """A stage that works on one target (train, infer)."""
+
     target: TargetSchema = node(TargetSchema)
+
+
+@dataclass
+class TrainSchema(TargetedSchema):
+    """``conf/train.yaml``: ``python train.py``"""
+
     model: Any = open_node(optimizer__lr=LR)
     trainer: Any = open_node(max_epochs=MAX_EPOCHS)
     seed: Any = checked(SEED)
@@ -217,13 +229,9 @@ class TrainSchema:
 
 
 @dataclass
-class InferSchema:
+class InferSchema(TargetedSchema):
     """``conf/infer.yaml``: ``python infer.py`` (and ``python -m gtws_dl.evaluate.truth``)"""
 
-    paths: PathsSchema = node(PathsSchema)
-    grid: GridSchema = node(GridSchema)
-    data: DataSchema = node(DataSchema)
-    target: TargetSchema = node(TargetSchema)
     ensemble: list[str] | None = MISSING
     ckpt_path: Any = checked(CKPT_PATH)
     device: Any = checked(Check("choice", choices=("auto", "cpu", "cuda")))
@@ -242,12 +250,9 @@ class InferSchema:
 
 
 @dataclass
-class IngestSchema:
+class IngestSchema(StageSchema):
     """``conf/ingest.yaml``: ``python -m gtws_dl.ingest``"""
 
-    paths: PathsSchema = node(PathsSchema)
-    grid: GridSchema = node(GridSchema)
-    data: DataSchema = node(DataSchema)
     force: bool = MISSING
     memory_gb: Any = checked(MEMORY_GB)
 

@@ -34,7 +34,7 @@ from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
-from gtws_dl.io._common import resolve_files, resolve_one
+from gtws_dl.io._common import open_nc, resolve_files, resolve_one
 from gtws_dl.io.errors import InputFileError, describe_files
 from gtws_dl.io.plausibility import Policy
 from gtws_dl.io.regrid import regrid_conservative
@@ -134,7 +134,7 @@ class CubeBuilder:
         """Latitude rows per dask chunk of the ERA5 files: a band read (about two chunks of every variable over
         one block of months, float32 plus float64 conversions) stays within half of ``spec.memory_gb``; None
         (whole fields) where that holds anyway."""
-        with xr.open_dataset(files["era5"][0], engine="netcdf4", decode_times=False) as ds:
+        with open_nc(files["era5"][0]) as ds:  # content sniffed: a GRIB or web page gets the reader's error
             nlat = next((ds.sizes[n] for n in ("latitude", "lat") if n in ds.sizes), 1)
             nlon = next((ds.sizes[n] for n in ("longitude", "lon") if n in ds.sizes), 1)
         per_row = len(self.spec.variables) * 120 * nlon * 12 * 2  # ~10 years, 12 bytes per value, two chunks

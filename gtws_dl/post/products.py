@@ -78,7 +78,9 @@ def _mask(data, land: np.ndarray):
 
 
 def is_dask(x) -> bool:
-    return type(x).__module__.startswith("dask")
+    import dask
+
+    return dask.is_dask_collection(x)
 
 
 def build_product(

@@ -67,11 +67,14 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
         LOGGER.info("products computed in latitude bands of %d rows (products.memory_gb)", rows)
     fit = {"fit_period": tuple(period) if period else None, "n_harmonics": int(products.get("n_harmonics", 2))}
     for centre in [str(c) for c in ds["target"].values]:
-        recon = ds["twsa"].sel(target=centre)
+        def rows_of(name: str, centre=centre):
+            """``fn(r0, r1)``: (time, rows, lon) float32 of the store's variable ``name`` for this centre."""
+            da = ds[name].sel(target=centre)
+            return lambda r0, r1: np.asarray(da[:, r0:r1].values, dtype=np.float32)
 
-        def anomaly(r0: int, r1: int, recon=recon) -> np.ndarray:
+        def anomaly(r0: int, r1: int, read=rows_of("twsa")) -> np.ndarray:
             """(time, rows, lon) mm re-referenced to the baseline: the exact anomaly reference of GRACE products."""
-            twsa = np.asarray(recon[:, r0:r1].values, dtype=np.float32)
+            twsa = read(r0, r1)
             if in_base.any():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # ocean cells are all-NaN
@@ -85,9 +88,7 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
 
         twsa = banded(anomaly, (len(times), H, W), rows)
         # predictive spread (heteroscedastic head and/or deep ensemble), mm; unaffected by the re-referencing
-        twsa_std = (banded(lambda r0, r1, v=ds["twsa_std"].sel(target=centre): np.asarray(v[:, r0:r1].values,
-                                                                                              np.float32),
-                           (len(times), H, W), rows) if "twsa_std" in ds else None)
+        twsa_std = banded(rows_of("twsa_std"), (len(times), H, W), rows) if "twsa_std" in ds else None
         attrs = {
             "title": f"gtws-dl reconstructed terrestrial water storage anomaly ({centre.upper()} mascon-trained)",
             "gtws_dl_version": __version__,
