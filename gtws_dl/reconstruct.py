@@ -30,7 +30,7 @@ from gtws_dl.cube.store import open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
 from gtws_dl.lock import OutputLock
 from gtws_dl.models.accel import accelerate, decelerate
-from gtws_dl.models.module import spatial_halo, split_output
+from gtws_dl.models.module import split_output
 from gtws_dl.prefetch import prefetched
 
 LOGGER = logging.getLogger(__name__)

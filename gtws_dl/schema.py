@@ -187,6 +187,9 @@ class ProductsSchema:
     n_harmonics: int = MISSING
     zarr_copy: bool = MISSING
     memory_gb: Any = checked(MEMORY_GB)  # latitude bands of the products (gtws_dl.post.publish.band_rows)
+    unforced: str = "none"  # off | none | grace_trend (gtws_dl.post.unforced)
+    unforced_onset: float = 1990.0  # decimal year where grace_trend's rate reaches zero
+    unforced_z: float = 8.0  # residual trends within this many standard errors are noise (not added)
 
 
 # ------------------------------------------------------------------------------------- shared checks

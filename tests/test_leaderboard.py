@@ -92,3 +92,26 @@ def test_gaussian_unet_trains_and_reconstructs_std(synthetic_cube, tmp_path):
     pre = slice(12, 84)
     r = np.corrcoef(rec[pre][:, land].ravel(), synthetic_cube["truth"][pre][:, land].ravel())[0, 1]
     assert r > 0.7, f"U-Net correlation with the known truth before GRACE is only {r:.2f}"
+
+
+def test_grace_target_ceiling_row_scores_the_targets_over_their_months(synthetic_cube, tmp_path):
+    """The ceiling row: the cube's targets scored like a model, with slow-signal and trend columns."""
+    import xarray as xr
+
+    from gtws_dl.experiments.leaderboard import GRACE_TARGET, evaluate_model
+
+    g, times = synthetic_cube["grid"], synthetic_cube["times"]
+    truth = xr.DataArray(np.where(synthetic_cube["land"], synthetic_cube["truth"], np.nan),
+                         dims=("time", "lat", "lon"), coords={"time": times, "lat": g.lat, "lon": g.lon})
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = compose("leaderboard", overrides=[f"paths.cube_dir={synthetic_cube['dir']}", f"out_dir={tmp_path}",
+                                                "grid.res=10", "centres=[csr]"])
+    rows = evaluate_model(cfg, GRACE_TARGET, {"recon": None}, truth, forced=truth)
+    land = next(r for r in rows if r["region"] == "land excl. Greenland & Antarctica")
+    # targets = truth + 2 mm white noise over the GRACE months: near-perfect against the truth ...
+    assert land["truth_full_r"] > 0.99 and land["forced_full_r"] > 0.99
+    # ... the 12-month low-pass averages the noise away: amplitude ratio 1 within a few per cent
+    assert abs(land["forced_lp_amp"] - 1.0) < 0.05 and land["forced_lp_r"] > 0.98
+    # its trends against itself agree exactly
+    assert land["trend_land_mm_yr"] == pytest.approx(land["trend_land_grace_mm_yr"])
+    assert land["trend_land_cell_err_rel"] == pytest.approx(0.0, abs=1e-9)

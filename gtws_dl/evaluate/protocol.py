@@ -2,8 +2,10 @@
 
 For a product (``gtws_dl_twsa_<centre>.nc``) and a reference (the cube's GRACE targets on the held-out months,
 or the twin truth over a period), per-cell metrics — Pearson r, NSE, KGE, RMSE, bias, cyclostationary NSE — are
-computed on the full signal and on the detrended+deseasonalized signal (each series' own linear trend and monthly
-climatology over the evaluated months removed: :func:`gtws_dl.seasonal.remove_climatology_trend`), then summarised
+computed on the full signal, on the detrended+deseasonalized signal (each series' own linear trend and monthly
+climatology over the evaluated months removed: :func:`gtws_dl.seasonal.remove_climatology_trend`) and on the low-pass
+signal (12-month running mean of the deseasonalized anomaly, :func:`gtws_dl.evaluate.skill.lowpass`: droughts,
+decades and trends), with the amplitude ratio ``amp`` = std(sim) ÷ std(obs) of each signal, then summarised
 by area-weighted medians over land excluding Greenland and Antarctica and, separately, over the ice sheets.
 Calibration of a predicted ``twsa_std``: the area-weighted fraction of cell-months with ``|error| < std``
 (nominal 68.3 % for a Gaussian).
@@ -16,18 +18,29 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from gtws_dl.evaluate.skill import area_weighted_median, bias, cyclostationary_nse, kge, nse, pearson_r, rmse
+from gtws_dl.evaluate.skill import (
+    amplitude_ratio,
+    area_weighted_median,
+    bias,
+    cyclostationary_nse,
+    kge,
+    lowpass,
+    nse,
+    pearson_r,
+    rmse,
+)
 from gtws_dl.post.regions import EVALUATION_REGIONS
 from gtws_dl.seasonal import decimal_year, remove_climatology_trend
 
-METRICS = ("r", "nse", "kge", "rmse", "bias", "cnse")
+METRICS = ("r", "nse", "kge", "rmse", "bias", "cnse", "amp")
+SIGNALS = ("full", "dd", "lp")  # full, detrended+deseasonalized, low-pass
 REGIONS = EVALUATION_REGIONS  # defined once, with their masks, in gtws_dl.post.regions
 
 
 def cell_metrics(sim: np.ndarray, obs: np.ndarray, months: np.ndarray) -> dict[str, np.ndarray]:
     """Per-cell metric maps of ``sim`` against ``obs`` (time, lat, lon)."""
     return {"r": pearson_r(sim, obs), "nse": nse(sim, obs), "kge": kge(sim, obs), "rmse": rmse(sim, obs),
-            "bias": bias(sim, obs), "cnse": cyclostationary_nse(sim, obs, months)}
+            "bias": bias(sim, obs), "cnse": cyclostationary_nse(sim, obs, months), "amp": amplitude_ratio(sim, obs)}
 
 
 def evaluate(sim: np.ndarray, obs: np.ndarray, times: pd.DatetimeIndex, *, cell_area: np.ndarray,
@@ -35,7 +48,7 @@ def evaluate(sim: np.ndarray, obs: np.ndarray, times: pd.DatetimeIndex, *, cell_
     """Area-weighted medians ``{<region>_<signal>_<metric>: value}`` plus ``<region>_calib68``.
 
     sim, obs, sim_std : (time, lat, lon) mm on the evaluated months; signal ``full`` or ``dd``
-    (detrended+deseasonalized).
+    (detrended+deseasonalized) or ``lp`` (low-pass).
     """
     times = pd.DatetimeIndex(times)
     months = times.month.values
@@ -45,7 +58,8 @@ def evaluate(sim: np.ndarray, obs: np.ndarray, times: pd.DatetimeIndex, *, cell_
     out: dict[str, float] = {}
     for signal, (s, o) in {"full": (sim, obs),
                            "dd": (remove_climatology_trend(sim, t_years, months),
-                                  remove_climatology_trend(obs, t_years, months))}.items():
+                                  remove_climatology_trend(obs, t_years, months)),
+                           "lp": (lowpass(sim, months), lowpass(obs, months))}.items():
         maps = cell_metrics(s, o, months)
         for rname, mask in regions.items():
             for m, v in maps.items():

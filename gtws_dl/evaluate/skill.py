@@ -174,3 +174,34 @@ def area_weighted_median(
     if land_fraction is not None:
         w = w * np.asarray(land_fraction, dtype=float)
     return weighted_median(field, np.broadcast_to(w, np.shape(field)), mask)
+
+
+# ----------------------------------------------------------------------------------------- slow signals
+LOWPASS_MONTHS = 12  # running-mean window of the low-pass signal (months)
+
+
+def lowpass(y: np.ndarray, months: np.ndarray, window: int = LOWPASS_MONTHS) -> np.ndarray:
+    """Centred ``window``-month running mean of the deseasonalized anomaly; (time, ...) like ``y``.
+
+    NaN where the window is not complete (the record's ends, gaps): the interannual-to-decadal signal of a series.
+    """
+    d = deseasonalize(y, months)
+    ok = np.isfinite(d)
+    zero = np.zeros((1,) + d.shape[1:])
+    cs = np.concatenate([zero, np.cumsum(np.where(ok, d, 0.0), 0)])
+    cn = np.concatenate([zero, np.cumsum(ok, 0)])
+    out = np.full(d.shape, np.nan)
+    if d.shape[0] < window:
+        return out
+    lo = window // 2
+    s = cs[window:] - cs[:-window]
+    n = cn[window:] - cn[:-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[lo:lo + s.shape[0]] = np.where(n == window, s / window, np.nan)
+    return out
+
+
+def amplitude_ratio(sim: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """``std(sim) / std(obs)`` over the valid pairs (1 = the right amplitude; < 1 = damped)."""
+    ds, do, _, _, _ = _moments(sim, obs)
+    return _div(np.sqrt((ds**2).sum(0)), np.sqrt((do**2).sum(0)))

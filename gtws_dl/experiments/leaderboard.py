@@ -32,7 +32,8 @@ from gtws_dl.checkpoint import load_checkpoint
 from gtws_dl.config import command, conf_dir, grid_from, to_plain
 from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import open_cube
-from gtws_dl.evaluate.protocol import METRICS, evaluate
+from gtws_dl.evaluate.protocol import METRICS, SIGNALS, evaluate
+from gtws_dl.evaluate.trends import trend_agreement
 from gtws_dl.evaluate.truth import open_truth
 from gtws_dl.experiments.baselines import run_baseline
 from gtws_dl.hashing import sha256_json
@@ -130,63 +131,95 @@ def run_model(cfg: DictConfig, name: str, spec: dict, cells_cache: dict) -> dict
             "member_recons": [m["recon"] for m in members]}
 
 
-def evaluate_model(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
-    """Publish the model's products and evaluate every centre; rows of the leaderboard."""
+TREND_MASKS = {"land": "global_land_excl_greenland_antarctica", "greenland": "greenland", "antarctica": "antarctica"}
+
+
+def evaluate_model(cfg: DictConfig, name: str, info: dict, truth, forced=None) -> list[dict]:
+    """Publish the model's products and evaluate every centre; rows of the leaderboard.
+
+    ``truth`` (and ``forced``, the twin's forced stores) DataArrays (time, lat, lon) mm; ``name="grace_target"``
+    evaluates the cube's GRACE targets themselves over their months (the ceiling row), without products."""
     grid = grid_from(cfg)
     manifest, pred_g, targ_g = open_cube(cfg.paths.cube_dir)
     products_dir = Path(cfg.out_dir) / name / "products"
-    # every model is published alike: the cube's predictors and statistics, no model window or periods
-    publish(info["recon"], products_dir, grid=grid, cube_dir=cfg.paths.cube_dir, channels=manifest["channels"],
-            stats_period=manifest["stats"]["period"], config={"model": name}, products={"zarr_copy": False},
-            baseline=tuple(manifest.get("baseline", BASELINE)))
+    ceiling = name == GRACE_TARGET
     land = np.asarray(pred_g["land_mask"][:], bool)
     area = grid.cell_area()
-    regions = evaluation_masks(region_masks(grid, land))
+    masks = region_masks(grid, land)
+    regions = evaluation_masks(masks)
+    trend_regions = {k: masks[v] for k, v in TREND_MASKS.items()}
     cube_targets = [str(t) for t in targ_g["target"][:]]
     times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
     obs_all = {c: np.asarray(targ_g["twsa"][cube_targets.index(c)], np.float32) for c in cfg.centres}
     split = time_split(times, available_months(obs_all.values(), land), val_months=int(cfg.split.val_months),
                        gap_months=int(cfg.split.gap_months))
+    if not ceiling:  # every model is published alike: the cube's predictors and statistics, no model window, the
+        # unforced residual trend fitted on the split's training months only (gtws_dl.post.unforced)
+        publish(info["recon"], products_dir, grid=grid, cube_dir=cfg.paths.cube_dir, channels=manifest["channels"],
+                stats_period=manifest["stats"]["period"], config={"model": name},
+                train_period=[f"{times[split.train[0]]:%Y-%m}", f"{times[split.train[-1]]:%Y-%m}"],
+                products={"zarr_copy": False, "unforced": str(cfg.get("unforced", "none"))},
+                baseline=tuple(manifest.get("baseline", BASELINE)))
     tt = month_starts(truth["time"].values)
     a, b = (pd.Timestamp(p) for p in cfg.truth_period)
     tsel = tt[(tt >= a) & (tt <= b)]
+    grace_era = np.flatnonzero(available_months(obs_all.values(), land))  # every GRACE month, training ones too
     rows = []
     for centre in cfg.centres:
-        prod = read_product(products_dir / product_name(centre))
-        ptimes = month_starts(prod["time"].values)
-        sim = prod["twsa"].values
-        std = prod["twsa_std"].values if "twsa_std" in prod else None
+        if ceiling:
+            sim, std, ptimes = obs_all[centre], None, times
+            tsel_c = tt[tt.isin(times[grace_era])]  # the targets score over their own months
+        else:
+            prod = read_product(products_dir / product_name(centre))
+            ptimes = month_starts(prod["time"].values)
+            sim = prod["twsa"].values
+            std = prod["twsa_std"].values if "twsa_std" in prod else None
+            tsel_c = tsel
         iv = ptimes.get_indexer(times[split.val])
         held = evaluate(sim[iv], obs_all[centre][split.val], times[split.val], cell_area=area, regions=regions,
                         sim_std=None if std is None else std[iv])
-        it = ptimes.get_indexer(tsel)
-        tru = evaluate(sim[it], truth.values[tt.get_indexer(tsel)], tsel, cell_area=area, regions=regions,
+        it = ptimes.get_indexer(tsel_c)
+        ref_idx = tt.get_indexer(tsel_c)
+        tru = evaluate(sim[it], truth.values[ref_idx], tsel_c, cell_area=area, regions=regions,
                        sim_std=None if std is None else std[it])
+        frc = {} if forced is None else evaluate(sim[it], forced.values[ref_idx], tsel_c, cell_area=area,
+                                                 regions=regions)
+        ig = ptimes.get_indexer(times[grace_era])
+        trd = trend_agreement(sim[ig], obs_all[centre][grace_era], times[grace_era], cell_area=area,
+                              regions=trend_regions)
         for rkey, rname in EVALUATION_REGIONS.items():
             row = {"model": name, "target": centre, "region": rname,
                    "parameters": info.get("parameters"), "train_s": round(float(info.get("train_seconds", 0)), 1),
                    "recon_s": round(float(info.get("recon_seconds", 0) or 0), 1)}
-            for tag, res in (("heldout", held), ("truth", tru)):
-                for signal in ("full", "dd"):
+            for tag, res in (("heldout", held), ("truth", tru), ("forced", frc)):
+                for signal in SIGNALS:
                     for m in METRICS:
                         row[f"{tag}_{signal}_{m}"] = res.get(f"{rkey}_{signal}_{m}")
                 row[f"{tag}_calib68"] = res.get(f"{rkey}_calib68")
                 row[f"{tag}_median_std_mm"] = res.get(f"{rkey}_median_std_mm")
+            # GRACE-era trends (mm/yr) against the GRACE target, over all its months: land, then the ice sheets
+            keys = ("land",) if rkey == "land" else ("greenland", "antarctica")
+            for k in keys:
+                row[f"trend_{k}_mm_yr"] = trd[f"{k}_trend_sim"]
+                row[f"trend_{k}_grace_mm_yr"] = trd[f"{k}_trend_obs"]
+                row[f"trend_{k}_cell_err_rel"] = trd[f"{k}_trend_err_rel"]
             rows.append(row)
     return rows
 
 
-EVAL_VERSION = 1  # bump when the protocol changes: cached evaluations are then recomputed
+GRACE_TARGET = "grace_target"  # the ceiling row: the cube's GRACE targets scored like a model
+EVAL_VERSION = 2  # bump when the protocol changes: cached evaluations are then recomputed
 
 
-def _evaluated(cfg: DictConfig, name: str, info: dict, truth) -> list[dict]:
+def _evaluated(cfg: DictConfig, name: str, info: dict, truth, forced=None) -> list[dict]:
     """:func:`evaluate_model`, cached beside the model while its store and the protocol are unchanged."""
     key = _spec_hash({"info": info, "truth_period": list(cfg.truth_period), "split": to_plain(cfg.split),
+                      "unforced": str(cfg.get("unforced", "none")),
                       "centres": list(cfg.centres), "version": EVAL_VERSION})
     f = Path(cfg.out_dir) / name / "leaderboard_eval.json"
     if cfg.reuse and f.exists() and (cached := json.loads(f.read_text())).get("key") == key:
         return cached["rows"]
-    rows = evaluate_model(cfg, name, info, truth)
+    rows = evaluate_model(cfg, name, info, truth, forced)
     write_text_atomic(f, json.dumps({"key": key, "rows": rows}, default=float))
     return rows
 
@@ -198,6 +231,9 @@ MD_COLUMNS = {  # leaderboard.md (the csv has every metric)
     "truth_full_r": "truth r", "truth_full_nse": "truth NSE", "truth_full_kge": "truth KGE",
     "truth_full_cnse": "truth cNSE", "truth_full_rmse": "truth RMSE", "truth_full_bias": "truth bias",
     "truth_dd_r": "truth r dd", "truth_dd_nse": "truth NSE dd",
+    "forced_full_cnse": "forced cNSE", "forced_dd_r": "forced r dd", "forced_lp_r": "forced lp r",
+    "forced_lp_amp": "forced lp amp", "trend_land_mm_yr": "trend mm/yr", "trend_land_grace_mm_yr": "GRACE trend",
+    "trend_land_cell_err_rel": "trend err rel",
     "heldout_calib68": "calib68 held", "truth_calib68": "calib68 truth",
 }
 
@@ -212,8 +248,10 @@ def write_leaderboard(df: pd.DataFrame, out_dir: Path, *, header: str) -> Path:
         sub = df[df.region == rname]
         cols = [c for c in MD_COLUMNS if c in sub]
         if rname != EVALUATION_REGIONS["land"]:
-            cols = ["model", "target", "heldout_full_r", "heldout_full_nse", "truth_full_r", "truth_full_nse",
-                    "truth_full_cnse", "truth_dd_r"]
+            cols = [c for c in ("model", "target", "heldout_full_r", "heldout_full_nse", "truth_full_r",
+                                "truth_full_nse", "truth_full_cnse", "truth_dd_r", "trend_greenland_mm_yr",
+                                "trend_greenland_grace_mm_yr", "trend_antarctica_mm_yr",
+                                "trend_antarctica_grace_mm_yr") if c in sub]
         t = sub[cols].rename(columns=MD_COLUMNS)
         parts += [f"## {rname}", "", t.to_markdown(index=False, floatfmt=".3f"), ""]
     return write_text_atomic(out_dir / "leaderboard.md", "\n".join(parts) + "\n")
@@ -224,15 +262,19 @@ def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:
     torch.set_num_threads(int(cfg.threads))
     ensure_cube(cfg)
     truth = open_truth(cfg.data.truth).load()
+    comp = cfg.data.get("truth_components")
+    forced = open_truth(comp, "twsa_forced").load() if comp and Path(comp).exists() else None
     names = list(cfg.models_to_run) if cfg.get("models_to_run") else list(cfg.models)
     rows, cells_cache = [], {}
+    if cfg.get("ceiling", True):  # the GRACE targets themselves: what the training data scores
+        rows += _evaluated(cfg, GRACE_TARGET, {"recon": None}, truth, forced)
     for name in names:
         if name not in cfg.models:
             raise KeyError(f"models_to_run names {name!r}; conf/leaderboard.yaml defines {list(cfg.models)}")
         spec = OmegaConf.to_container(cfg.models[name], resolve=True)
         t0 = time.perf_counter()
         info = run_model(cfg, name, spec, cells_cache)
-        rows += _evaluated(cfg, name, info, truth)
+        rows += _evaluated(cfg, name, info, truth, forced)
         LOGGER.info("leaderboard: %s done in %.0f s", name, time.perf_counter() - t0)
     df = pd.DataFrame(rows)
     wall = time.perf_counter() - t_start
@@ -243,6 +285,11 @@ def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:
         f"{cfg.split.val_months} GRACE months (gap {cfg.split.gap_months} months before them; networks evaluated "
         f"from last.ckpt, never chosen on them); truth = twin truth {a}..{b}. Area-weighted medians over cells. "
         "cNSE = cyclostationary NSE (0 = the reference's own monthly climatology); dd = detrended+deseasonalized; "
+        "lp = low-pass (12-month running mean of the deseasonalized anomaly), amp = std(model) ÷ std(reference); "
+        "forced = the twin truth's forced stores (no pumping, no land-ice loss) over the truth period; trends = "
+        "GRACE-era area-mean trends (mm/yr) against the GRACE target over all its months, trend err rel = median "
+        "per-cell |trend error| ÷ median |GRACE trend|; row grace_target = the GRACE targets themselves over their "
+        "own months (the ceiling; its held-out rows are trivially perfect). "
         "calib68 = fraction of cell-months with |error| < predicted std (nominal 0.683). "
         f"Wall time of this run {wall:.0f} s (re-used models count their original fit time)."])
     write_leaderboard(df, Path(cfg.out_dir), header=header)

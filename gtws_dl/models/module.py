@@ -42,6 +42,18 @@ def masked_laplace_nll(mean, log_b, y, mask):
     return (nll * mask).sum() / n.clamp(min=1)
 
 
+def masked_slow_mse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, min_months: int = 6) -> torch.Tensor:
+    """MSE of the time means over each window's loss months ([B, T, K, H, W] → mean over T of the masked months):
+    the error of the window's mean anomaly, where single-month MSE rewards damping slow signals. A cell of a window
+    counts with at least ``min_months`` loss months."""
+    m = mask.to(pred.dtype)
+    n = m.sum(1)
+    ok = (n >= min_months).to(pred.dtype)
+    nn = n.clamp(min=1)
+    err = ((pred - y) * m).sum(1) / nn
+    return (err**2 * ok).sum() / ok.sum().clamp(min=1)
+
+
 LIKELIHOODS = ("mse", "gaussian", "laplace")
 LOG_SCALE_RANGE = (-7.0, 5.0)  # clamp of the predicted log-variance / log-b (normalised units): stable NLL
 
@@ -78,11 +90,13 @@ class ReconstructionModule(L.LightningModule):
     normalisation : what :meth:`gtws_dl.data.CubeDataModule.normalisation` returns
     likelihood : ``mse`` (point estimate), ``gaussian`` or ``laplace`` (heteroscedastic head: the net outputs
         2K channels, mean and log-scale, trained by negative log-likelihood; reconstruction writes ``twsa_std``)
+    slow_weight : weight of :func:`masked_slow_mse` (error of each window's mean over its loss months) added to the
+        loss; 0 = off
     """
 
     def __init__(self, net: dict, optimizer: dict, in_channels: int, targets: list[str],
                  normalisation: dict, scheduler: dict | None = None, lon_circular: bool = False,
-                 likelihood: str = "mse") -> None:
+                 likelihood: str = "mse", slow_weight: float = 0.0) -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"model.likelihood={likelihood!r}; expected one of {LIKELIHOODS}")
@@ -127,6 +141,8 @@ class ReconstructionModule(L.LightningModule):
             log_s = out[:, :, K:].clamp(*LOG_SCALE_RANGE)
             nll = masked_gaussian_nll if self.likelihood == "gaussian" else masked_laplace_nll
             loss = nll(pred, log_s, batch["y"], batch["mask"])
+        if self.hparams.get("slow_weight", 0.0):
+            loss = loss + float(self.hparams.slow_weight) * masked_slow_mse(pred, batch["y"], batch["mask"])
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"{stage} loss is {loss.item()} at step {self.global_step}; inputs or learning rate "

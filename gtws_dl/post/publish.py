@@ -26,6 +26,14 @@ from gtws_dl.grid import Grid
 from gtws_dl.post.products import read_product, write_twsa_product
 from gtws_dl.post.regions import region_masks
 from gtws_dl.post.series import regional_series, write_series_xlsx
+from gtws_dl.post.unforced import (
+    DEFAULT_ONSET,
+    DEFAULT_Z,
+    check_mode,
+    describe,
+    residual_trend,
+    unforced_field,
+)
 from gtws_dl.recon_store import open_finished
 from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
 
@@ -66,15 +74,27 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     if rows < H:
         LOGGER.info("products computed in latitude bands of %d rows (products.memory_gb)", rows)
     fit = {"fit_period": tuple(period) if period else None, "n_harmonics": int(products.get("n_harmonics", 2))}
+    mode = check_mode(str(products.get("unforced") or "off"))
+    onset = float(products.get("unforced_onset") or DEFAULT_ONSET)
+    z = float(products.get("unforced_z") or DEFAULT_Z)
+    grace = _grace_targets(cube_dir, times) if mode != "off" and train_period else {}
+    trend_fit = tuple(decimal_year(pd.DatetimeIndex(list(train_period)))) if train_period else None
     for centre in [str(c) for c in ds["target"].values]:
         def rows_of(name: str, centre=centre):
             """``fn(r0, r1)``: (time, rows, lon) float32 of the store's variable ``name`` for this centre."""
             da = ds[name].sel(target=centre)
             return lambda r0, r1: np.asarray(da[:, r0:r1].values, dtype=np.float32)
 
-        def anomaly(r0: int, r1: int, read=rows_of("twsa")) -> np.ndarray:
-            """(time, rows, lon) mm re-referenced to the baseline: the exact anomaly reference of GRACE products."""
+        read_twsa, target_rows = rows_of("twsa"), grace.get(centre)
+
+        def anomaly(r0: int, r1: int, read=read_twsa, target=target_rows) -> np.ndarray:
+            """(time, rows, lon) mm, plus the unforced residual trend, re-referenced to the baseline: the exact
+            anomaly reference of GRACE products."""
             twsa = read(r0, r1)
+            if target is not None:  # storage change the forcing cannot explain (gtws_dl.post.unforced)
+                slope = residual_trend(np.asarray(target[:, r0:r1], np.float32), twsa, t_years, trend_fit,
+                                       z=z)
+                twsa = twsa + unforced_field(slope, t_years, trend_fit[0], mode, onset)
             if in_base.any():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # ocean cells are all-NaN
@@ -102,6 +122,7 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
             "predictors": ", ".join(channels),
             "model_window_months": int(window),
             "period_sources": sources,
+            "unforced": describe(mode if centre in grace else "off", onset, train_period, z),
             "config": _short_config(config),
         }
         p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
@@ -118,6 +139,18 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
         LOGGER.info("wrote %s and its detrended+deseasonalized twin", p)
     written["xlsx"] = write_regional_workbook(out_dir, grid=grid, land=land, cell_area=area)
     return written
+
+
+def _grace_targets(cube_dir: str | Path, times: pd.DatetimeIndex) -> dict:
+    """The cube's GRACE targets {centre: lazy (time, lat, lon) mm on ``times``} (empty if the cube has none)."""
+    try:
+        targ = xr.open_zarr(cube_member(cube_dir, "targets.zarr"), consolidated=False)
+    except (OSError, KeyError, ValueError):
+        return {}
+    if "twsa" not in targ or not pd.DatetimeIndex(targ["time"].values).equals(times):
+        LOGGER.warning("%s: no GRACE targets on the reconstruction's months; products.unforced not applied", cube_dir)
+        return {}
+    return {str(c): targ["twsa"].sel(target=c).data for c in targ["target"].values}
 
 
 def band_rows(n_months: int, n_lon: int, memory_gb: float) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from gtws_dl.evaluate.report.context import Context, Skip
-from gtws_dl.evaluate.truth import skill_rows
+from gtws_dl.evaluate.truth import REFERENCES, skill_rows
 from gtws_dl.post.regions import evaluation_masks
 
 
@@ -15,14 +15,21 @@ def section_skill(ctx: Context) -> list[str]:
         raise Skip(ctx.notes["truth"])
     have = np.isfinite(ctx.truth).any(axis=(1, 2))  # months the truth file holds
     regions = evaluation_masks(ctx.masks)
+    refs = {REFERENCES["truth"]: ctx.truth}
+    if ctx.truth_unforced:  # the forced stores = truth − pumping − land-ice loss (truth_components.nc)
+        refs[REFERENCES["forced"]] = ctx.truth - sum(ctx.truth_unforced.values())
     rows = []
     for c, rec in ctx.rec.items():
-        rows += skill_rows(c, rec[have], ctx.truth[have], ctx.times[have], cell_area=ctx.area, regions=regions)
+        for ref, obs in refs.items():
+            rows += skill_rows(c, rec[have], obs[have], ctx.times[have], cell_area=ctx.area, regions=regions,
+                               reference=ref)
     df = pd.DataFrame(rows)
     ctx.numbers["skill_vs_truth"] = df.to_dict(orient="records")
     return ["Area-weighted medians over cells of the evaluation protocol (gtws_dl.evaluate.protocol.evaluate, "
             "as in the leaderboard and `skill_vs_truth.md`): r = Pearson correlation, NSE = Nash–Sutcliffe "
             "efficiency, KGE = Kling–Gupta efficiency, RMSE and bias in mm, cNSE = cyclostationary NSE (> 0 = better "
-            "than the truth's mean seasonal cycle); signal *full* or *detrended+deseasonalized* (each series' own "
-            "linear trend and monthly climatology over the period removed).", "",
+            "than the truth's mean seasonal cycle), amp = std(product) ÷ std(reference); signal *full*, "
+            "*detrended+deseasonalized* (each series' own linear trend and monthly climatology over the period "
+            "removed) or *low-pass* (12-month running mean of the deseasonalized anomaly: droughts, decades, trends); "
+            "reference the truth or its forced stores (without pumping and land-ice loss).", "",
             df.to_markdown(index=False, floatfmt=".3f") if len(df) else "(no period with ≥ 24 common months)", ""]
