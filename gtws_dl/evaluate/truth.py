@@ -116,6 +116,8 @@ def skill_table(products_dir: str | Path, truth: xr.DataArray, *, grid, periods:
     from the cube's GRACE targets, the ceiling rows (the target itself against the truth) and the GRACE-era trend
     agreement; returns (skill rows, trend rows)."""
     area = grid.cell_area()
+    truth = truth.load()  # read once, not once per centre and reference
+    forced = None if forced is None else forced.load()
     targets = _cube_targets(cube_dir) if cube_dir else {}
     rows, trends = [], []
     for centre in centres:
