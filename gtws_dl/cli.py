@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("gtws_dl.ingest", "build the predictor and target cubes from the input files"),
     "train": ("gtws_dl.training", "train a reconstruction network on the cube"),
     "infer": ("gtws_dl.inference", "reconstruct every month and write the products"),
+    "update": ("gtws_dl.update", "append the input files' new months (ERA5T final) to cube, reconstruction, products"),
     "skill": ("gtws_dl.evaluate.truth", "score the products against the twin's truth"),
     "report": ("gtws_dl.evaluate.report.__main__", "write the evaluation report (maps, budgets, ENSO)"),
     "leaderboard": ("gtws_dl.experiments.leaderboard", "compare every model on one cube and split"),

@@ -22,6 +22,7 @@ from gtws_dl.cube.store import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.lock import OutputLock, remove_stale_temps
 from gtws_dl.models.module import ReconstructionModule
+from gtws_dl.post.append import append_products
 from gtws_dl.post.manifest import write_products_manifest
 from gtws_dl.post.publish import publish
 from gtws_dl.reconstruct import reconstruct, reconstruct_ensemble
@@ -109,8 +110,18 @@ def infer(cfg: DictConfig) -> dict:
     return written
 
 
-def _publish(cfg: DictConfig, recon, module, manifest: dict, norm: dict, members: list[str]) -> dict:
-    written = publish(
+def _publish(cfg: DictConfig, recon, module, manifest: dict, norm: dict, members: list[str],
+             extra: dict | None = None, append_from: int | None = None) -> dict:
+    """Write the products of ``recon`` and the products manifest (``extra``: added to this run's record).
+
+    ``append_from``: write only months ``append_from ..`` into the products already there (the update;
+    :func:`gtws_dl.post.append.append_products`), publishing whole where they cannot take them."""
+    written = None
+    if append_from is not None:
+        written = append_products(recon, cfg.paths.products_dir, first=append_from, grid=grid_from(cfg),
+                                  cube_dir=cfg.paths.cube_dir, train_period=norm.get("train_period"),
+                                  products=to_plain(cfg.products), baseline=tuple(manifest.get("baseline", BASELINE)))
+    written = written or publish(
         recon,
         cfg.paths.products_dir,
         grid=grid_from(cfg),
@@ -131,6 +142,7 @@ def _publish(cfg: DictConfig, recon, module, manifest: dict, norm: dict, members
         cube_manifest=manifest,
         reconstruction=recon,
         config=to_plain(cfg),
+        extra=extra,
     )
     return written
 

@@ -28,6 +28,7 @@ from gtws_dl.cube.store import lazy_nan
 from gtws_dl.diskspace import disk_full_is_an_error
 from gtws_dl.hashing import sha256_path
 from gtws_dl.lock import write_text_atomic
+from gtws_dl.zarr_time import extend_time
 
 DIMS = ("target", "time", "lat", "lon")
 UNITS = "mm"
@@ -130,6 +131,16 @@ class BlockWriter:
             self.twsa[:, k0:k1] = twsa
             if twsa_std is not None:
                 self.twsa_std[:, k0:k1] = twsa_std
+
+
+def extend(path: str | Path, times) -> None:
+    """Lengthen a finished store's time axis to ``times`` (the update): unmarked as complete until the new
+    months are written (:func:`mark_complete`); months already there are kept."""
+    group = zarr.open_group(path, mode="r+")
+    if not group.attrs.get("complete"):
+        raise RuntimeError(f"{path} is an unfinished reconstruction; {RERUN_INFER} before updating it")
+    group.attrs["complete"] = False
+    extend_time(group, pd.DatetimeIndex(times))
 
 
 def mark_complete(path: str | Path) -> None:

@@ -5,6 +5,8 @@ months ``[kS - warmup, (k+1)S)``: the network starts from a zero state, spins up
 (as in training) and only the last ``S`` outputs are kept. The first block spins up on a repeat of the first
 ``warmup`` months. Blocks are independent, so memory is bounded by one batch of windows, and an interrupted
 run resumes at the first unfinished batch with bit-identical results (batches are fixed groups of blocks).
+A short last block is padded *after* its months: the networks are causal, so its outputs do not depend on the
+padding, and a record extended by an update (``first_month``) gets the same numbers as one reconstructed whole.
 
 Output ``<recon_dir>/<name>.zarr``, a store of :mod:`gtws_dl.recon_store`: ``twsa`` (target, time, lat, lon)
 float32 mm, NaN over ocean; with a heteroscedastic head (``model.likelihood`` gaussian/laplace) also ``twsa_std``
@@ -62,11 +64,14 @@ def reconstruct(
     prefetch: bool = True,
     channels_last: bool = False,
     compile: bool = False,
+    first_month: int | None = None,
 ) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
     A second process writing the same ``out_path`` is refused (:class:`~gtws_dl.lock.OutputLockedError`).
-    See :func:`_reconstruct` for the parameters.
+    ``first_month``: extend a finished reconstruction of a shorter (or partly preliminary) record to the cube's
+    months, writing months ``first_month ..`` only (the update; earlier months are not touched). See
+    :func:`_reconstruct` for the other parameters.
     """
     with OutputLock(out_path):
         net = getattr(module, "net", module)
@@ -84,6 +89,7 @@ def reconstruct(
                 memory_gb=memory_gb,
                 progress=progress,
                 prefetch=prefetch,
+                first_month=first_month,
             )
         finally:  # the caller's module comes back as it was given (but on the inference device)
             if channels_last or compile:
@@ -91,7 +97,8 @@ def reconstruct(
 
 
 def _reconstruct(
-    module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, memory_gb, progress, prefetch
+    module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, memory_gb, progress, prefetch,
+    first_month=None,
 ) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
@@ -138,12 +145,18 @@ def _reconstruct(
 
     out_path = Path(out_path)
     fp = recon_store.fingerprint(ckpt_path, manifest)
-    done = recon_store.read_progress(out_path, fingerprint=fp, batch_windows=batch_windows)
-    if done:
+    blocks = _blocks(nt, stride, warmup)
+    groups = [blocks[i : i + batch_windows] for i in range(0, len(blocks), batch_windows)]
+    if first_month is not None:  # an update: only the groups holding months >= first_month are computed
+        recon_store.extend(out_path, times)
+        done = {gi for gi, g in enumerate(groups) if max(k1 for _, _, k1 in g) <= first_month}
+    else:
+        done = recon_store.read_progress(out_path, fingerprint=fp, batch_windows=batch_windows)
+    if done and first_month is None:
         LOGGER.info("resuming %s: %d batches already done", out_path, len(done))
-    if done and len(done) == -(-len(_blocks(nt, stride, warmup)) // batch_windows):
+    if done and len(done) == len(groups):
         LOGGER.info("%s is already complete for this checkpoint and cube", out_path)
-    if not done:
+    if not done and first_month is None:
         check_free_space(
             out_path.parent,
             float32_bytes(len(targets), nt, H, W),
@@ -161,9 +174,6 @@ def _reconstruct(
             attrs={"checkpoint": str(ckpt_path), "cube": str(cube_dir)},
         )
     writer = recon_store.BlockWriter(out_path)
-
-    blocks = _blocks(nt, stride, warmup)
-    groups = [blocks[i : i + batch_windows] for i in range(0, len(blocks), batch_windows)]
     todo = [gi for gi in range(len(groups)) if gi not in done]
     pin = dev.type == "cuda"
     L = max(len(b[0]) for b in blocks)
@@ -196,38 +206,49 @@ def _reconstruct(
                     keep = max(k1 - k0 for _, k0, k1 in group)  # only the kept months are assembled
                     if ti == 0:
                         y = None
-                    for j in range(len(group)):
+                    for j, (idx, k0, k1) in enumerate(group):
                         yt = forward_tile(module, x[j : j + 1], dev, t)
                         if y is None:
                             y = np.full((len(group), keep, yt.shape[2], H, W), np.nan, dtype=np.float32)
-                        y[j, ..., slice(*t.rows), slice(*t.cols)] = yt[(0, slice(-keep, None), ..., *t.core)]
+                        n = len(idx)  # the block's months; the padding after them is not kept
+                        y[j, : k1 - k0, ..., slice(*t.rows), slice(*t.cols)] = yt[(0, slice(n - (k1 - k0), n),
+                                                                                   ..., *t.core)]
                     if ti < len(tiles) - 1:
                         continue
-            L = x.shape[1] if tiles is None else y.shape[1]
-            _write_group(writer, group, y, L, likelihood, scale, base, times, land)
+            # where each block's kept months start in y: after its spin-up (whole fields), at 0 (tiles)
+            offsets = [0 if tiles is not None else len(idx) - (k1 - k0) for idx, k0, k1 in group]
+            _write_group(writer, group, y, offsets, likelihood, scale, base, times, land, first_month or 0)
             y = None
             done.add(gi)
-            recon_store.write_progress(out_path, done, fingerprint=fp, batch_windows=batch_windows)
+            if first_month is None:
+                recon_store.write_progress(out_path, done, fingerprint=fp, batch_windows=batch_windows)
             bar.update()
         bar.close()
+    if first_month is not None:  # the extended store is complete for this checkpoint and the updated cube
+        recon_store.write_progress(out_path, set(range(len(groups))), fingerprint=fp, batch_windows=batch_windows)
     recon_store.mark_complete(out_path)  # readers refuse a store without it
     return out_path
 
 
-def _write_group(writer, group, y, L, likelihood, scale, base, times, land) -> None:
+def _write_group(writer, group, y, offsets, likelihood, scale, base, times, land, first: int = 0) -> None:
     """Scale the outputs [B, L, K(, 2K), H, W] of one batch of blocks to mm, add the base, mask the ocean and
-    write the kept months of each block."""
+    write the kept months of each block (those from month index ``first`` on); ``offsets[j]``: where block
+    ``j``'s kept months start in ``y``."""
     y, y_std = _split(y, likelihood)
     for j, (_, k0, k1) in enumerate(group):
-        keep = y[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
+        a = max(k0, first)  # an update writes only its months
+        if a >= k1:
+            continue
+        sl = slice(offsets[j] + a - k0, offsets[j] + k1 - k0)
+        keep = y[j, sl].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
         if base is not None and base.kind != "none":
-            keep += base.evaluate(times[k0:k1])
+            keep += base.evaluate(times[a:k1])
         keep[:, :, ~land] = np.nan
         sd = None
         if y_std is not None:
-            sd = y_std[j, L - (k1 - k0) :].transpose(1, 0, 2, 3) * scale
+            sd = y_std[j, sl].transpose(1, 0, 2, 3) * scale
             sd[:, :, ~land] = np.nan
-        writer.write(k0, keep, sd)
+        writer.write(a, keep, sd)
 
 
 def read_batch(
@@ -243,7 +264,8 @@ def read_batch(
     """Normalised inputs of a batch of blocks: [B, L, C, h, w] float32, L = the longest block, NaN → 0.
 
     ``pred``: the cube's (time, channel, lat, lon) predictor array (Zarr or numpy), physical units; ``mean``,
-    ``std``: (C, 1, 1) training statistics. Shorter blocks are right-aligned (zeros before them). ``rows``
+    ``std``: (C, 1, 1) training statistics. Shorter blocks are left-aligned (zeros after them: a causal network's
+    outputs over the block do not depend on them). ``rows``
     (r0, r1) and ``cols`` (column indices, e.g. a tile's across the dateline): read only that region (default
     the whole field). ``pin``: return a torch tensor in page-locked host memory, ready for an asynchronous copy
     to the GPU.
@@ -258,7 +280,7 @@ def read_batch(
         lo, hi = int(idx.min()), int(idx.max()) + 1
         parts = [np.asarray(pred[lo:hi, :, r0:r1, a:b], dtype=np.float32) for a, b in runs]
         xb = (np.concatenate(parts, axis=-1)[idx - lo] if len(parts) > 1 else parts[0][idx - lo]) - mean
-        x[j, L - len(idx) :] = xb / std  # right-align: a short last block keeps its full spin-up
+        x[j, : len(idx)] = xb / std  # left-aligned: the padding comes after the block's months
     x[~np.isfinite(x)] = 0.0
     return torch.from_numpy(x).pin_memory() if pin else x
 

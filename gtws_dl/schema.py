@@ -253,6 +253,14 @@ class InferSchema(TargetedSchema):
 
 
 @dataclass
+class UpdateSchema(InferSchema):
+    """``conf/update.yaml``: ``python -m gtws_dl.update`` (the infer keys, plus how the cube is extended)"""
+
+    refit: bool = MISSING
+    ingest_memory_gb: Any = checked(MEMORY_GB)
+
+
+@dataclass
 class IngestSchema(StageSchema):
     """``conf/ingest.yaml``: ``python -m gtws_dl.ingest``"""
 
@@ -264,6 +272,7 @@ SCHEMAS: dict[str, type] = {
     "train_schema": TrainSchema,
     "infer_schema": InferSchema,
     "ingest_schema": IngestSchema,
+    "update_schema": UpdateSchema,
 }
 
 

@@ -17,7 +17,7 @@ PKG = Path(__file__).resolve().parents[1] / "gtws_dl"
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("gtws_dl", "gtws_dl.conventions", "gtws_dl.grid", "gtws_dl.landmask", "gtws_dl.seasonal",
               "gtws_dl.hashing", "gtws_dl.lock", "gtws_dl.diskspace", "gtws_dl.config", "gtws_dl.schema",
-              "gtws_dl.split")),
+              "gtws_dl.split", "gtws_dl.journal", "gtws_dl.zarr_time")),
     ("twin", ("gtws_dl.twin",)),
     ("io", ("gtws_dl.io",)),
     ("cube", ("gtws_dl.cube", "gtws_dl.ingest")),
@@ -26,7 +26,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("learn + reconstruct", ("gtws_dl.checkpoint", "gtws_dl.training", "gtws_dl.reconstruct", "gtws_dl.tiling",
                              "gtws_dl.recon_store", "gtws_dl.prefetch")),
     ("post", ("gtws_dl.post",)),
-    ("infer", ("gtws_dl.inference",)),
+    ("infer", ("gtws_dl.inference", "gtws_dl.update")),
     ("evaluate", ("gtws_dl.evaluate",)),
     ("experiments", ("gtws_dl.experiments",)),
     ("commands", ("gtws_dl.cli",)),  # gtws-dl <command>: runs the stages' Hydra apps by module name

@@ -116,6 +116,18 @@ def test_era5_request_matches_cds_syntax():
     assert len(download.era5_requests_by_year(1940, 1942)) == 3
 
 
+def test_update_requests_fetch_the_era5t_months_again_and_the_new_months_by_year():
+    cube = {"time": {"end": "2024-12"}, "era5t_months": ["2024-10", "2024-11", "2024-12"]}
+    reqs = download.era5_update_requests(cube, "2025-02", area=[60, -10, 35, 30])
+    assert [(r["year"], r["month"]) for _, r, _ in reqs] == [(["2024"], ["10", "11", "12"]), (["2025"], ["01", "02"])]
+    assert [t for *_, t in reqs] == ["era5_monthly_2024_10-12.nc", "era5_monthly_2025_01-02.nc"]
+    assert all(r["area"] == [60.0, -10.0, 35.0, 30.0] and len(r["variable"]) == 13 for _, r, _ in reqs)
+    final = download.era5_update_requests({"time": {"end": "2024-12"}, "era5t_months": []}, "2025-01")
+    assert [(r["year"], r["month"]) for _, r, _ in final] == [(["2025"], ["01"])]
+    with pytest.raises(ValueError, match="before the first month the update needs"):
+        download.era5_update_requests(cube, "2024-09")
+
+
 def test_retrieve_needs_cdsapi_and_calls_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "cdsapi", None)  # simulate "not installed"
     with pytest.raises(download.MissingDependencyError, match="pip install cdsapi"):

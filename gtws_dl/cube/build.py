@@ -233,48 +233,63 @@ class CubeBuilder:
 
     def _write(self, writer, era5, extra, channels, files, fp, inputs, progress) -> dict:
         s, g = self.spec, self.grid
-        alphas = [1.0 - np.exp(-1.0 / m) for m in s.ewma_months]
-        ewma = np.full((len(alphas), *g.shape), np.nan, dtype=np.float32)  # per-cell state, carried across blocks
-        sin_lat = np.sin(np.deg2rad(g.lat)).astype(np.float32)
-        i_tp, i_e = list(s.variables).index("tp"), list(s.variables).index("e")
+        ewma = np.full((len(s.ewma_months), *g.shape), np.nan, dtype=np.float32)  # per-cell state, across blocks
         nt = len(self.times)
         step, rows = self._block_shape(era5, len(channels))
-        bands = [(r0, min(g.nlat, r0 + rows)) for r0 in range(0, g.nlat, rows)]
+        bands = self.bands(rows)
         LOGGER.info("predictor cube in %d latitude band(s) of %d rows x blocks of %d months (ingest.memory_gb=%g)",
                     len(bands), rows, step, s.memory_gb)
         bar = tqdm(total=-(-nt // step) * len(bands), desc="predictor cube", unit="block", disable=not progress)
         for i0 in range(0, nt, step):
             i1 = min(nt, i0 + step)
-            tsel = self.times[i0:i1]
             for r0, r1 in bands:
-                band = g.rows(r0, r1)
-                met = regrid_conservative(_source_rows(era5[list(s.variables)].sel(time=tsel), g, r0, r1).load(), band)
-                fields = [met[v].transpose("time", "lat", "lon").values.astype(np.float32) for v in s.variables]
-                del met
-                fields += [self._regrid(da.sel(time=tsel), r0, r1) for da in extra.values()]
-                # antecedent water balance P + E (ERA5's E < 0 when evaporating), mm/day, causal EWMA
-                wb = fields[i_tp] + fields[i_e]
                 state = ewma[:, r0:r1]
                 if i0 == 0:  # spin-up: start from the mean of the first SPINUP_MONTHS, whatever the block size
-                    n0 = min(nt, SPINUP_MONTHS)
-                    state[:] = np.nanmean(wb[:n0] if i1 >= n0 else self._water_balance(era5, n0, r0, r1), axis=0)[None]
-                mem = np.empty((len(alphas), i1 - i0, r1 - r0, g.nlon), dtype=np.float32)
-                for t in range(i1 - i0):
-                    for j, a in enumerate(alphas):
-                        state[j] += a * (wb[t] - state[j])
-                        mem[j, t] = state[j]
-                fields += list(mem)
-                fields += [np.broadcast_to(self.landfrac[r0:r1], (i1 - i0, r1 - r0, g.nlon)),
-                           np.broadcast_to(sin_lat[r0:r1, None], (i1 - i0, r1 - r0, g.nlon))]
-                writer.write_block(i0, np.stack(fields, axis=1), rows=(r0, r1))
-                del fields, mem, wb
+                    state[:] = np.nanmean(self._water_balance(era5, min(nt, SPINUP_MONTHS), r0, r1), axis=0)[None]
+                block = self.predictor_band(era5, extra, self.times[i0:i1], (r0, r1), state)
+                writer.write_block(i0, block, rows=(r0, r1))
+                del block
                 bar.update()
         bar.close()
         info = self._targets(files, writer, bands)
         manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
-                                 periods=self.periods.to_manifest(), plausibility=self.plausibility.record())
+                                 periods=self.periods.to_manifest(), plausibility=self.plausibility.record(),
+                                 era5t_months=[m for m in era5.attrs.get("era5t_months", [])
+                                               if f"{self.times[0]:%Y-%m}" <= m <= f"{self.times[-1]:%Y-%m}"],
+                                 era5_source=era5_signature(era5, s.variables))
         LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
         return manifest
+
+    def bands(self, rows: int) -> list[tuple[int, int]]:
+        """Latitude bands ``(r0, r1)`` of ``rows`` rows covering the grid."""
+        return [(r0, min(self.grid.nlat, r0 + rows)) for r0 in range(0, self.grid.nlat, rows)]
+
+    def predictor_band(self, era5: xr.Dataset, extra: Mapping[str, xr.DataArray], tsel: pd.DatetimeIndex,
+                       rows: tuple[int, int], state: np.ndarray) -> np.ndarray:
+        """The predictors of months ``tsel`` on latitude rows ``rows``: (time, channel, rows, lon) float32 in the
+        channel order of the cube; ``state`` (memory, rows, lon) float32, the causal EWMA memories of P + E at
+        the month before ``tsel[0]``, is advanced in place (the same arithmetic in a build and an update)."""
+        s, g = self.spec, self.grid
+        r0, r1 = rows
+        n = len(tsel)
+        met = regrid_conservative(_source_rows(era5[list(s.variables)].sel(time=tsel), g, r0, r1).load(),
+                                  g.rows(r0, r1))
+        fields = [met[v].transpose("time", "lat", "lon").values.astype(np.float32) for v in s.variables]
+        del met
+        fields += [self._regrid(da.sel(time=tsel), r0, r1) for da in extra.values()]
+        # antecedent water balance P + E (ERA5's E < 0 when evaporating), mm/day, causal EWMA
+        wb = fields[list(s.variables).index("tp")] + fields[list(s.variables).index("e")]
+        alphas = [1.0 - np.exp(-1.0 / m) for m in s.ewma_months]
+        mem = np.empty((len(alphas), n, r1 - r0, g.nlon), dtype=np.float32)
+        for t in range(n):
+            for j, a in enumerate(alphas):
+                state[j] += a * (wb[t] - state[j])
+                mem[j, t] = state[j]
+        fields += list(mem)
+        sin_lat = np.sin(np.deg2rad(g.lat)).astype(np.float32)
+        fields += [np.broadcast_to(self.landfrac[r0:r1], (n, r1 - r0, g.nlon)),
+                   np.broadcast_to(sin_lat[r0:r1, None], (n, r1 - r0, g.nlon))]
+        return np.stack(fields, axis=1)
 
     def _water_balance(self, era5: xr.Dataset, n: int, r0: int, r1: int) -> np.ndarray:
         """P + E (mm/day) of the first ``n`` months on rows ``r0 .. r1``, (n, rows, lon) float32."""
@@ -326,6 +341,15 @@ class CubeBuilder:
                        "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}"}
             del da
         return info
+
+
+def era5_signature(era5: xr.Dataset, variables: Sequence[str]) -> dict:
+    """What a continuation of the record must share with it: the ERA5 grid (canonical, cell centres) and the
+    units each variable had in its files (``cube manifest["era5_source"]``, checked by an update)."""
+    lat, lon = np.asarray(era5["lat"].values, float), np.asarray(era5["lon"].values, float)
+    return {"grid": {"nlat": int(lat.size), "nlon": int(lon.size), "lat": [float(lat[0]), float(lat[-1])],
+                     "lon": [float(lon[0]), float(lon[-1])]},
+            "units_in_file": {v: str(era5[v].attrs.get("units_in_file", "")) for v in variables}}
 
 
 def _source_rows(obj: xr.DataArray | xr.Dataset, grid: Grid, r0: int, r1: int):

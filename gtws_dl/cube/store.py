@@ -80,6 +80,9 @@ def open_cube(cube_dir: str | Path) -> tuple[dict, zarr.Group, zarr.Group]:
             raise ValueError("not a JSON object")
     except (ValueError, UnicodeDecodeError) as err:
         raise CubeError(f"{mpath}: the cube manifest is not valid JSON ({err}); {rebuild}") from None
+    if manifest.get("update_in_progress"):
+        raise CubeError(f"{cube_dir}: an update of this cube was interrupted ({manifest['update_in_progress']}); "
+                        "run the same `gtws-dl update` command again: it rolls the update back and redoes it")
     if manifest.get("cube_format_version") != CUBE_FORMAT_VERSION:
         raise CubeError(
             f"{mpath}: cube format version {manifest.get('cube_format_version')} != {CUBE_FORMAT_VERSION} "

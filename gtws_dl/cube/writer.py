@@ -119,18 +119,11 @@ class CubeWriter:
             raise ValueError(f"block has {block.shape[2]} latitude rows for rows {r0}..{r1}")
         tsel = self.times[i0:i1]
         land = self.land[r0:r1]
-        bad = ~np.isfinite(block[:, :, land])
-        if bad.any():
-            ti, ci = np.nonzero(bad.any(axis=2))
+        try:
+            check_land_finite(block, land, self.channels, tsel, self.grid)
+        except InputFileError:
             self.abort()  # the previous cube (if any) is left as it was
-            raise InputFileError(
-                f"predictor {self.channels[ci[0]]!r} has NaN/Inf over land in {tsel[ti[0]]:%Y-%m} "
-                f"({int(bad.sum())} values in this block) on the {self.grid} grid (grid.res={self.grid.res:g} "
-                f"grid.bbox={list(self.grid.bbox) if self.grid.bbox else None}); inputs must cover every land cell: "
-                "check that grid.res/grid.bbox are those meant for these files, the input files' coverage of "
-                "grid.bbox and that no month is missing",
-                variable=self.channels[ci[0]],
-            )
+            raise
         lo, hi = (pd.Timestamp(p) for p in self.stats_period)
         in_stats = (tsel >= lo) & (tsel <= hi)
         if in_stats.any():
@@ -224,6 +217,23 @@ class CubeWriter:
         tmp.write_text(json.dumps(manifest, indent=1, default=str))
         os.replace(tmp, mpath)
         return manifest
+
+
+def check_land_finite(block: np.ndarray, land: np.ndarray, channels: Sequence[str], tsel: pd.DatetimeIndex,
+                      grid: Grid) -> None:
+    """Refuse (:class:`InputFileError` naming the predictor and month) a block (time, channel, rows, lon) with
+    NaN/Inf over the land cells ``land`` (rows, lon) of its rows."""
+    bad = ~np.isfinite(block[:, :, land])
+    if bad.any():
+        ti, ci = np.nonzero(bad.any(axis=2))
+        raise InputFileError(
+            f"predictor {channels[ci[0]]!r} has NaN/Inf over land in {tsel[ti[0]]:%Y-%m} "
+            f"({int(bad.sum())} values in this block) on the {grid} grid (grid.res={grid.res:g} "
+            f"grid.bbox={list(grid.bbox) if grid.bbox else None}); inputs must cover every land cell: "
+            "check that grid.res/grid.bbox are those meant for these files, the input files' coverage of "
+            "grid.bbox and that no month is missing",
+            variable=channels[ci[0]],
+        )
 
 
 def _coords(grid: Grid, times: pd.DatetimeIndex) -> dict:

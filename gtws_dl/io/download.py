@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from gtws_dl.io.era5_variables import VARIABLES
 
@@ -130,6 +130,34 @@ def era5_requests_by_year(first: int, last: int, **kwargs) -> list[tuple[str, di
     for y in range(int(first), int(last) + 1):
         ds, req = era5_request([y], **kwargs)
         out.append((ds, req, f"era5_monthly_{y}.nc"))
+    return out
+
+
+def era5_update_requests(cube_manifest: Mapping, until: str, **kwargs) -> list[tuple[str, dict, str]]:
+    """The requests a monthly update needs (``gtws-dl update``), one per calendar year:
+    ``(dataset, request, target file name)``.
+
+    They cover the cube's ERA5T months (``cube_manifest["era5t_months"]``, fetched again as final ERA5 once ECMWF
+    has published it, about 2-3 months later) and the months after its last one, up to ``until`` (``"YYYY-MM"``;
+    ERA5T monthly means of a month appear about 5 days after it ends). Target names carry the months
+    (``era5_monthly_2024_10-12.nc``), so the downloads sit beside the yearly files without replacing them: the
+    reader prefers final ERA5 over ERA5T where a month is in both. ``kwargs`` go to :func:`era5_request`
+    (``variables``, ``area``)."""
+    import pandas as pd  # noqa: PLC0415 - light module otherwise
+
+    end = pd.Period(str(cube_manifest["time"]["end"]), freq="M")
+    prelim = sorted(str(m) for m in (cube_manifest.get("era5t_months") or []))
+    first = pd.Period(prelim[0], freq="M") if prelim else end + 1
+    last = pd.Period(str(until), freq="M")
+    if last < first:
+        raise ValueError(f"until={until!r} is before the first month the update needs ({first}); the cube ends "
+                         f"{end} with ERA5T months {prelim or 'none'}")
+    out = []
+    months = pd.period_range(first, last, freq="M")
+    for year in sorted(set(months.year)):
+        mos = [int(m.month) for m in months if m.year == year]
+        ds, req = era5_request([year], mos, **kwargs)
+        out.append((ds, req, f"era5_monthly_{year}_{mos[0]:02d}-{mos[-1]:02d}.nc"))
     return out
 
 

@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cftime
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -223,8 +224,9 @@ def _check_grids(pieces: list[_Piece], variable_of: dict[int, str]) -> None:
             )
 
 
-def _combine(var: str, pieces: list[_Piece]) -> xr.DataArray:
-    """Concatenate pieces along time; resolve duplicate months (ERA5 > unknown > ERA5T)."""
+def _combine(var: str, pieces: list[_Piece]) -> tuple[xr.DataArray, np.ndarray]:
+    """Concatenate pieces along time; resolve duplicate months (ERA5 > unknown > ERA5T). Returns the data and
+    the rank (ERA5, unknown, ERA5T) of the version kept for each month."""
     da = xr.concat(
         [p.data for p in pieces],
         dim="time",
@@ -275,8 +277,8 @@ def _combine(var: str, pieces: list[_Piece]) -> xr.DataArray:
         i = j + 1
     keep_arr = np.asarray(keep)  # in time order
     if len(keep_arr) == da.sizes["time"] and (np.diff(keep_arr) == 1).all():
-        return da  # already sorted without duplicates: keep the dask graph simple
-    return da.isel(time=keep_arr)
+        return da, rank  # already sorted without duplicates: keep the dask graph simple
+    return da.isel(time=keep_arr), rank[keep_arr]
 
 
 def open_era5(
@@ -353,11 +355,13 @@ def open_era5(
     t0, t1 = (None if v is None else month_starts([pd.Timestamp(v)])[0] for v in (start, end))
     out: dict[str, xr.DataArray] = {}
     ranges: dict[str, pd.DatetimeIndex] = {}
+    era5t: set[str] = set()  # months whose kept version of some variable is ERA5T (preliminary)
     for v in wanted:
         spec = VARIABLES[v]
         pieces = by_var[v]
         files = sorted({pc.path for pc in pieces})
-        da = _combine(v, pieces)
+        da, rank = _combine(v, pieces)
+        units_in_file = da.attrs.get("units")
         check_values(
             summarize_many([(pc.data, pc.path, pc.encoding) for pc in pieces], "time"),
             paths=files, variable=v, units=da.attrs.get("units"), table=spec.accepted, canonical=spec.units,
@@ -380,14 +384,21 @@ def open_era5(
             raise input_error(
                 files, v, f"a record covering the requested period {want}", f"it covers {covered(times)}"
             )
+        in_range = np.ones(len(times), dtype=bool)
+        if t0 is not None:
+            in_range &= np.asarray(times >= t0)
+        if t1 is not None:
+            in_range &= np.asarray(times <= t1)
         da = da.sel(time=slice(t0, t1))
         ranges[v] = pd.DatetimeIndex(da["time"].values)
+        prelim = ranges[v][rank[in_range] == _RANK_ERA5T]
+        era5t.update(f"{m:%Y-%m}" for m in prelim)
         da = to_canonical(da).transpose("time", "lat", "lon").astype(np.float32)
         da.attrs = {
             "units": spec.units,
             "long_name": spec.long_name,
             "era5_short_name": v,
-            **({"units_in_file": da.attrs["units_in_file"]} if "units_in_file" in da.attrs else {}),
+            "units_in_file": str(da.attrs.get("units_in_file", units_in_file)),
         }
         da.encoding = {}
         out[v] = da
@@ -422,5 +433,27 @@ def open_era5(
     ds.attrs = {
         "source": "ERA5 monthly averaged reanalysis (Copernicus CDS)",
         "source_files": "; ".join(str(p) for p in paths),
+        "era5t_months": sorted(era5t),  # YYYY-MM of the preliminary (ERA5T, expver 5) months
     }
     return ds
+
+
+def file_months(path: str | os.PathLike) -> pd.DatetimeIndex:
+    """The months (month starts) one ERA5 file holds, from its time coordinate only (no field is read); used
+    to pick the files an update needs. Refuses what :func:`open_era5` would refuse about the file's content."""
+    import netCDF4  # noqa: PLC0415 - the fast path: the time variable alone (~2 ms a file)
+
+    try:
+        with netCDF4.Dataset(path) as nc:
+            var = next(nc.variables[n] for n in _TIME_NAMES if n in nc.variables)
+            stamps = cftime.num2date(var[:], var.units, getattr(var, "calendar", "standard"),
+                                     only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+            return month_start(pd.DatetimeIndex(np.asarray(stamps, dtype="datetime64[ns]"))).unique()
+    except Exception:  # noqa: BLE001 - anything unusual: the reader's own checks name the fault
+        pass
+    with open_nc(path) as ds:
+        tname = next((n for n in _TIME_NAMES if n in ds.variables), None)
+        if tname is None:
+            raise input_error(path, "valid_time", "a time coordinate 'valid_time' or 'time'",
+                              f"coordinates {list(ds.coords)}")
+        return month_start(decode_time(ds[tname], path, what=tname)).unique()

@@ -69,11 +69,13 @@ def _load(path: Path) -> dict:
 
 def write_products_manifest(products_dir: str | os.PathLike, *, written: Mapping[str, os.PathLike] | None = None,
                             checkpoint: str | os.PathLike | None = None, cube_manifest: Mapping | None = None,
-                            reconstruction: str | os.PathLike | None = None, config: Mapping | None = None) -> Path:
+                            reconstruction: str | os.PathLike | None = None, config: Mapping | None = None,
+                            extra: Mapping | None = None) -> Path:
     """Checksum every product in ``products_dir`` and write ``manifest.json`` last, atomically; returns its path.
 
     ``written`` are the product paths this run wrote (``publish`` returns them; Zarr copies beside each ``.nc``
-    are included automatically); other files keep the provenance the previous manifest gave them.
+    are included automatically); other files keep the provenance the previous manifest gave them. ``extra``
+    (e.g. an update's months) is added to this run's record.
     """
     d = Path(products_dir)
     prev: dict = {"files": {}, "runs": {}}
@@ -96,6 +98,7 @@ def write_products_manifest(products_dir: str | os.PathLike, *, written: Mapping
         "config": dict(config or {}),
         "code_version": __version__,
         "created": now,
+        **dict(extra or {}),
     }
     run_id = sha256_json(run, length=16)
     mine: set[str] = set()

@@ -93,6 +93,7 @@ def build_product(
     attrs: Mapping[str, object],
     twsa_std: np.ndarray | xr.DataArray | None = None,
     units: Literal["mm", "kg m-2"] = "mm",
+    preliminary: np.ndarray | None = None,
 ) -> xr.Dataset:
     """The product as an in-memory Dataset with CF attributes (see :func:`write_twsa_product`)."""
     if units not in ("mm", "kg m-2"):
@@ -206,7 +207,20 @@ def build_product(
             _mask(std, land),
             std_attrs,
         )
-        ds["twsa"].attrs["ancillary_variables"] = "twsa_std"
+    ancillary = ["twsa_std"] if twsa_std is not None else []
+    if preliminary is not None:
+        flags = np.asarray(preliminary, dtype=np.int8).ravel()
+        if flags.shape != (nt,):
+            raise ValueError(f"preliminary has shape {flags.shape}, expected (time,) = ({nt},)")
+        ds["preliminary"] = ("time", flags, {
+            "long_name": "month driven by preliminary forcing (ERA5T)",
+            "flag_values": np.array([0, 1], np.int8),
+            "flag_meanings": "final_era5 preliminary_era5t",
+            "comment": "1: the month's forcing is ERA5T, replaced by final ERA5 about 2-3 months later; "
+                       "`gtws-dl update` then recomputes the month and clears its flag"})
+        ancillary.append("preliminary")
+    if ancillary:
+        ds["twsa"].attrs["ancillary_variables"] = " ".join(ancillary)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     glob: dict[str, object] = {
         "title": "gtws-dl reconstruction of monthly terrestrial water storage anomalies",
@@ -258,6 +272,7 @@ def write_twsa_product(
     twsa_std: np.ndarray | xr.DataArray | None = None,
     zarr_copy: bool = True,
     units: Literal["mm", "kg m-2"] = "mm",
+    preliminary: np.ndarray | None = None,
 ) -> Path:
     """Write a CF-1.8 NetCDF4 TWSA product (and ``<path minus .nc>.zarr``), atomically.
 
@@ -273,6 +288,8 @@ def write_twsa_product(
     twsa_std : optional (time, nlat, nlon) uncertainty in mm, written as ``twsa_std``.
     zarr_copy : also write the Zarr store (format 3, not consolidated).
     units : ``"mm"`` (default, no standard_name) or ``"kg m-2"`` (standard_name land_water_amount).
+    preliminary : optional (time,) 0/1 flags of months driven by preliminary (ERA5T) forcing, written as the
+        CF flag variable ``preliminary``.
 
     Returns
     -------
@@ -280,7 +297,7 @@ def write_twsa_product(
     """
     path = Path(path)
     ds = build_product(twsa, grid=grid, times=times, land_mask=land_mask, cell_area=cell_area, attrs=attrs,
-                       twsa_std=twsa_std, units=units)  # fmt: skip
+                       twsa_std=twsa_std, units=units, preliminary=preliminary)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(path.parent, path.name)
     _clean_stale(path.parent, zarr_path(path).name)
@@ -288,7 +305,9 @@ def write_twsa_product(
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     with disk_full_is_an_error(path, what="product", config_key="paths.products_dir"):
         try:
-            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, netcdf=True))
+            # time unlimited: a monthly update appends in place of a rewrite (gtws_dl.post.append)
+            ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds, netcdf=True),
+                         unlimited_dims=["time"])
             os.replace(tmp, path)
         finally:
             if tmp.exists():

@@ -9,9 +9,7 @@ Then ``gtws_dl_regional_series.xlsx`` is (re)written from every product present 
 
 from __future__ import annotations
 
-import json
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,21 +19,12 @@ import xarray as xr
 
 from gtws_dl import __version__
 from gtws_dl.conventions import BASELINE, CENTRES
-from gtws_dl.cube.store import _read_manifest_text, cube_member
 from gtws_dl.grid import Grid
+from gtws_dl.post.fields import ProductFields
 from gtws_dl.post.products import read_product, write_twsa_product
 from gtws_dl.post.regions import region_masks
 from gtws_dl.post.series import regional_series, write_series_xlsx
-from gtws_dl.post.unforced import (
-    DEFAULT_ONSET,
-    DEFAULT_Z,
-    check_mode,
-    describe,
-    residual_trend,
-    unforced_field,
-)
-from gtws_dl.recon_store import open_finished
-from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
+from gtws_dl.post.unforced import describe
 
 LOGGER = logging.getLogger(__name__)
 DD = "_detrended_deseasonalized"
@@ -59,56 +48,20 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     products = dict(products or {})
     out_dir = Path(products_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ds = open_finished(recon_path)
-    static = xr.open_zarr(cube_member(cube_dir, "predictors.zarr"), consolidated=False)
-    land = static["land_mask"].values.astype(bool)
-    area = static["cell_area"].values
-    times = pd.DatetimeIndex(ds["time"].values)
-    t_years = decimal_year(times)
-    in_base = (times >= pd.Timestamp(baseline[0])) & (times <= pd.Timestamp(baseline[1]) + pd.offsets.MonthEnd(0))
-    period = products.get("decompose_period")
-    sources = _period_sources(cube_dir)
+    f = ProductFields(recon_path, cube_dir, train_period=train_period, products=products, baseline=baseline)
+    land, area, times, prelim, period = f.land, f.area, f.times, f.preliminary, f.fit_period
+    sources = _period_sources(f.cube_manifest)
     written: dict[str, Path] = {}
     H, W = land.shape
     rows = band_rows(len(times), W, float(products.get("memory_gb") or 4.0))
     if rows < H:
         LOGGER.info("products computed in latitude bands of %d rows (products.memory_gb)", rows)
-    fit = {"fit_period": tuple(period) if period else None, "n_harmonics": int(products.get("n_harmonics", 2))}
-    mode = check_mode(str(products.get("unforced") or "off"))
-    onset = float(products.get("unforced_onset") or DEFAULT_ONSET)
-    z = float(products.get("unforced_z") or DEFAULT_Z)
-    grace = _grace_targets(cube_dir, times) if mode != "off" and train_period else {}
-    trend_fit = tuple(decimal_year(pd.DatetimeIndex(list(train_period)))) if train_period else None
-    for centre in [str(c) for c in ds["target"].values]:
-        def rows_of(name: str, centre=centre):
-            """``fn(r0, r1)``: (time, rows, lon) float32 of the store's variable ``name`` for this centre."""
-            da = ds[name].sel(target=centre)
-            return lambda r0, r1: np.asarray(da[:, r0:r1].values, dtype=np.float32)
-
-        read_twsa, target_rows = rows_of("twsa"), grace.get(centre)
-
-        def anomaly(r0: int, r1: int, read=read_twsa, target=target_rows) -> np.ndarray:
-            """(time, rows, lon) mm, plus the unforced residual trend, re-referenced to the baseline: the exact
-            anomaly reference of GRACE products."""
-            twsa = read(r0, r1)
-            if target is not None:  # storage change the forcing cannot explain (gtws_dl.post.unforced)
-                slope = residual_trend(np.asarray(target[:, r0:r1], np.float32), twsa, t_years, trend_fit,
-                                       z=z)
-                twsa = twsa + unforced_field(slope, t_years, trend_fit[0], mode, onset)
-            if in_base.any():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # ocean cells are all-NaN
-                    twsa = twsa - np.nanmean(twsa[in_base], axis=0, keepdims=True)
-            return twsa
-
-        def residual(r0: int, r1: int, anomaly=anomaly) -> np.ndarray:
-            resid = detrend_deseasonalize(anomaly(r0, r1), t_years, **fit)
-            resid[:, ~land[r0:r1]] = np.nan
-            return resid.astype(np.float32)
-
-        twsa = banded(anomaly, (len(times), H, W), rows)
+    zarr_copy = bool(products.get("zarr_copy", True))
+    for centre in f.centres:
+        twsa = banded(lambda r0, r1, c=centre: f.anomaly(c, r0, r1), (len(times), H, W), rows)
         # predictive spread (heteroscedastic head and/or deep ensemble), mm; unaffected by the re-referencing
-        twsa_std = banded(rows_of("twsa_std"), (len(times), H, W), rows) if "twsa_std" in ds else None
+        twsa_std = (banded(lambda r0, r1, c=centre: f.read(c, r0, r1, "twsa_std"), (len(times), H, W), rows)
+                    if "twsa_std" in f.ds else None)
         attrs = {
             "title": f"gtws-dl reconstructed terrestrial water storage anomaly ({centre.upper()} mascon-trained)",
             "gtws_dl_version": __version__,
@@ -122,35 +75,26 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
             "predictors": ", ".join(channels),
             "model_window_months": int(window),
             "period_sources": sources,
-            "unforced": describe(mode if centre in grace else "off", onset, train_period, z),
+            "unforced": describe(f.mode if centre in f.grace else "off", f.onset, train_period, f.z),
+            "preliminary_months": preliminary_months(times, prelim),
             "config": _short_config(config),
         }
         p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
-                               cell_area=area, attrs=attrs, twsa_std=twsa_std,
-                               zarr_copy=bool(products.get("zarr_copy", True)))
+                               cell_area=area, attrs=attrs, twsa_std=twsa_std, preliminary=prelim,
+                               zarr_copy=zarr_copy)
         written[centre] = p
-        resid = banded(residual, (len(times), H, W), rows)
+        resid = banded(lambda r0, r1, c=centre: f.residual(c, r0, r1), (len(times), H, W), rows)
         dd_attrs = {**attrs, "title": attrs["title"] + ", detrended and deseasonalized",
                     "processing": "linear trend and mean seasonal cycle (annual + semi-annual harmonics) removed "
-                                  f"per cell, fitted over {period or 'the whole record'}"}
+                                  f"per cell, fitted over {period[0]} to {period[1]} (fixed: months published "
+                                  "later are residuals of the same fit)",
+                    "decomposition_fit_period": f"{period[0]} to {period[1]}"}
         written[centre + DD] = write_twsa_product(
             out_dir / product_name(centre, True), resid, grid=grid, times=times, land_mask=land, cell_area=area,
-            attrs=dd_attrs, zarr_copy=bool(products.get("zarr_copy", True)))
+            attrs=dd_attrs, preliminary=prelim, zarr_copy=zarr_copy)
         LOGGER.info("wrote %s and its detrended+deseasonalized twin", p)
     written["xlsx"] = write_regional_workbook(out_dir, grid=grid, land=land, cell_area=area)
     return written
-
-
-def _grace_targets(cube_dir: str | Path, times: pd.DatetimeIndex) -> dict:
-    """The cube's GRACE targets {centre: lazy (time, lat, lon) mm on ``times``} (empty if the cube has none)."""
-    try:
-        targ = xr.open_zarr(cube_member(cube_dir, "targets.zarr"), consolidated=False)
-    except (OSError, KeyError, ValueError):
-        return {}
-    if "twsa" not in targ or not pd.DatetimeIndex(targ["time"].values).equals(times):
-        LOGGER.warning("%s: no GRACE targets on the reconstruction's months; products.unforced not applied", cube_dir)
-        return {}
-    return {str(c): targ["twsa"].sel(target=c).data for c in targ["target"].values}
 
 
 def band_rows(n_months: int, n_lon: int, memory_gb: float) -> int:
@@ -172,20 +116,30 @@ def banded(fn, shape: tuple[int, int, int], rows: int):
 
 
 def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.ndarray,
-                            cell_area: np.ndarray) -> Path:
-    """``gtws_dl_regional_series.xlsx``: one sheet per product found in ``products_dir``."""
+                            cell_area: np.ndarray, since: int | None = None) -> Path:
+    """``gtws_dl_regional_series.xlsx``: one sheet per product found in ``products_dir``.
+
+    ``since``: only the rows of months ``since ..`` are computed; earlier rows are kept from the workbook
+    already there (the monthly update), sheet by sheet where it holds them."""
     products_dir = Path(products_dir)
+    xlsx = products_dir / "gtws_dl_regional_series.xlsx"
     masks = region_masks(grid, land)
+    old = pd.read_excel(xlsx, sheet_name=None) if since is not None and xlsx.exists() else {}
     sheets: dict[str, pd.DataFrame] = {}
     for detrended in (False, True):
         for centre in CENTRES:
             path = products_dir / product_name(centre, detrended)
             if not path.exists():
                 continue
+            name = centre + (DD if detrended else "")
             da = read_product(path, verify=False)["twsa"]  # lazy; the manifest is written after publish()
             months = max(1, min(120, 2**24 // max(1, land.size)))  # ~128 MB of float64 per read, whatever the area
-            sheets[centre + (DD if detrended else "")] = regional_series(
-                da, cell_area, masks, times=pd.DatetimeIndex(da["time"].values), chunk=months)
+            keep = old.get(name)
+            k = since if keep is not None and since is not None and len(keep) >= since else 0
+            new = regional_series(da.isel(time=slice(k, None)), cell_area, masks,
+                                  times=pd.DatetimeIndex(da["time"].values[k:]), chunk=months)
+            sheets[name] = (pd.concat([keep.iloc[:k][list(new.columns)], new.reset_index(drop=True)],
+                                      ignore_index=True) if k else new)
     readme = {
         "product": "gtws-dl regional terrestrial water storage anomaly series",
         "version": __version__,
@@ -196,17 +150,34 @@ def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.nd
         "sheets": ", ".join(sheets),
         "license": "CC-BY-4.0",
     }
-    return write_series_xlsx(sheets, products_dir / "gtws_dl_regional_series.xlsx", readme=readme)
+    return write_series_xlsx(sheets, xlsx, readme=readme)
 
 
-def _period_sources(cube_dir: str | Path) -> str:
+def preliminary_months(times: pd.DatetimeIndex, preliminary: np.ndarray) -> str:
+    """``"2024-10, 2024-11"``: the flagged months (the products' ``preliminary_months`` attribute)."""
+    return ", ".join(m for m, f in zip(times.strftime("%Y-%m"), preliminary, strict=True) if f)
+
+
+def recorded_fit_period(products_dir: str | Path) -> tuple[str, str] | None:
+    """The decomposition fit period of the detrended products already in ``products_dir`` (their
+    ``decomposition_fit_period``, else their whole record), None when there is none."""
+    for centre in CENTRES:
+        path = Path(products_dir) / product_name(centre, True)
+        if not path.exists():
+            continue
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            text = ds.attrs.get("decomposition_fit_period")
+            if text:
+                a, b = (p.strip() for p in str(text).split(" to "))
+                return a, b
+            return str(ds.attrs.get("time_coverage_start")), str(ds.attrs.get("time_coverage_end"))
+    return None
+
+
+def _period_sources(manifest: Mapping) -> str:
     """``record: data, stats: data, ...``: where the cube's periods came from (``manifest["periods"]``), "" for a
     cube without them."""
-    try:
-        text = _read_manifest_text(cube_dir)
-        periods = (json.loads(text) if text else {}).get("periods") or {}
-    except (OSError, ValueError):
-        return ""
+    periods = manifest.get("periods") or {}
     return ", ".join(f"{name}: {p.get('from', '?')}" for name, p in periods.items()
                      if not name.startswith(("grace_", "era5")))
 

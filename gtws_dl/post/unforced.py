@@ -50,11 +50,14 @@ def residual_trend(target: np.ndarray, recon: np.ndarray, t_years: np.ndarray, f
     the residuals' lag-1 autocorrelation ρ (effective months n (1 − ρ) / (1 + ρ)). Elsewhere 0: a residual trend
     within the interannual noise is the model's error of the forced variability, not storage the forcing cannot
     explain, and extrapolating it would shift the whole pre-GRACE record. 0 with fewer than ``min_months``."""
-    diff = target.astype(np.float64) - recon
+    inside = (t_years >= fit[0] - 1e-9) & (t_years <= fit[1] + 1e-9)
+    if not inside.any():
+        return np.zeros(target.shape[1:])
+    t_years = t_years[inside]  # only the fit's months enter it: the rest of the record is not computed
+    diff = target[inside].astype(np.float64) - recon[inside]
     d = decompose(diff, t_years, fit_period=fit, trend="linear", seasonal="climatology")
     slope = d.coefficients[d.columns.index("tau")]
-    inside = (t_years >= fit[0] - 1e-9) & (t_years <= fit[1] + 1e-9)
-    r = np.where(inside[:, None, None], d.residual, np.nan)
+    r = d.residual
     ok = np.isfinite(r)
     n = ok.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():

@@ -60,6 +60,7 @@ class TwinConfig:
     era5_layout: str = "new"  # "new" (CDS since 2024-09) or "old" (grib_to_netcdf, int16 packed)
     era5_per_year: bool = True  # one file pair per year (True) or one for the whole record
     era5t_months: int = 3  # last months flagged ERA5T (expver 0005)
+    era5t_revision: float = 0.0  # log-sd by which ERA5T tp and e differ from the final ERA5 of those months
     era5_tp_error: float = 0.12  # multiplicative ERA5 precip error (log-sd) after 1979
     era5_tp_error_early: float = 0.25  # ... before 1979 (no satellites)
     era5_e_error: float = 0.15  # multiplicative ERA5 evaporation error (log-sd)
@@ -92,6 +93,8 @@ class TwinConfig:
             )
         if not (0 <= int(self.era5t_months) <= 24):
             raise TwinConfigError(f"twin.era5t_months must be in 0..24, got {self.era5t_months}")
+        if not (0.0 <= float(self.era5t_revision) <= 1.0):
+            raise TwinConfigError(f"twin.era5t_revision must be in 0..1 (log-sd), got {self.era5t_revision}")
         if self.footprint_km <= 0:
             raise TwinConfigError(f"twin.footprint_km must be > 0 km, got {self.footprint_km}")
         for c in ("jpl", "csr", "gsfc"):
@@ -134,5 +137,7 @@ class TwinConfig:
         d = self.to_dict()
         d.pop("overwrite")
         d.pop("progress")
+        if not d["era5t_revision"]:  # the default: fingerprints of twins made before the option unchanged
+            d.pop("era5t_revision")
         d.update(extra or {})
         return sha256_json(d, length=16)

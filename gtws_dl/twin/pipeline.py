@@ -272,6 +272,14 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
         sd_mm = snow_m * np.exp(bias_sd + cfg.sd_error * nz[3] - 0.5 * cfg.sd_error**2)
         glacier = frac[hy.CLASSES.index("snow_ice")] / np.maximum(lf, 1e-6) > 0.5
         sd_mm = np.where(mask & glacier, 10000.0, sd_mm)  # ERA5 puts 10 m w.e. on glaciers
+        prelim = months[sel] >= era5t_from
+        if cfg.era5t_revision > 0 and prelim.any():  # ERA5T differs from the final ERA5 that replaces it
+            rng_t = np.random.default_rng([cfg.seed, 505, int(year)])  # own stream: final months unchanged
+            rev = lattice.random_fields(rng_t, 2 * 12, 500.0).reshape(2, 12, *grid.shape)[:, :n]
+            s_r = float(cfg.era5t_revision)
+            w = prelim[:, None, None]
+            tp_e = np.where(w, tp_e * np.exp(s_r * rev[0] - 0.5 * s_r**2), tp_e)
+            e_mm = np.where(w, e_mm * np.exp(s_r * rev[1] - 0.5 * s_r**2), e_mm)
         era5.add_year(times[sel], era5_units({**{k: f[k] for k in ("t2m", "d2m", "skt", "sp", "u10", "v10", "ssrd",
                                                                "strd")}, "tp": tp_e, "e_mm": e_mm,
                                               "pev_mm": f["pev"], "swvl1": swvl1, "sd_mm": sd_mm}))
