@@ -94,7 +94,8 @@ def update(cfg: DictConfig) -> dict:
         if fit:
             pub = OmegaConf.merge(pub, {"products": {"decompose_period": list(fit)}})
         written = _publish(pub, recon, module, manifest, module.hparams.normalisation, members,
-                           extra={"update": plan.summary()}, append_from=None if cfg.get("refit") else plan.first)
+                           extra={"update": {**plan.summary(), "refit": bool(cfg.get("refit"))}},
+                           append_from=None if cfg.get("refit") else plan.first)
         exchange(stage, products_dir)  # atomic: the previous products until this instant, the new ones after
         journal.commit()
         remove(stage)  # now the previous products

@@ -62,9 +62,7 @@ def append_products(recon_path: str | Path, products_dir: str | Path, *, first: 
             return v.astype(np.float32)
 
         path = out / product_name(c, dd)
-        _append_netcdf(path, f, first, bands, values, c, note)
-        if zarr_path(path).exists():
-            _append_zarr(zarr_path(path), f, first, bands, values, c, note)
+        _append_product(path, f, first, bands, values, c, note)
         written[c + (DD if dd else "")] = path
     written["xlsx"] = write_regional_workbook(out, grid=grid, land=f.land, cell_area=f.area, since=first)
     LOGGER.info("appended months %s..%s to %d products in %s", f"{f.times[first]:%Y-%m}", f"{f.times[-1]:%Y-%m}",
@@ -101,42 +99,41 @@ def _attrs(f: ProductFields, note: str, history: str) -> dict[str, str]:
             "date_modified": note[:20], "history": f"{history}\n{note}" if history else note}
 
 
-def _append_netcdf(path: Path, f: ProductFields, first: int, bands, values, centre: str, note: str) -> None:
-    """Months ``first ..`` into a copy of the NetCDF product, renamed over it."""
-    start, mid, end = month_bounds(f.times[first:])
+def _append_product(path: Path, f: ProductFields, first: int, bands, values, centre: str, note: str) -> None:
+    """Months ``first ..`` into a copy of the NetCDF product (renamed over it) and into its Zarr copy (chunks
+    replaced by rename); each band's values are computed once for both."""
+    start, mid, end = month_bounds(f.times)
+    n = len(f.times)
+    bnds = np.stack([_encode(start[first:]), _encode(end[first:])], axis=1)
+    store = zarr_path(path)
+    g = None
+    if store.exists():
+        extend_time(store, pd.DatetimeIndex(mid))
+        g = zarr.open_group(store, mode="r+")
+        g["time_bnds"][first:n] = bnds
+        g["preliminary"][:] = f.preliminary
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     shutil.copyfile(path, tmp)  # a new file: the snapshot's link keeps the old bytes
     try:
         with netCDF4.Dataset(tmp, "a") as nc:
-            n = len(f.times)
-            nc["time"][first:n] = _encode(mid)
-            nc["time_bnds"][first:n, :] = np.stack([_encode(start), _encode(end)], axis=1)
+            nc["time"][first:n] = _encode(mid[first:])
+            nc["time_bnds"][first:n, :] = bnds
             nc["preliminary"][:n] = f.preliminary
             for r0, r1 in bands:
-                nc["twsa"][first:n, r0:r1, :] = values(r0, r1)
+                v = values(r0, r1)
+                nc["twsa"][first:n, r0:r1, :] = v
+                if g is not None:
+                    g["twsa"][first:n, r0:r1] = v
                 if "twsa_std" in nc.variables:
                     std = f.read(centre, r0, r1, "twsa_std")[first:]
                     std[:, ~f.land[r0:r1]] = np.nan
                     nc["twsa_std"][first:n, r0:r1, :] = std
+                    if g is not None and "twsa_std" in g:
+                        g["twsa_std"][first:n, r0:r1] = std
             nc.setncatts(_attrs(f, note, getattr(nc, "history", "")))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _append_zarr(store: Path, f: ProductFields, first: int, bands, values, centre: str, note: str) -> None:
-    """Months ``first ..`` into the product's Zarr copy (chunks replaced by rename)."""
-    n = len(f.times)
-    start, mid, end = month_bounds(f.times)
-    extend_time(store, pd.DatetimeIndex(mid))
-    g = zarr.open_group(store, mode="r+")
-    g["time_bnds"][first:n] = np.stack([_encode(start[first:]), _encode(end[first:])], axis=1)
-    g["preliminary"][:] = f.preliminary
-    for r0, r1 in bands:
-        g["twsa"][first:n, r0:r1] = values(r0, r1)
-        if "twsa_std" in g:
-            std = f.read(centre, r0, r1, "twsa_std")[first:]
-            std[:, ~f.land[r0:r1]] = np.nan
-            g["twsa_std"][first:n, r0:r1] = std
-    g.attrs.update(_attrs(f, note, str(g.attrs.get("history", ""))))
+    if g is not None:
+        g.attrs.update(_attrs(f, note, str(g.attrs.get("history", ""))))

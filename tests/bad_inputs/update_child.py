@@ -5,7 +5,7 @@ the moment the child SIGKILLs itself (test hooks, monkeypatched here in the chil
 
 ``cube``     after the cube's predictors are written, before its targets and manifest;
 ``recon``    after the first block of the reconstruction is written;
-``publish``  after the first NetCDF product of the new set is written;
+``publish``  after the first product (NetCDF + Zarr copy) of the new set is written;
 ``swap``     after the new products folder is swapped in, before the journal is committed;
 ``commit``   with everything written, before the journal is committed;
 ``none``     no kill.
@@ -58,7 +58,7 @@ if kill_at == "cube":
 elif kill_at == "recon":
     recon_store.BlockWriter.write = after(recon_store.BlockWriter.write)
 elif kill_at == "publish":
-    append._append_netcdf = after(append._append_netcdf)
+    append._append_product = after(append._append_product)
 elif kill_at == "swap":
     update.exchange = after(update.exchange)
 elif kill_at == "commit":
