@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gtws_dl.config import ConfigError
 from gtws_dl.cube.store import check_cube_targets, cube_location, open_cube
 from gtws_dl.split import available_months, time_split
 from gtws_dl.target_base import fit_target_base
@@ -183,7 +184,7 @@ class CubeDataModule(L.LightningDataModule):
             how = (f" (chosen from the data with data.split.val_months={stats['split'][0]}, "
                    f"data.split.gap_months={stats['split'][1]})" if stats.get("from") == "data" and "split" in stats
                    else " (data.stats_period)")
-            raise ValueError(
+            raise ConfigError(  # a user error: one line, no traceback (gtws_dl.config.command)
                 f"the cube's normalisation statistics use months up to {hi:%Y-%m}{how}, after the last training "
                 f"month {self.times[self.split.train_end]:%Y-%m} of this split (datamodule.val_months="
                 f"{self.val_months}, gap_months={self.gap_months}); rebuild the cube with data.stats_period ending "

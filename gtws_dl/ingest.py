@@ -35,6 +35,7 @@ def spec_from(cfg: DictConfig) -> CubeSpec:
         chunk_lat=int(d.get("chunk_lat", 15)),
         plausibility_skip=tuple(str(v) for v in ((d.get("plausibility") or {}).get("skip") or ())),
         memory_gb=float(cfg.get("memory_gb") or 4.0),
+        kind=_opt_str(d.get("kind")),
     )
 
 

@@ -124,8 +124,8 @@ def test_period_errors_before_any_block(twin, no_blocks, overrides, exc, match):
 
 
 def test_era5_ending_before_grace_starts(twin, tmp_path, no_blocks):
-    era5 = tmp_path / "era5"
-    era5.mkdir()
+    era5 = twin / "twin" / "era5_cut"  # inside the twin's folder: still twin files (data=twin)
+    era5.mkdir(exist_ok=True)
     for f in sorted((twin / "twin" / "era5").glob("*.nc")):  # the same files, cut after 2001-12
         with xr.open_dataset(f, decode_times=False) as ds:
             ds.isel(valid_time=slice(0, 24)).load().to_netcdf(era5 / f.name)

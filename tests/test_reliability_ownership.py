@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -228,3 +229,57 @@ def test_disk_full_while_writing_a_product_names_it_and_leaves_no_temp(tmp_path,
         write_twsa_product(path, np.zeros((12, *g.shape), np.float32), grid=g, times=times,
                            land_mask=np.ones(g.shape, bool), cell_area=g.cell_area(), attrs={})
     assert _temps(path.parent) == [] and not path.exists()
+
+
+# ------------------------------------------------------------------ twin and real inputs never mix (issue 17.2)
+@pytest.fixture(scope="module")
+def small_twin(tmp_path_factory):
+    """A 30° twin, its cube (data=twin) and copies of its ERA5 and GRACE files outside any twin folder."""
+    root = tmp_path_factory.mktemp("kind")
+    run = root / "run"
+    twin_cmd.run(_compose("twin", f"paths.output_dir={run}", *TWIN))
+    ingest(_compose("ingest", f"paths.output_dir={run}", *INGEST))
+    real = root / "downloads"
+    shutil.copytree(run / "twin" / "era5", real / "era5")
+    shutil.copytree(run / "twin" / "grace", real / "grace")
+    return {"run": run, "real": real}
+
+
+def _files_cfg(out: Path, real: Path, *extra: str):
+    return _compose("ingest", f"paths.output_dir={out}", *INGEST, "data=files", f"data.era5_dir={real}/era5",
+                    f"data.grace.jpl={real}/grace/GRCTellus.JPL.*.nc", f"data.grace.csr={real}/grace/CSR_*.nc",
+                    f"data.grace.gsfc={real}/grace/gsfc.glb_.*.nc", *extra)
+
+
+def test_data_files_with_a_twin_file_is_refused(small_twin, tmp_path):
+    lai = small_twin["run"] / "twin" / "lai.nc"  # data=files forgotten for one key: the twin's synthetic LAI
+    with pytest.raises(InputFileError, match=rf"data\.lai={lai}: a twin Earth file \(its folder .* holds "
+                                             r"twin_manifest\.json\), but data=files reads real downloads"):
+        ingest(_files_cfg(tmp_path, small_twin["real"], f"data.lai={lai}"))
+    assert not (tmp_path / "cube").exists()
+
+
+def test_data_twin_with_a_real_file_is_refused(small_twin, tmp_path):
+    real = small_twin["real"] / "era5"  # real downloads given to a data=twin run (data=files forgotten)
+    cfg = _compose("ingest", f"paths.output_dir={tmp_path}", *INGEST, f"paths.twin_dir={small_twin['run']}/twin",
+                   f"data.era5_dir={real}")
+    with pytest.raises(InputFileError, match=r"data\.era5_dir=.*downloads/era5/.*: not a twin Earth file .* but "
+                                             r"data=twin: pass data=files"):
+        ingest(cfg)
+    assert not (tmp_path / "cube").exists()
+
+
+def test_a_cube_folder_keeps_its_kind(small_twin):
+    run = small_twin["run"]
+    before = (run / "cube" / "manifest.json").read_bytes()
+    assert json.loads(before)["data_kind"] == "twin"
+    with pytest.raises(InputFileError, match=r"this cube was built from data=twin inputs, the config gives "
+                                             r"data=files; a run folder holds one kind"):
+        ingest(_files_cfg(run, small_twin["real"], "force=true"))
+    assert (run / "cube" / "manifest.json").read_bytes() == before
+    # the monthly update checks the same before it reads a field
+    from gtws_dl.cube.extend import plan_update
+    from gtws_dl.ingest import spec_from
+
+    with pytest.raises(InputFileError, match=r"built from data=twin inputs, the config gives data=files"):
+        plan_update(run / "cube", spec_from(_files_cfg(run, small_twin["real"])), Grid(30.0))

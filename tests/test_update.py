@@ -180,7 +180,7 @@ def _files_of(folder: Path, year: int) -> list[Path]:
 def test_files_that_do_not_continue_the_record_are_refused_before_any_write(world, tmp_path, fault):
     run = tmp_path / "run"
     shutil.copytree(world["before"], run, symlinks=True)
-    era5 = tmp_path / "era5"
+    era5 = run / "twin" / "era5_new"  # inside the twin's folder: twin files (data=twin), as the run's other inputs
     era5.mkdir()
     b = world["B"] / "era5"
     if fault == "gap":  # 2012 missing: only 2012-10.. of a later download
@@ -219,7 +219,7 @@ def test_new_downloads_beside_the_old_ones_give_the_same_update(world, tmp_path)
     beside them under their own names (2011 again, now final, and 2012): final ERA5 wins where both hold a month."""
     run = tmp_path / "run"
     shutil.copytree(world["before"], run, symlinks=True)
-    era5 = tmp_path / "era5"
+    era5 = run / "twin" / "era5_all"  # inside the twin's folder: twin files (data=twin)
     shutil.copytree(run / "twin" / "era5", era5)
     for f in [*_files_of(world["B"] / "era5", 2011), *_files_of(world["B"] / "era5", 2012)]:
         shutil.copy(f, era5 / f.name.replace(".nc", "_download.nc"))

@@ -26,6 +26,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from gtws_dl.conventions import BASELINE
+from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.periods import Periods, as_last_time, resolve_periods, resolved_spec
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION
 from gtws_dl.cube.writer import CubeWriter
@@ -68,6 +69,7 @@ class CubeSpec:
     chunk_lat: int = 15  # latitude rows per predictor chunk (bench/chunks.py: faster patch reads, same whole reads)
     memory_gb: float = 4.0  # ingest.memory_gb: one block's working set; sizes the latitude bands and time blocks
     plausibility_skip: Sequence[str] = ()  # data.plausibility.skip: variables whose plausibility findings are waived
+    kind: str | None = None  # data.kind: "twin" | "files" (inputs of the two never mix); None: not checked
     extra: dict = field(default_factory=dict)
 
 
@@ -77,7 +79,7 @@ def month_axis(start: str, end: str) -> pd.DatetimeIndex:
 
 
 # the split only chooses the statistics period, which is fingerprinted resolved (see CubeBuilder.build)
-_NOT_FINGERPRINTED = ("extra", "val_months", "gap_months", "memory_gb")  # memory_gb: the same values
+_NOT_FINGERPRINTED = ("extra", "val_months", "gap_months", "memory_gb", "kind")  # the same values
 
 
 def _fingerprint(spec: CubeSpec, grid: Grid, inputs: dict[str, str]) -> str:
@@ -184,6 +186,7 @@ class CubeBuilder:
         """
         s, g = self.spec, self.grid
         files = self._input_files()
+        check_data_kind(s.kind, files, self.out_dir)
         t0 = _time.perf_counter()
         inputs = {str(f): sha256_path(f) for group in files.values() for f in group}
         mpath = self.out_dir / "manifest.json"
@@ -223,8 +226,7 @@ class CubeBuilder:
         units.update({"land_fraction": "1", "sin_lat": "1"})
         writer = CubeWriter(self.out_dir, g, self.times, channels, land_fraction=self.landfrac,
                             stats_period=self.periods.stats.strings(), chunk_months=s.chunk_months, chunk_lat=s.chunk_lat,
-                            units=units,
-                            n_targets=len(s.grace))
+                            units=units, n_targets=len(s.grace))
         try:
             return self._write(writer, era5, extra, channels, files, fp, inputs, progress)
         except BaseException:
@@ -246,17 +248,15 @@ class CubeBuilder:
                 state = ewma[:, r0:r1]
                 if i0 == 0:  # spin-up: start from the mean of the first SPINUP_MONTHS, whatever the block size
                     state[:] = np.nanmean(self._water_balance(era5, min(nt, SPINUP_MONTHS), r0, r1), axis=0)[None]
-                block = self.predictor_band(era5, extra, self.times[i0:i1], (r0, r1), state)
-                writer.write_block(i0, block, rows=(r0, r1))
-                del block
+                writer.write_block(i0, self.predictor_band(era5, extra, self.times[i0:i1], (r0, r1), state),
+                                   rows=(r0, r1))
                 bar.update()
         bar.close()
         info = self._targets(files, writer, bands)
+        prelim = [m for m in era5.attrs.get("era5t_months", []) if f"{self.times[0]:%Y-%m}" <= m <= f"{self.times[-1]:%Y-%m}"]
         manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
                                  periods=self.periods.to_manifest(), plausibility=self.plausibility.record(),
-                                 era5t_months=[m for m in era5.attrs.get("era5t_months", [])
-                                               if f"{self.times[0]:%Y-%m}" <= m <= f"{self.times[-1]:%Y-%m}"],
-                                 era5_source=era5_signature(era5, s.variables))
+                                 era5t_months=prelim, era5_source=era5_signature(era5, s.variables), data_kind=s.kind)
         LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
         return manifest
 

@@ -25,6 +25,7 @@ import pandas as pd
 import zarr
 
 from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
+from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.store import open_cube
 from gtws_dl.cube.writer import check_land_finite
 from gtws_dl.grid import Grid
@@ -84,6 +85,7 @@ def plan_update(cube_dir: str | Path, spec: CubeSpec, grid: Grid) -> tuple[CubeU
     last_final = old[-1] if not prelim else pd.Timestamp(prelim[0]) - pd.offsets.MonthBegin(1)
     since = max(last_final, old[0])  # the identity check reads the last final month, when there is one
     files, months = _needed_files(spec, since)
+    check_data_kind(spec.kind, {"era5": files}, Path(cube_dir))
     plan = CubeUpdate(Path(cube_dir), old, old, files=[str(f) for f in files], preliminary=list(prelim))
     if not files:
         LOGGER.info("no ERA5 file in %s holds a month after %s: nothing to update", spec.era5, f"{since:%Y-%m}")
