@@ -187,9 +187,11 @@ class ProductsSchema:
     n_harmonics: int = MISSING
     zarr_copy: bool = MISSING
     memory_gb: Any = checked(MEMORY_GB)  # latitude bands of the products (gtws_dl.post.publish.band_rows)
-    unforced: str = "none"  # off | none | grace_trend (gtws_dl.post.unforced)
+    unforced: Any = field(default="none", metadata={"check": Check(  # gtws_dl.post.unforced
+        "choice", choices=("off", "none", "grace_trend"))})
     unforced_onset: float = 1990.0  # decimal year where grace_trend's rate reaches zero
-    unforced_z: float = 8.0  # residual trends within this many standard errors are noise (not added)
+    unforced_z: Any = field(default=8.0, metadata={"check": Check(  # trends within z standard errors: noise
+        "positive", "a number of standard errors > 0, e.g. products.unforced_z=8")})
 
 
 # ------------------------------------------------------------------------------------- shared checks

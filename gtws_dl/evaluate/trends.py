@@ -15,9 +15,17 @@ import numpy as np
 import pandas as pd
 
 from gtws_dl.evaluate.skill import area_weighted_median
+from gtws_dl.post.regions import EVALUATION_REGIONS
 from gtws_dl.seasonal import decimal_year, decompose
 
 MIN_MONTHS = 36  # fewer valid months: no trend (NaN)
+# the regions whose GRACE-era trends are compared (skill_vs_truth, the leaderboard): short name -> (mask of
+# gtws_dl.post.regions.region_masks, label)
+TREND_REGIONS: dict[str, tuple[str, str]] = {
+    "land": ("global_land_excl_greenland_antarctica", EVALUATION_REGIONS["land"]),
+    "greenland": ("greenland", "Greenland"),
+    "antarctica": ("antarctica", "Antarctica"),
+}
 
 
 def trend_map(y: np.ndarray, times) -> np.ndarray:

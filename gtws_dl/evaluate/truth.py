@@ -27,7 +27,7 @@ from gtws_dl.config import command, conf_dir, grid_from
 from gtws_dl.conventions import CENTRES
 from gtws_dl.cube.store import open_cube
 from gtws_dl.evaluate.protocol import METRICS, evaluate
-from gtws_dl.evaluate.trends import MIN_MONTHS, trend_agreement
+from gtws_dl.evaluate.trends import MIN_MONTHS, TREND_REGIONS, trend_agreement
 from gtws_dl.lock import write_text_atomic
 from gtws_dl.post.products import read_product
 from gtws_dl.post.publish import product_name
@@ -81,7 +81,7 @@ def trend_rows(name: str, sim: np.ndarray, grace: np.ndarray, truth: np.ndarray,
     times = pd.DatetimeIndex(times)
     sel = np.asarray((times >= pd.Timestamp(period[0])) & (times <= pd.Timestamp(period[1])))
     sel &= np.isfinite(grace).any(axis=(1, 2))
-    regions = {k: masks[k] for k in TREND_REGIONS}
+    regions = {mask: masks[mask] for mask, _ in TREND_REGIONS.values()}
     if sel.sum() < MIN_MONTHS:
         return []
     vs_grace = trend_agreement(sim[sel], grace[sel], times[sel], cell_area=cell_area, regions=regions)
@@ -89,11 +89,9 @@ def trend_rows(name: str, sim: np.ndarray, grace: np.ndarray, truth: np.ndarray,
     return [{"product": name, "region": label, "trend_product_mm_yr": vs_grace[f"{k}_trend_sim"],
              "trend_grace_mm_yr": vs_grace[f"{k}_trend_obs"], "trend_truth_mm_yr": truth_t[f"{k}_trend_sim"],
              "area_mean_error_rel": _rel(vs_grace[f"{k}_trend_sim"], vs_grace[f"{k}_trend_obs"]),
-             "cell_median_error_rel": vs_grace[f"{k}_trend_err_rel"]} for k, label in TREND_REGIONS.items()]
+             "cell_median_error_rel": vs_grace[f"{k}_trend_err_rel"]} for k, label in TREND_REGIONS.values()]
 
 
-TREND_REGIONS = {"global_land_excl_greenland_antarctica": EVALUATION_REGIONS["land"], "greenland": "Greenland",
-                 "antarctica": "Antarctica"}
 
 
 def _rel(a: float, b: float) -> float:

@@ -33,7 +33,7 @@ from gtws_dl.config import command, conf_dir, grid_from, to_plain
 from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import open_cube
 from gtws_dl.evaluate.protocol import METRICS, SIGNALS, evaluate
-from gtws_dl.evaluate.trends import trend_agreement
+from gtws_dl.evaluate.trends import TREND_REGIONS, trend_agreement
 from gtws_dl.evaluate.truth import open_truth
 from gtws_dl.experiments.baselines import run_baseline
 from gtws_dl.hashing import sha256_json
@@ -131,7 +131,6 @@ def run_model(cfg: DictConfig, name: str, spec: dict, cells_cache: dict) -> dict
             "member_recons": [m["recon"] for m in members]}
 
 
-TREND_MASKS = {"land": "global_land_excl_greenland_antarctica", "greenland": "greenland", "antarctica": "antarctica"}
 
 
 def evaluate_model(cfg: DictConfig, name: str, info: dict, truth, forced=None) -> list[dict]:
@@ -147,7 +146,7 @@ def evaluate_model(cfg: DictConfig, name: str, info: dict, truth, forced=None) -
     area = grid.cell_area()
     masks = region_masks(grid, land)
     regions = evaluation_masks(masks)
-    trend_regions = {k: masks[v] for k, v in TREND_MASKS.items()}
+    trend_regions = {k: masks[mask] for k, (mask, _) in TREND_REGIONS.items()}
     cube_targets = [str(t) for t in targ_g["target"][:]]
     times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
     obs_all = {c: np.asarray(targ_g["twsa"][cube_targets.index(c)], np.float32) for c in cfg.centres}
