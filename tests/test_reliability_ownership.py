@@ -283,3 +283,18 @@ def test_a_cube_folder_keeps_its_kind(small_twin):
 
     with pytest.raises(InputFileError, match=r"built from data=twin inputs, the config gives data=files"):
         plan_update(run / "cube", spec_from(_files_cfg(run, small_twin["real"])), Grid(30.0))
+
+
+def test_one_centre_is_enough(small_twin, tmp_path):
+    """``~data.grace.jpl ~data.grace.gsfc`` (Hydra's delete override): a cube of CSR alone; asking it for a centre
+    it lacks names the centres it has."""
+    from gtws_dl.cube.store import CubeError, check_cube_targets
+
+    run = small_twin["run"]
+    cfg = _compose("ingest", f"paths.output_dir={tmp_path}", *INGEST, f"paths.twin_dir={run}/twin",
+                   "~data.grace.jpl", "~data.grace.gsfc")
+    man = ingest(cfg)
+    assert list(man["targets"]) == ["csr"]
+    assert check_cube_targets(tmp_path / "cube", ["csr"]) == ["csr"]
+    with pytest.raises(CubeError, match=r"holds targets \['csr'\]; requested \['jpl'\] is not in it"):
+        check_cube_targets(tmp_path / "cube", ["jpl", "csr"])
