@@ -18,7 +18,7 @@ import pytest
 import torch
 import xarray as xr
 import zarr
-from bad_inputs.builders import infer_cfg, module_for, save_checkpoint, train_cfg, tree_state
+from bad_inputs.builders import infer_cfg, module_for, product_numbers, save_checkpoint, train_cfg, tree_state
 from conftest import make_synthetic_cube
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -42,16 +42,8 @@ PRODUCTS = ["gtws_dl_twsa_csr.nc", "gtws_dl_twsa_csr_detrended_deseasonalized.nc
 
 def _products(out: Path) -> dict[str, np.ndarray]:
     """The numbers of a run: recon Zarr array, NetCDF ``twsa`` of each product, the workbook's sheets."""
-    arrs = {"recon": zarr.open_group(out / "recon" / "csr.zarr", mode="r")["twsa"][:]}
-    for name in PRODUCTS:
-        with xr.open_dataset(out / "products" / name) as ds:
-            arrs[name] = ds["twsa"].values
-        arrs[name + ".zarr"] = xr.open_zarr(out / "products" / name.replace(".nc", ".zarr"),
-                                            consolidated=False)["twsa"].values
-    for sheet, df in pd.read_excel(out / "products" / "gtws_dl_regional_series.xlsx", sheet_name=None).items():
-        if sheet != "README":
-            arrs["xlsx:" + sheet] = df.drop(columns="time").to_numpy(float)
-    return arrs
+    return {"recon": zarr.open_group(out / "recon" / "csr.zarr", mode="r")["twsa"][:],
+            **product_numbers(out / "products", PRODUCTS)}
 
 
 def _assert_identical(a: dict, b: dict) -> None:

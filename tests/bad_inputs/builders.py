@@ -40,6 +40,24 @@ def tree_state(*paths: Path) -> dict:
     return out
 
 
+def product_numbers(products_dir: Path, names) -> dict:
+    """The numbers users read from a products folder: each NetCDF product's ``twsa`` (key: its file name), its Zarr
+    copy's (``<name>.zarr``), and every workbook sheet but the README (``xlsx:<sheet>``)."""
+    import pandas as pd
+    import xarray as xr
+
+    out = {}
+    for name in names:
+        with xr.open_dataset(products_dir / name) as ds:
+            out[name] = ds["twsa"].values
+        out[name + ".zarr"] = xr.open_zarr(products_dir / name.replace(".nc", ".zarr"),
+                                           consolidated=False)["twsa"].values
+    for sheet, df in pd.read_excel(products_dir / "gtws_dl_regional_series.xlsx", sheet_name=None).items():
+        if sheet != "README":
+            out["xlsx:" + sheet] = df.drop(columns="time").to_numpy(float)
+    return out
+
+
 def copy_cube(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
