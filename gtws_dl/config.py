@@ -41,6 +41,37 @@ def conf_dir() -> str:
     return os.environ.get("GTWS_DL_CONF", str(Path(__file__).resolve().parents[1] / "conf"))
 
 
+def command_groups(config_name: str) -> str:
+    """The config groups a command's primary config composes, one line each (``group: options (default: x)``),
+    for its ``--help`` (Hydra's own list shows every group in ``conf/``, also those the command never reads)."""
+    import yaml
+
+    root = Path(conf_dir())
+    groups: dict[str, str] = {}
+    todo, seen = [config_name], set()
+    while todo:
+        name = todo.pop(0)
+        if name in seen or not (root / f"{name}.yaml").is_file():
+            continue
+        seen.add(name)
+        for entry in (yaml.safe_load((root / f"{name}.yaml").read_text()) or {}).get("defaults", []):
+            if isinstance(entry, str):
+                todo.append(entry)  # another primary config (e.g. update includes infer), or a schema
+            elif isinstance(entry, dict):
+                for group, option in entry.items():
+                    group = str(group).removeprefix("optional ").removeprefix("override ").strip()
+                    if group != "hydra":
+                        groups.setdefault(group, str(option))
+    lines = []
+    for group, default in groups.items():
+        options = sorted(p.stem for p in (root / group).glob("*.yaml") if p.stem != "base")  # base: shared part
+        lines.append(f"{group}: {', '.join(options)} (default: {'none' if default == 'None' else default})")
+    return "\n".join(lines) or "(none)"
+
+
+OmegaConf.register_new_resolver("gtws_groups", command_groups, replace=True)
+
+
 def grid_from(cfg: DictConfig) -> Grid:
     """The :class:`Grid` of ``cfg.grid``; a value of the wrong type raises :class:`ConfigError` naming the key."""
     res = check_key(cfg, "grid.res")

@@ -34,9 +34,24 @@ def _gtws_dl(*args: str, env=None) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand():
     res = _gtws_dl("--help")
     assert res.returncode == 0, res.stderr
-    for name in ("twin", "ingest", "train", "infer", "report", "leaderboard", "skill"):
+    for name in ("twin", "ingest", "train", "infer", "update", "report", "leaderboard", "skill"):
         assert f"  {name} " in res.stdout
     assert cli.main(["nope"]) == 2
+
+
+def test_a_commands_help_lists_only_its_own_config_groups():
+    from gtws_dl.config import command_groups
+
+    ingest = command_groups("ingest")
+    assert "grid: box, demo, quarter (default: demo)" in ingest and "data: files, twin (default: twin)" in ingest
+    assert "model:" not in ingest and "trainer:" not in ingest and "target:" not in ingest
+    train = command_groups("train")
+    assert "model: convlstm, unet (default: convlstm)" in train and "experiment: demo, unet (default: none)" in train
+    assert "target:" in command_groups("update")  # its groups come from the infer config it includes
+    res = _gtws_dl("ingest", "--help")
+    assert res.returncode == 0, res.stderr
+    assert "== gtws-dl ingest ==" in res.stdout and "data: files, twin (default: twin)" in res.stdout
+    assert "model:" not in res.stdout.split("== Config (")[0]
 
 
 def test_a_user_error_is_one_line_and_exit_2_and_the_traceback_needs_hydra_full_error(tmp_path):
