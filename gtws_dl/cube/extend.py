@@ -93,6 +93,10 @@ def plan_update(cube_dir: str | Path, spec: CubeSpec, grid: Grid) -> tuple[CubeU
     era5 = era5_io.open_era5(files, list(spec.variables), check_nan=False, plausibility=spec.plausibility_skip)
     new_t = pd.DatetimeIndex(era5["time"].values)
     if spec.end is not None:
+        cut = new_t[new_t > pd.Timestamp(spec.end)]
+        if len(cut):
+            LOGGER.warning("data.end=%s: the months %s..%s of the files are not added; drop data.end to add them",
+                           spec.end, f"{cut[0]:%Y-%m}", f"{cut[-1]:%Y-%m}")
         new_t = new_t[new_t <= pd.Timestamp(spec.end)]
     _check_source(manifest, era5, spec, files, cube_dir)
     nxt = old[-1] + pd.offsets.MonthBegin(1)
