@@ -38,7 +38,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 def journal_for(cfg: DictConfig) -> Journal:
-    """The update's journal: ``<products_dir>.update-journal.json`` beside the products folder."""
+    """The update's journal: ``.<products folder name>.update-journal.json`` beside the products folder."""
     products = Path(cfg.paths.products_dir).resolve()
     return Journal(products.with_name(f".{products.name}.update-journal.json"), "update")
 

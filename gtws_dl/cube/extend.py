@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
+from tqdm.auto import tqdm
 
 from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
 from gtws_dl.cube.kind import check_data_kind
@@ -120,7 +121,7 @@ def plan_update(cube_dir: str | Path, spec: CubeSpec, grid: Grid) -> tuple[CubeU
     if plan.first == 0:
         raise InputFileError(f"{cube_dir}: every month of the cube is ERA5T (preliminary); rebuild it with "
                              "`gtws-dl ingest force=true` instead of updating it", paths=[str(cube_dir)])
-    if last_final in new_t and last_final >= old[0] and plan.first > 0:
+    if last_final in new_t and last_final >= old[0]:
         _check_identity(manifest, pred_g, era5, spec, grid, last_final, old, files)
     plan.files = sorted({str(f) for f in files if (months[f] >= plan.times[plan.first]).any()})
     return plan, {"era5": era5, "manifest": manifest}
@@ -171,8 +172,6 @@ def _check_identity(manifest, pred_g, era5, spec: CubeSpec, grid: Grid, month: p
 
 def apply_update(plan: CubeUpdate, opened: dict, spec: CubeSpec, grid: Grid, *, progress: bool = True) -> dict:
     """Write the plan's months into the cube and its new manifest (last); returns the manifest."""
-    from tqdm.auto import tqdm
-
     manifest, era5 = opened["manifest"], opened["era5"]
     pred_path, targ_path = plan.cube_dir / "predictors.zarr", plan.cube_dir / "targets.zarr"
     builder = CubeBuilder(spec, grid, plan.cube_dir)

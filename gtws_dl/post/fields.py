@@ -12,6 +12,7 @@ monthly update's append (:mod:`gtws_dl.post.append`), so both write the same num
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from gtws_dl.cube.store import _read_manifest_text, cube_member
 from gtws_dl.post.unforced import DEFAULT_ONSET, DEFAULT_Z, check_mode, residual_trend, unforced_field
 from gtws_dl.recon_store import open_finished
 from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
+
+LOGGER = logging.getLogger(__name__)
 
 
 def preliminary_flags(times: pd.DatetimeIndex, era5t_months: Sequence[str]) -> np.ndarray:
@@ -123,14 +126,12 @@ class ProductFields:
 
 def _grace_targets(cube_dir: str | Path, times: pd.DatetimeIndex) -> dict:
     """The cube's GRACE targets {centre: lazy (time, lat, lon) mm on ``times``} (empty if the cube has none)."""
-    import logging
-
     try:
         targ = xr.open_zarr(cube_member(cube_dir, "targets.zarr"), consolidated=False)
     except (OSError, KeyError, ValueError):
         return {}
     if "twsa" not in targ or not pd.DatetimeIndex(targ["time"].values).equals(times):
-        logging.getLogger(__name__).warning("%s: no GRACE targets on the reconstruction's months; "
-                                            "products.unforced not applied", cube_dir)
+        LOGGER.warning("%s: no GRACE targets on the reconstruction's months; products.unforced not applied",
+                       cube_dir)
         return {}
     return {str(c): targ["twsa"].sel(target=c).data for c in targ["target"].values}
