@@ -80,7 +80,8 @@ def build_cube(out_dir: str | Path, size: CubeSize, *, seed: int = 0, block_mont
     first_target, train_end = nt // 4, nt - VAL_MONTHS - 1
     if train_end - first_target < 1:
         raise ValueError(f"{nt} months are too few for a synthetic cube (need > {VAL_MONTHS + 2 + nt // 4})")
-    channels = [f"c{i:02d}" for i in range(nc)]
+    # the first two named like ERA5's precipitation and temperature: the default network base reads their memories
+    channels = ["tp", "t2m", *[f"c{i:02d}" for i in range(2, nc)]][:nc]
     offset = rng.uniform(-300, 300, nc).astype(np.float32)[None, :, None, None]
     scale = rng.uniform(0.1, 30, nc).astype(np.float32)[None, :, None, None]
     w = CubeWriter(

@@ -49,7 +49,7 @@ class CubeCells:
 
 
 def load_cells(cube_dir: str | Path, targets: list[str], *, val_months: int = 24, gap_months: int = 24,
-               block: int = 120) -> CubeCells:
+               val_block: str = "last", block: int = 120) -> CubeCells:
     """Read the cube's land cells (time blocks, bounded memory) and the split the networks use."""
     manifest, pred_g, targ_g = open_cube(cube_dir)
     times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
@@ -63,7 +63,7 @@ def load_cells(cube_dir: str | Path, targets: list[str], *, val_months: int = 24
     if missing:
         raise ValueError(f"{cube_dir}/targets.zarr has targets {cube_targets}; requested {missing}")
     Y = np.stack([np.asarray(targ_g["twsa"][cube_targets.index(t)], np.float32)[:, land] for t in targets])
-    split = time_split(times, available_months(Y), val_months=val_months, gap_months=gap_months)
+    split = time_split(times, available_months(Y), val_months=val_months, gap_months=gap_months, block=val_block)
     return CubeCells(X=X, Y=Y, channels=list(manifest["channels"]), targets=list(targets), times=times, land=land,
                      lat=np.asarray(pred_g["lat"][:]), lon=np.asarray(pred_g["lon"][:]),
                      mean=np.asarray(manifest["stats"]["mean"], np.float32),

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from gtws_dl.config import ConfigError
 from gtws_dl.cube.store import check_cube_targets, cube_location, open_cube
 from gtws_dl.split import available_months, time_split
-from gtws_dl.target_base import fit_target_base
+from gtws_dl.target_base import MEMORY, fit_target_base
 
 LOGGER = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ LOGGER = logging.getLogger(__name__)
 class WindowDataset(Dataset):
     """Windows of ``window`` months; training samples land-centred spatial patches, validation the full field.
 
-    ``scale`` (K, H, W) is the per-cell target scale in mm, ``base`` the per-cell base subtracted from the
-    targets first (None: none). ``dropout`` lists (channel, availability channel,
+    ``scale`` (K, H, W) is the per-cell target scale in mm, ``base`` (K, T, H, W) the per-cell base in mm
+    subtracted from the targets first (None: none). ``dropout`` lists (channel, availability channel,
     climatology (12, H, W)) triples: with probability ``p_dropout`` a training window sees such a predictor
     replaced by its climatology (availability 0) before a random month, as before the record starts (LAI
     before 1982, SIF before 2001), so the network learns the regime it meets in the pre-satellite years.
@@ -53,7 +53,7 @@ class WindowDataset(Dataset):
         self.window, self.warmup, self.patch, self.seed = window, warmup, patch, seed
         self.epoch_len = epoch_len or len(self.starts)
         self.dropout, self.p_dropout = list(dropout), float(p_dropout)
-        self.base = base if base is not None and base.kind != "none" else None
+        self.base = base  # (K, T, H, W) mm subtracted from the targets, or None
         self.times = times
         self.epoch = 0
 
@@ -87,7 +87,7 @@ class WindowDataset(Dataset):
         x[~np.isfinite(x)] = 0.0
         y = np.asarray(self.targ[:, t0:t1, sl[0], sl[1]], dtype=np.float32)
         if self.base is not None:
-            y = y - self.base.evaluate(self.times[t0:t1], *sl)
+            y = y - self.base[:, t0:t1, sl[0], sl[1]]
         y = y.transpose(1, 0, 2, 3) / self.scale[None, :, sl[0], sl[1]]
         m = np.isfinite(y) & self.land[None, None, sl[0], sl[1]]
         keep = self.loss_months[t0:t1].copy()
@@ -124,10 +124,14 @@ class CubeDataModule(L.LightningDataModule):
     window, warmup : months per sample and months at its start excluded from the loss (state spin-up)
     patch : (lat, lon) cells of the random training crops; None = full field
     val_months, gap_months : blocked split (gap defaults to ``window``)
+    val_block : ``last`` (the last GRACE months validate: forward) or ``first`` (the first GRACE months
+        validate, training starts after them: backward, the direction a reconstruction extrapolates in)
     in_memory : "auto" loads the cubes into RAM when they are smaller than ``max_in_memory_gb``
     min_scale_mm : floor of the per-cell target scale (GRACE noise level), mm
-    target_base : ``seasonal_trend`` = the network learns the departure from each cell's training-period
-        climatology + held linear trend (:mod:`gtws_dl.target_base`); ``none`` = the whole signal
+    target_base : ``forcing_memory`` = the network learns the departure from each cell's linear model of
+        decayed precipitation and temperature memories (GRACE-REC's, fitted on the training months);
+        ``seasonal_trend`` = from each cell's training-period climatology + held linear trend
+        (:mod:`gtws_dl.target_base`); ``none`` = the whole signal
     p_dropout : probability that a training window loses a partial-record predictor (LAI, SIF) as before
         its record starts
     """
@@ -136,7 +140,8 @@ class CubeDataModule(L.LightningDataModule):
                  batch_size: int = 4, patch: list[int] | None = None, val_months: int = 24,
                  gap_months: int | None = None, samples_per_epoch: int | None = None, num_workers: int = 0,
                  in_memory: str | bool = "auto", max_in_memory_gb: float = 6.0, seed: int = 0,
-                 min_scale_mm: float = 10.0, p_dropout: float = 0.5, target_base: str = "none") -> None:
+                 min_scale_mm: float = 10.0, p_dropout: float = 0.5, target_base: str = "none",
+                 val_block: str = "last") -> None:
         super().__init__()
         if warmup >= window:
             raise ValueError(f"datamodule.warmup={warmup} must be smaller than datamodule.window={window}")
@@ -146,6 +151,7 @@ class CubeDataModule(L.LightningDataModule):
         self.patch = tuple(patch) if patch is not None else None
         self.val_months = val_months
         self.gap_months = window if gap_months is None else gap_months
+        self.val_block = str(val_block)
         self.samples_per_epoch, self.num_workers = samples_per_epoch, num_workers
         self.in_memory, self.max_in_memory_gb, self.seed = in_memory, max_in_memory_gb, seed
         self.min_scale_mm, self.p_dropout = float(min_scale_mm), float(p_dropout)
@@ -174,7 +180,7 @@ class CubeDataModule(L.LightningDataModule):
         self.pred = pred
         self.targ = targ.get_orthogonal_selection((tidx, slice(None), slice(None), slice(None)))
         self.split = time_split(self.times, available_months(self.targ, self.land), val_months=self.val_months,
-                                gap_months=self.gap_months)
+                                gap_months=self.gap_months, block=self.val_block)
         LOGGER.info("split: %s", self.split.describe())
         self.mean = np.asarray(manifest["stats"]["mean"], dtype=np.float32)
         self.std = np.asarray(manifest["stats"]["std"], dtype=np.float32)
@@ -197,11 +203,19 @@ class CubeDataModule(L.LightningDataModule):
                             f"{self.times[role[0]]:%Y-%m}", f"{self.times[role[-1]]:%Y-%m}", len(role),
                             ", ".join(self.targets))
         # per-cell base (K, P, H, W) from the training months only; the network learns what it leaves over
-        self.base = fit_target_base(self.targ, self.times, self.split.train, self.target_base)
+        self.base = fit_target_base(self.targ, self.times, self.split.train, self.target_base, pred=self.pred,
+                                    channels=self.channels, mean=self.mean, std=self.std,
+                                    memory=self._memory() if self.target_base == "forcing_memory" else None)
+        # the base of every month (K, T, H, W) mm, as large as the targets held above; None for "none"
+        self.base_field = None
+        if self.base.kind != "none":
+            at = self.base.over(self.pred, self.times, self.channels, self.mean, self.std, where=str(self.cube_dir))
+            self.base_field = np.concatenate([at(i0, min(len(self.times), i0 + 120))
+                                              for i0 in range(0, len(self.times), 120)], axis=1)
         # per-cell target scale (K, H, W), mm: every land cell weighs alike in the loss, whatever its amplitude
         resid = self.targ[:, self.split.train]
-        if self.base.kind != "none":
-            resid = resid - self.base.evaluate(self.times[self.split.train])
+        if self.base_field is not None:
+            resid = resid - self.base_field[:, self.split.train]
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN ocean cells
             sd = np.nanstd(resid, axis=1)
@@ -209,6 +223,18 @@ class CubeDataModule(L.LightningDataModule):
         self.months = self.times.month.values
         self.dropout = availability_climatologies(self.pred, self.channels) if self.p_dropout > 0 else []
         self._ready = True
+
+    def _memory(self) -> dict:
+        """The forcing memories of the ``forcing_memory`` base that this cube's channels allow."""
+        memory = {c: taus for c, taus in MEMORY.items() if c in self.channels}
+        if "tp" not in memory:
+            raise ConfigError(f"datamodule.target_base=forcing_memory needs the precipitation channel 'tp', which "
+                              f"the cube {self.cube_dir} lacks (channels {self.channels}); use "
+                              "datamodule.target_base=none or seasonal_trend")
+        if len(memory) < len(MEMORY):
+            LOGGER.warning("forcing_memory base: the cube has no %s channel; its memories are left out",
+                           sorted(set(MEMORY) - set(memory)))
+        return memory
 
     def normalisation(self) -> dict:
         """What inference needs to reproduce the inputs: saved with the checkpoint."""
@@ -219,6 +245,7 @@ class CubeDataModule(L.LightningDataModule):
                                  f"{self.times[self.split.train[-1]]:%Y-%m}"],
                 "val_period": [f"{self.times[self.split.val[0]]:%Y-%m}",
                                f"{self.times[self.split.val[-1]]:%Y-%m}"] if len(self.split.val) else None,
+                "val_block": self.val_block,
                 "window": self.window, "warmup": self.warmup, "target_base": self.base.meta()}
 
     def _dataset(self, starts, loss_months, *, patch, epoch_len=None, train=False) -> WindowDataset:
@@ -226,7 +253,7 @@ class CubeDataModule(L.LightningDataModule):
                              mean=self.mean, std=self.std, scale=self.scale, window=self.window,
                              warmup=self.warmup, months=self.months, patch=patch, seed=self.seed,
                              epoch_len=epoch_len, dropout=self.dropout if train else (),
-                             p_dropout=self.p_dropout, base=self.base, times=self.times)
+                             p_dropout=self.p_dropout, base=self.base_field, times=self.times)
 
     def train_starts(self) -> np.ndarray:
         """Window starts whose loss part holds a training month and which end by ``train_end``."""
@@ -242,7 +269,8 @@ class CubeDataModule(L.LightningDataModule):
         s = self.split
         stride = self.window - self.warmup
         first = s.val[0] - self.warmup
-        return np.arange(first, s.val[-1] - self.warmup + 1, stride).clip(0, len(self.times) - self.window)
+        starts = np.arange(first, s.val[-1] - self.warmup + 1, stride).clip(0, len(self.times) - self.window)
+        return np.unique(starts)  # a record starting with the validation months clips several starts to 0
 
     def train_dataloader(self) -> DataLoader:
         ds = self._dataset(self.train_starts(), self.split.train, patch=self.patch,

@@ -133,9 +133,12 @@ def _reconstruct(
     mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
     std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
     scale = module.target_scale.detach().cpu().numpy().astype(np.float32)[:, None]  # (K, 1, H, W) mm
-    base = module.base() if hasattr(module, "base") else None  # per-cell climatology + trend, mm
+    base = module.base() if hasattr(module, "base") else None  # per-cell base (gtws_dl.target_base), mm
     likelihood = str(getattr(module, "likelihood", "mse"))
     times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
+    base_at = None  # f(i0, i1) -> the base of those months (K, n, H, W) mm, memories streamed from the cube
+    if base is not None and base.kind != "none":
+        base_at = base.over(pred, times, list(norm["channels"]), norm["mean"], norm["std"], where=str(cube_dir))
 
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
@@ -217,7 +220,7 @@ def _reconstruct(
                         continue
             # where each block's kept months start in y: after its spin-up (whole fields), at 0 (tiles)
             offsets = [0 if tiles is not None else len(idx) - (k1 - k0) for idx, k0, k1 in group]
-            _write_group(writer, group, y, offsets, likelihood, scale, base, times, land, first_month or 0)
+            _write_group(writer, group, y, offsets, likelihood, scale, base_at, land, first_month or 0)
             y = None
             done.add(gi)
             if first_month is None:
@@ -230,7 +233,7 @@ def _reconstruct(
     return out_path
 
 
-def _write_group(writer, group, y, offsets, likelihood, scale, base, times, land, first: int = 0) -> None:
+def _write_group(writer, group, y, offsets, likelihood, scale, base_at, land, first: int = 0) -> None:
     """Scale the outputs [B, L, K(, 2K), H, W] of one batch of blocks to mm, add the base, mask the ocean and
     write the kept months of each block (those from month index ``first`` on); ``offsets[j]``: where block
     ``j``'s kept months start in ``y``."""
@@ -241,8 +244,8 @@ def _write_group(writer, group, y, offsets, likelihood, scale, base, times, land
             continue
         sl = slice(offsets[j] + a - k0, offsets[j] + k1 - k0)
         keep = y[j, sl].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
-        if base is not None and base.kind != "none":
-            keep += base.evaluate(times[a:k1])
+        if base_at is not None:
+            keep += base_at(a, k1)
         keep[:, :, ~land] = np.nan
         sd = None
         if y_std is not None:

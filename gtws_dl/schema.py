@@ -170,13 +170,14 @@ class DataModuleSchema:
     )
     val_months: Any = checked(Check("int", "a number of months >= 0, e.g. datamodule.val_months=24", lo=0))
     gap_months: Any = checked(Check("int", "a number of months >= 0 or null", lo=0, none_ok=True))
+    val_block: Any = checked(Check("choice", choices=("last", "first")))
     samples_per_epoch: Any = checked(Check("int", "an integer >= 1 or null", lo=1, none_ok=True))
     num_workers: Any = checked(Check("int", "an integer >= 0, e.g. datamodule.num_workers=0", lo=0))
     in_memory: Any = checked(Check("choice", "auto, true or false", choices=("auto", True, False)))
     seed: Any = MISSING  # ${seed}
     min_scale_mm: float = MISSING
     p_dropout: float = MISSING
-    target_base: Any = checked(Check("choice", choices=("none", "seasonal_trend")))
+    target_base: Any = checked(Check("choice", choices=("none", "seasonal_trend", "forcing_memory")))
 
 
 @dataclass

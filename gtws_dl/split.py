@@ -18,14 +18,17 @@ import pandas as pd
 class Split:
     """Month indices (into the cube's time axis) of each role.
 
-    ``train`` GRACE months used for the loss; ``val`` the last ``val_months`` GRACE months; ``gap`` months
-    between them that neither uses, so that no training window reaches into validation months.
+    ``train`` GRACE months used for the loss; ``val`` the ``val_months`` GRACE months held out at the end of the
+    record (``block="last"``) or at its start (``block="first"``, backward: the months nearest the decades
+    before GRACE); ``gap`` months between them that neither uses, so that no training window's loss months sit
+    next to validation months.
     """
 
     train: np.ndarray
     val: np.ndarray
     train_end: int  # last month index a training window may touch
     times: pd.DatetimeIndex
+    block: str = "last"
 
     def describe(self) -> str:
         t = self.times
@@ -50,17 +53,38 @@ def available_months(targets: Iterable[np.ndarray], land: np.ndarray | None = No
     return avail
 
 
-def time_split(times: pd.DatetimeIndex, available: np.ndarray, *, val_months: int, gap_months: int) -> Split:
-    """Blocked split: the last ``val_months`` available months validate, training ends ``gap_months`` before.
+VAL_BLOCKS = ("last", "first")
+
+
+def time_split(times: pd.DatetimeIndex, available: np.ndarray, *, val_months: int, gap_months: int,
+               block: str = "last") -> Split:
+    """Blocked split: ``val_months`` available months validate, ``gap_months`` separate them from training.
+
+    ``block="last"``: the last months validate, training ends ``gap_months`` before them (forward: skill after
+    the training months). ``block="first"``: the first months validate, training starts ``gap_months`` after
+    them (backward: skill before the training months, what a reconstruction of the decades before GRACE
+    needs).
 
     Parameters
     ----------
     times : month-start axis of the cube, length N
     available : bool (N,), True where the target has a solution (:func:`available_months`)
     """
+    if block not in VAL_BLOCKS:
+        raise ValueError(f"val_block={block!r}; expected one of {VAL_BLOCKS}")
     idx = np.flatnonzero(available)
     if len(idx) <= val_months:
         raise ValueError(f"only {len(idx)} target months available; need more than val_months={val_months}")
+    if block == "first":
+        val = idx[:val_months]
+        first = (val[-1] + gap_months + 1) if len(val) else idx[0]
+        train = idx[idx >= first]
+        if len(train) == 0:
+            raise ValueError(
+                f"no target months after {times[min(first, len(times)) - 1]:%Y-%m}: the training window is empty "
+                f"(val_months={val_months}, gap_months={gap_months}, val_block=first)"
+            )
+        return Split(train=train, val=val, train_end=int(idx[-1]), times=times, block=block)
     val = idx[-val_months:] if val_months > 0 else np.array([], dtype=int)
     train_end = (val[0] - gap_months - 1) if len(val) else idx[-1]
     train = idx[idx <= train_end]
@@ -69,4 +93,4 @@ def time_split(times: pd.DatetimeIndex, available: np.ndarray, *, val_months: in
             f"no target months before {times[train_end + 1]:%Y-%m}: the training window is empty "
             f"(val_months={val_months}, gap_months={gap_months})"
         )
-    return Split(train=train, val=val, train_end=int(train_end), times=times)
+    return Split(train=train, val=val, train_end=int(train_end), times=times, block=block)

@@ -1,4 +1,4 @@
-"""Per-cell target base: the GRACE-era seasonal cycle and linear trend a network's output is added to.
+"""Per-cell target base: what a network's output is added to (GRACE-era climatology + trend, or forcing memory).
 
 With ``kind="seasonal_trend"`` a network learns ``(twsa − base) / scale`` instead of ``twsa / scale``, where,
 per target centre and cell, fitted on the training months only (:func:`gtws_dl.seasonal.decompose`)::
@@ -8,13 +8,29 @@ per target centre and cell, fitted on the training months only (:func:`gtws_dl.s
 ``clim`` is a monthly climatology (12 effects summing to zero) and the trend is held flat outside the fitted
 months ``[t_lo, t_hi]`` (decimal years), the model of the climatology, GRACE-REC and tree baselines
 (:func:`gtws_dl.seasonal.fit_seasonal_trend`, there by ridge on one-hot months; here the coefficients are
-kept). ``kind="none"`` is a zero base (the network predicts the whole signal). The coefficients travel in the
-checkpoint (buffer ``target_base`` of :class:`gtws_dl.models.module.ReconstructionModule`), the kind and times
-in its normalisation dictionary, so reconstruction needs nothing else.
+kept). ``kind="none"`` is a zero base (the network predicts the whole signal).
+
+``kind="forcing_memory"`` is the per-cell linear model of GRACE-REC (Humphrey and Gudmundsson 2019) as the base,
+ridge-fitted on the training months::
+
+    base(t) = clim(month(t)) + Σ_j b_j m_j(t)        m_j(t) = m_j(t−1) + a_j (z_c(t) − m_j(t−1)),  a_j = 1 − e^{−1/τ_j}
+
+with ``z_c`` a predictor channel normalised by the cube's statistics (precipitation with e-folding times τ of
+1–96 months, temperature 3–12 months, and the month's own top-layer soil moisture and snow, τ = 0 → a = 1:
+:data:`MEMORY`), each memory starting from the cell's mean of the cube's first :data:`SPINUP_MONTHS` months. The network then learns what the water-balance memories leave over: the
+base keeps the interannual-to-decadal amplitude that a network trained on short windows damps (issue 15). The
+memories are causal and read from the cube (:class:`ForcingMemory`), so the same base is evaluated in training,
+in reconstruction and in an update.
+
+The coefficients travel in the checkpoint (buffer ``target_base`` of
+:class:`gtws_dl.models.module.ReconstructionModule`), the kind, times and memories in its normalisation
+dictionary, so reconstruction needs nothing else.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,14 +38,79 @@ import pandas as pd
 
 from gtws_dl.seasonal import decimal_year, decompose, design_matrix
 
-KINDS = ("none", "seasonal_trend")
+LOGGER = logging.getLogger(__name__)
+KINDS = ("none", "seasonal_trend", "forcing_memory")
+# forcing_memory: e-folding times (months) of the causal memories of each predictor channel
+# (0 = the month's own value: ERA5's top-layer soil moisture and snow, state estimates of two of the stores)
+MEMORY: dict[str, tuple[float, ...]] = {"tp": (1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0), "t2m": (3.0, 12.0),
+                                        "swvl1": (0.0,), "sd": (0.0,)}
+SPINUP_MONTHS = 120  # the memories start from each cell's mean of the cube's first months
+RIDGE = 1e-3  # λ of the per-cell ridge (× the cell's training months), on normalised memories
 
 
-def n_coefficients(kind: str) -> int:
-    """Coefficients per cell: const + slope + 11 monthly effects; 0 for ``none``."""
+def n_coefficients(kind: str, memory: dict | None = None) -> int:
+    """Coefficients per cell: const + slope + 11 monthly effects (``seasonal_trend``); 12 monthly effects + one
+    per memory (``forcing_memory``, ``memory`` = {channel: taus}, default :data:`MEMORY`); 0 for ``none``."""
     if kind not in KINDS:
         raise ValueError(f"datamodule.target_base={kind!r}; expected one of {KINDS}")
+    if kind == "forcing_memory":
+        return 12 + sum(len(t) for t in (MEMORY if memory is None else memory).values())
     return 0 if kind == "none" else 13
+
+
+class ForcingMemory:
+    """Causal decayed memories of normalised predictor channels, streamed through the cube's months.
+
+    pred : (T, C, H, W) array-like (zarr or numpy) of raw predictors; ``channels`` their names; ``mean``,
+    ``std`` (C,) the cube's statistics; ``memory`` {channel: e-folding times in months}. :meth:`months` returns
+    (n, F, h, w) float32 over ``rows`` × ``cols``; calls in increasing month order continue the stream, an
+    earlier month restarts it from the cube's first month (reads the cube from there).
+    """
+
+    def __init__(self, pred, channels: list[str], mean, std, memory: dict, *, rows: slice = slice(None),
+                 cols: slice = slice(None), block: int = 120) -> None:
+        missing = [c for c in memory if c not in channels]
+        if missing:
+            raise ValueError(f"the forcing_memory base needs predictor channels {missing}, which the cube lacks "
+                             f"(it has {list(channels)}); use datamodule.target_base=none or seasonal_trend")
+        self.pred, self.rows, self.cols, self.block = pred, rows, cols, int(block)
+        self.src = [list(channels).index(c) for c in memory]
+        self.mean = np.asarray(mean, np.float32)[self.src][:, None, None]
+        self.std = np.asarray(std, np.float32)[self.src][:, None, None]
+        self.of = np.concatenate([[j] * len(t) for j, t in enumerate(memory.values())]).astype(int)
+        self.alpha = np.concatenate([[1.0 - np.exp(-1.0 / float(x)) if float(x) > 0 else 1.0 for x in t]
+                                     for t in memory.values()])
+        self.alpha = self.alpha.astype(np.float32)[:, None, None]
+        self.state: np.ndarray | None = None
+        self.pos = 0
+
+    def _read(self, i0: int, i1: int) -> np.ndarray:
+        x = np.stack([np.asarray(self.pred[i0:i1, c, self.rows, self.cols], np.float32) for c in self.src], 1)
+        x = (x - self.mean) / self.std
+        x[~np.isfinite(x)] = 0.0
+        return x
+
+    def months(self, i0: int, i1: int) -> np.ndarray:
+        """The memories of months ``i0 .. i1 - 1`` (indices into the cube's time axis): (n, F, h, w) float32."""
+        if self.state is None or i0 < self.pos:
+            x = self._read(0, min(SPINUP_MONTHS, int(self.pred.shape[0])))
+            self.state, self.pos = x.mean(axis=0)[self.of].copy(), 0
+        out = None
+        t = self.pos
+        while t < i1:
+            b1 = min(i1, t + self.block)
+            x = self._read(t, b1)
+            if out is None:
+                out = np.empty((i1 - i0, len(self.of), *x.shape[2:]), np.float32)
+            for j in range(b1 - t):
+                self.state += self.alpha * (x[j, self.of] - self.state)
+                if t + j >= i0:
+                    out[t + j - i0] = self.state
+            t = b1
+        self.pos = max(self.pos, i1)
+        if out is None:  # nothing to stream (i0 == i1)
+            out = np.empty((0, len(self.of), *self.state.shape[1:]), np.float32)
+        return out
 
 
 @dataclass
@@ -38,6 +119,8 @@ class TargetBase:
 
     coef : (K, P, H, W) float32, zeros where a cell has no fit (ocean, too few months)
     t_ref, t_lo, t_hi : decimal years: trend origin and the fitted span (trend held flat outside)
+    memory, start : ``forcing_memory`` only: {channel: taus} and the cube's first month ("YYYY-MM"), where the
+        memories start
     """
 
     kind: str
@@ -45,6 +128,8 @@ class TargetBase:
     t_ref: float = 0.0
     t_lo: float = 0.0
     t_hi: float = 0.0
+    memory: dict | None = None
+    start: str | None = None
 
     def design(self, times) -> np.ndarray:
         """Design rows (time, P) for month stamps ``times``; the slope column uses the clipped time."""
@@ -55,34 +140,68 @@ class TargetBase:
         X[:, 1] = np.clip(t, self.t_lo, self.t_hi) - self.t_ref
         return X
 
-    def evaluate(self, times, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
-        """Base in mm, shape (K, time, h, w), over the grid window ``rows`` × ``cols``."""
+    def evaluate(self, times, rows: slice = slice(None), cols: slice = slice(None), *,
+                 memories: np.ndarray | None = None) -> np.ndarray:
+        """Base in mm, shape (K, time, h, w), over the grid window ``rows`` × ``cols``.
+
+        ``forcing_memory`` needs ``memories`` (time, F, h, w) of the same months (:class:`ForcingMemory`)."""
         c = self.coef[:, :, rows, cols]
         if self.kind == "none":
             return np.zeros((c.shape[0], len(times), *c.shape[2:]), np.float32)
+        if self.kind == "forcing_memory":
+            if memories is None:
+                raise ValueError("a forcing_memory base is evaluated with the predictor memories (memories=)")
+            month = np.eye(12, dtype=np.float32)[pd.DatetimeIndex(times).month.values - 1]
+            return (np.einsum("tm,kmhw->kthw", month, c[:, :12])
+                    + np.einsum("tfhw,kfhw->kthw", memories.astype(np.float32), c[:, 12:]))
         return np.einsum("tp,kphw->kthw", self.design(times).astype(np.float32), c)
+
+    def over(self, pred, times: pd.DatetimeIndex, channels: list[str], mean, std, *, where: str = "the cube",
+             rows: slice = slice(None), cols: slice = slice(None)) -> Callable[[int, int], np.ndarray]:
+        """``f(i0, i1)`` → the base (K, i1 − i0, h, w) mm of months ``i0 .. i1 - 1`` of a cube (``pred`` raw
+        predictors (T, C, H, W), ``times`` its axis); for ``forcing_memory`` the memories are streamed from the
+        cube (calls in month order read it once)."""
+        if self.kind != "forcing_memory":
+            return lambda i0, i1: self.evaluate(times[i0:i1], rows, cols)
+        if self.start is not None and f"{times[0]:%Y-%m}" != self.start:
+            raise ValueError(
+                f"{where} starts in {times[0]:%Y-%m}, but the checkpoint's forcing_memory base was fitted with "
+                f"memories starting in {self.start}; reconstruct from a cube with the same first month "
+                f"(data.start={self.start}) or retrain on this cube")
+        mem = ForcingMemory(pred, channels, mean, std, self.memory or MEMORY, rows=rows, cols=cols)
+        return lambda i0, i1: self.evaluate(times[i0:i1], rows, cols, memories=mem.months(i0, i1))
 
     def meta(self) -> dict:
         """JSON-able description (saved in the checkpoint's normalisation)."""
-        return {"kind": self.kind, "t_ref": self.t_ref, "t_lo": self.t_lo, "t_hi": self.t_hi}
+        out = {"kind": self.kind, "t_ref": self.t_ref, "t_lo": self.t_lo, "t_hi": self.t_hi}
+        if self.kind == "forcing_memory":
+            out.update(memory={k: list(v) for k, v in (self.memory or MEMORY).items()}, start=self.start)
+        return out
 
     @classmethod
     def from_meta(cls, meta: dict | None, coef: np.ndarray | None) -> TargetBase:
         if not meta or meta.get("kind", "none") == "none" or coef is None:
             return cls("none", np.zeros((0, 0, 0, 0), np.float32))
+        memory = meta.get("memory")
         return cls(meta["kind"], np.asarray(coef, np.float32), float(meta["t_ref"]), float(meta["t_lo"]),
-                   float(meta["t_hi"]))
+                   float(meta["t_hi"]), memory={k: tuple(v) for k, v in memory.items()} if memory else None,
+                   start=meta.get("start"))
 
 
-def fit_target_base(targ: np.ndarray, times: pd.DatetimeIndex, train: np.ndarray, kind: str) -> TargetBase:
+def fit_target_base(targ: np.ndarray, times: pd.DatetimeIndex, train: np.ndarray, kind: str, *, pred=None,
+                    channels: list[str] | None = None, mean=None, std=None, memory: dict | None = None) -> TargetBase:
     """Fit the base per target and cell on the months ``train`` (indices into ``times``).
 
     targ : (K, T, H, W) mm, NaN where no solution (ocean, GRACE gaps)
+    pred, channels, mean, std : the cube's raw predictors (T, C, H, W), channel names and statistics
+        (``forcing_memory`` only); ``memory`` {channel: taus}, default :data:`MEMORY`
     """
-    p = n_coefficients(kind)
+    p = n_coefficients(kind, memory)
     K, _, H, W = targ.shape
     if p == 0:
         return TargetBase("none", np.zeros((K, 0, H, W), np.float32))
+    if kind == "forcing_memory":
+        return _fit_memory(targ, times, np.asarray(train), pred, channels, mean, std, dict(memory or MEMORY))
     t = decimal_year(times)
     sub = np.asarray(train)
     lo, hi = float(t[sub[0]]), float(t[sub[-1]])
@@ -95,3 +214,44 @@ def fit_target_base(targ: np.ndarray, times: pd.DatetimeIndex, train: np.ndarray
         coef[k] = np.nan_to_num(d.coefficients).astype(np.float32)
         t_ref = d.t_ref
     return TargetBase(kind, coef, float(t_ref), lo, hi)
+
+
+def _fit_memory(targ, times, train, pred, channels, mean, std, memory) -> TargetBase:
+    """Per-cell ridge of the targets on 12 monthly effects + the forcing memories, normal equations accumulated
+    over blocks of months (memory bounded by the cells, not the record)."""
+    K, T, H, W = targ.shape
+    p = n_coefficients("forcing_memory", memory)
+    mem = ForcingMemory(pred, channels, mean, std, memory)
+    A = np.zeros((K, H * W, p, p))
+    b = np.zeros((K, H * W, p))
+    n = np.zeros((K, H * W))
+    in_train = np.zeros(T, bool)
+    in_train[train] = True
+    last = int(train[-1]) + 1
+    for i0 in range(0, last, 120):
+        i1 = min(last, i0 + 120)
+        m = mem.months(i0, i1)
+        sel = np.flatnonzero(in_train[i0:i1])
+        if not len(sel):
+            continue
+        month = np.eye(12)[times[i0:i1].month.values - 1][sel]
+        D = np.concatenate([np.broadcast_to(month[:, :, None], (len(sel), 12, H * W)),
+                            m[sel].reshape(len(sel), -1, H * W)], axis=1).astype(np.float64)  # (n, p, cells)
+        for k in range(K):
+            y = np.asarray(targ[k, i0:i1], np.float64)[sel].reshape(len(sel), H * W)
+            ok = np.isfinite(y)
+            Dm = D * ok[:, None, :]
+            A[k] += np.einsum("npc,nqc->cpq", Dm, D)
+            b[k] += np.einsum("npc,nc->cp", Dm, np.where(ok, y, 0.0))
+            n[k] += ok.sum(0)
+    coef = np.zeros((K, p, H * W), np.float32)
+    for k in range(K):
+        fit = n[k] > p  # cells with more training months than coefficients
+        if fit.any():
+            Ak = A[k][fit] + (RIDGE * n[k][fit])[:, None, None] * np.eye(p)[None]
+            coef[k][:, fit] = np.linalg.solve(Ak, b[k][fit][..., None])[..., 0].T
+    t = decimal_year(times)
+    LOGGER.info("forcing_memory base fitted on %d training months (%s): memories %s",
+                len(train), f"{times[train[0]]:%Y-%m}..{times[train[-1]]:%Y-%m}", memory)
+    return TargetBase("forcing_memory", coef.reshape(K, p, H, W), 0.0, float(t[train[0]]), float(t[train[-1]]),
+                      memory={k: tuple(float(x) for x in v) for k, v in memory.items()}, start=f"{times[0]:%Y-%m}")

@@ -21,7 +21,8 @@ def make_synthetic_cube(out_dir: Path, *, res: float = 10.0, start="1995-01", en
     """A cube whose target is a known causal function of its predictors.
 
     twsa = 40 * ewma(p, 6 months) + 25 * sin(2 pi month / 12 + lon) over land, in mm; predictors are
-    p (white noise), the monthly phase as sin/cos, and a static channel. GRACE-like months from 2002-04.
+    p (white noise, channel ``tp``), the monthly phase as sin/cos, and a static channel. GRACE-like months from
+    2002-04.
     """
     from gtws_dl.cube.writer import CubeWriter
     from gtws_dl.grid import Grid
@@ -40,7 +41,7 @@ def make_synthetic_cube(out_dir: Path, *, res: float = 10.0, start="1995-01", en
         acc += (p[t] - acc) / 6.0
         mem[t] = acc
     truth = 40 * mem + 25 * np.sin(phase)
-    channels = ["p", "sin_phase", "cos_phase", "static"]
+    channels = ["tp", "sin_phase", "cos_phase", "static"]  # "tp": the precipitation-like driver
     block = np.stack([p, np.sin(phase), np.cos(phase), np.broadcast_to(lat2 / 90, (nt, H, W))], axis=1)
     w = CubeWriter(out_dir, grid, times, channels, land_fraction=landfrac, stats_period=("2002-04", "2009-12"),
                    chunk_months=12, units={c: "1" for c in channels})

@@ -111,7 +111,7 @@ def test_products_published_in_latitude_bands_equal_whole_fields(synthetic_cube,
     rows = 2
     gb = rows * len(times) * grid.nlon * 64 / 2**30  # band_rows' budget for 2 rows
     assert band_rows(len(times), grid.nlon, gb) == rows
-    kw = {"grid": grid, "cube_dir": synthetic_cube["dir"], "channels": ["p"]}
+    kw = {"grid": grid, "cube_dir": synthetic_cube["dir"], "channels": ["tp"]}
     whole = publish(recon, tmp_path / "whole", **kw)
     bands = publish(recon, tmp_path / "bands", products={"memory_gb": gb}, **kw)
     for key in ("csr", "csr_detrended_deseasonalized"):

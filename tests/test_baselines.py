@@ -42,8 +42,8 @@ def test_ridge_per_cell_matches_lstsq():
 
 @pytest.mark.parametrize("kind,kwargs,r_min", [
     ("climatology", {}, 0.35),
-    ("grace_rec", {"p_channel": "p", "t_channel": None, "p_taus": (2, 6, 12)}, 0.9),
-    ("gbt", {"p_channel": "p", "t_channel": None, "p_taus": (2, 6, 12), "n_estimators": 60,
+    ("grace_rec", {"p_channel": "tp", "t_channel": None, "p_taus": (2, 6, 12)}, 0.9),
+    ("gbt", {"p_channel": "tp", "t_channel": None, "p_taus": (2, 6, 12), "n_estimators": 60,
              "max_rows": 20000, "num_leaves": 15}, 0.8),
 ])
 def test_baseline_writes_recon_and_skill_before_grace(synthetic_cube, tmp_path, kind, kwargs, r_min):

@@ -27,6 +27,42 @@ def test_time_split_is_blocked_with_gap():
         time_split(times, avail, val_months=24, gap_months=80)
 
 
+def test_backward_split_holds_out_the_first_grace_months():
+    import pandas as pd
+
+    times = pd.date_range("2000-01", periods=120, freq="MS")
+    avail = np.ones(120, bool)
+    avail[:30] = False
+    avail[60:63] = False  # a GRACE gap inside the training months
+    s = time_split(times, avail, val_months=24, gap_months=12, block="first")
+    assert s.block == "first" and s.val[0] == 30 and s.val[-1] == 53 and len(s.val) == 24
+    assert s.train[0] == 53 + 12 + 1 and s.train[-1] == 119 and s.train_end == 119
+    assert not set(s.train) & set(range(60, 63)) and not set(s.train) & set(s.val)
+    with pytest.raises(ValueError, match="training window is empty"):
+        time_split(times, avail, val_months=24, gap_months=80, block="first")
+    with pytest.raises(ValueError, match="val_block='middle'"):
+        time_split(times, avail, val_months=24, gap_months=12, block="middle")
+
+
+def test_backward_split_datamodule_never_scores_validation_months_in_training(synthetic_cube):
+    dm = CubeDataModule(str(synthetic_cube["dir"]), ["csr"], window=12, warmup=6, batch_size=2,
+                        patch=[8, None], samples_per_epoch=4, val_months=12, val_block="first")
+    dm.setup()
+    s = dm.split
+    assert s.val[-1] + dm.gap_months < s.train[0], "the gap separates validation and training months"
+    assert dm.normalisation()["val_block"] == "first"
+    ds = dm._dataset(dm.train_starts(), s.train, patch=None)
+    for t0 in dm.train_starts():  # every training window's loss months are training months only
+        m = ds[int(np.flatnonzero(ds.starts == t0)[0])]["mask"].numpy().any(axis=(1, 2, 3))
+        assert set(np.flatnonzero(m) + t0) <= set(s.train)
+    vds = dm._dataset(dm.val_starts(), s.val, patch=None)
+    scored = set()
+    for i in range(len(vds)):
+        m = vds[i]["mask"].numpy().any(axis=(1, 2, 3))
+        scored |= set(np.flatnonzero(m) + int(vds.starts[i]))
+    assert scored and scored <= set(s.val)
+
+
 def test_available_months_any_centre_any_land_cell():
     targ = np.full((2, 5, 2, 3), np.nan, np.float32)  # (centre, time, lat, lon)
     land = np.zeros((2, 3), bool)
@@ -52,7 +88,7 @@ def test_datamodule_masks_and_normalises(synthetic_cube):
     # stats fitted on training months only: the land mean of channel p over 2002-04..2009-12 ~ 0, std ~ 1
     assert abs(dm.mean[0]) < 0.05 and abs(dm.std[0] - 1) < 0.05
     norm = dm.normalisation()
-    assert norm["channels"] == ["p", "sin_phase", "cos_phase", "static"] and norm["window"] == 12
+    assert norm["channels"] == ["tp", "sin_phase", "cos_phase", "static"] and norm["window"] == 12
 
 
 def test_convlstm_streams_state_and_wraps_longitude():

@@ -174,12 +174,12 @@ def test_checkpoint_of_other_targets(synthetic_cube, tmp_path, run_dir):
 
 
 def test_normalisation_mismatched_with_the_cube(synthetic_cube, tmp_path, run_dir):
-    """Same channels and grid, but the cube's predictor 'p' now holds other numbers (e.g. other units)."""
+    """Same channels and grid, but the cube's predictor 'tp' now holds other numbers (e.g. other units)."""
     cube = copy_cube(synthetic_cube["dir"], tmp_path / "cube")
     edit_manifest(cube, lambda m: m["stats"]["mean"].__setitem__(0, m["stats"]["mean"][0] + 5.0))
     ckpt = save_checkpoint(module_for(synthetic_cube["dir"]), tmp_path / "c.ckpt")
     _infer_refused(infer_cfg(run_dir, cube, ckpt), CheckpointMismatchError,
-                   r"c\.ckpt: the cube's normalisation statistics for predictor 'p' .*rebuild the cube", run_dir)
+                   r"c\.ckpt: the cube's normalisation statistics for predictor 'tp' .*rebuild the cube", run_dir)
 
 
 # ------------------------------------------------------------------------------------------------ cubes

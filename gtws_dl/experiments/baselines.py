@@ -21,10 +21,11 @@ LOGGER = logging.getLogger(__name__)
 
 
 def run_baseline(kind: str, cube_dir: str | Path, out_path: str | Path, *, targets: list[str],
-                 val_months: int = 24, gap_months: int = 24, cells: CubeCells | None = None, **kwargs) -> dict:
+                 val_months: int = 24, gap_months: int = 24, val_block: str = "last", cells: CubeCells | None = None,
+                 **kwargs) -> dict:
     """Fit baseline ``kind`` and write its reconstruction store; returns a summary (fit time, parameters)."""
     fn = predictor(kind)
-    cells = cells or load_cells(cube_dir, targets, val_months=val_months, gap_months=gap_months)
+    cells = cells or load_cells(cube_dir, targets, val_months=val_months, gap_months=gap_months, val_block=val_block)
     t0 = time.perf_counter()
     pred = fn(cells, **kwargs)
     wall = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from gtws_dl.config import conf_dir
 from gtws_dl.models.module import ReconstructionModule
 
-SYN_CHANNELS = ["p", "sin_phase", "cos_phase", "static"]
+SYN_CHANNELS = ["tp", "sin_phase", "cos_phase", "static"]
 
 
 def tree_state(*paths: Path) -> dict:
