@@ -217,10 +217,17 @@ def fit_target_base(targ: np.ndarray, times: pd.DatetimeIndex, train: np.ndarray
 
 
 def _fit_memory(targ, times, train, pred, channels, mean, std, memory) -> TargetBase:
-    """Per-cell ridge of the targets on 12 monthly effects + the forcing memories, normal equations accumulated
-    over blocks of months (memory bounded by the cells, not the record)."""
+    """Per-cell ridge of the targets on 12 monthly effects + the forcing memories + a linear trend, normal equations
+    accumulated over blocks of months (memory bounded by the cells, not the record).
+
+    The trend is fitted, not kept (GRACE-REC detrends before it regresses): the memories explain the variability
+    about the GRACE-era trend, and that trend (ice sheets, glaciers, pumping: storage the forcing cannot explain)
+    stays in the residual, for ``products.unforced`` to handle by its documented choice, instead of being tied to
+    the warming of ``t2m`` and carried back in time by it."""
     K, T, H, W = targ.shape
-    p = n_coefficients("forcing_memory", memory)
+    p = n_coefficients("forcing_memory", memory) + 1  # + the trend column (dropped after the fit)
+    t = decimal_year(times)
+    t_mid = 0.5 * (float(t[train[0]]) + float(t[train[-1]]))
     mem = ForcingMemory(pred, channels, mean, std, memory)
     A = np.zeros((K, H * W, p, p))
     b = np.zeros((K, H * W, p))
@@ -235,8 +242,10 @@ def _fit_memory(targ, times, train, pred, channels, mean, std, memory) -> Target
         if not len(sel):
             continue
         month = np.eye(12)[times[i0:i1].month.values - 1][sel]
+        trend = ((t[i0:i1][sel] - t_mid) / 10.0)[:, None, None]  # decades
         D = np.concatenate([np.broadcast_to(month[:, :, None], (len(sel), 12, H * W)),
-                            m[sel].reshape(len(sel), -1, H * W)], axis=1).astype(np.float64)  # (n, p, cells)
+                            m[sel].reshape(len(sel), -1, H * W),
+                            np.broadcast_to(trend, (len(sel), 1, H * W))], axis=1).astype(np.float64)  # (n, p, cells)
         for k in range(K):
             y = np.asarray(targ[k, i0:i1], np.float64)[sel].reshape(len(sel), H * W)
             ok = np.isfinite(y)
@@ -250,8 +259,8 @@ def _fit_memory(targ, times, train, pred, channels, mean, std, memory) -> Target
         if fit.any():
             Ak = A[k][fit] + (RIDGE * n[k][fit])[:, None, None] * np.eye(p)[None]
             coef[k][:, fit] = np.linalg.solve(Ak, b[k][fit][..., None])[..., 0].T
-    t = decimal_year(times)
+    coef = coef[:, :-1]  # the trend is not part of the base
     LOGGER.info("forcing_memory base fitted on %d training months (%s): memories %s",
                 len(train), f"{times[train[0]]:%Y-%m}..{times[train[-1]]:%Y-%m}", memory)
-    return TargetBase("forcing_memory", coef.reshape(K, p, H, W), 0.0, float(t[train[0]]), float(t[train[-1]]),
+    return TargetBase("forcing_memory", coef.reshape(K, p - 1, H, W), 0.0, float(t[train[0]]), float(t[train[-1]]),
                       memory={k: tuple(float(x) for x in v) for k, v in memory.items()}, start=f"{times[0]:%Y-%m}")

@@ -140,8 +140,9 @@ def test_forcing_memory_streamed_in_blocks_equals_one_pass_and_restarts():
 
 
 def test_forcing_memory_base_recovers_a_slow_store_and_holds_it_before_the_fit():
-    """A store = 200 mm × the 48-month memory of precipitation + a seasonal cycle, observed (with noise) only after
-    2002: the base fitted there reproduces the decades before, where a climatology holds still."""
+    """A store = 200 mm × the 48-month memory of precipitation + a seasonal cycle, observed (with noise and a −20
+    mm/yr loss the forcing cannot explain) only after 2002: the base fitted there reproduces the decades before,
+    where a climatology holds still, and leaves the loss to the residual (products.unforced)."""
     times = pd.date_range("1950-01", "2020-12", freq="MS")
     T, H, W = len(times), 2, 3
     rng = np.random.default_rng(2)
@@ -156,7 +157,8 @@ def test_forcing_memory_base_recovers_a_slow_store_and_holds_it_before_the_fit()
         slow[t] = s
     seas = 30 * np.sin(2 * np.pi * times.month.values / 12)[:, None, None]
     truth = 200 * slow + seas
-    y = (truth + rng.normal(0, 5, truth.shape))[None].astype(np.float32)
+    loss = -20.0 * np.clip(decimal_year(times) - 2002.25, 0, None)[:, None, None]
+    y = (truth + loss + rng.normal(0, 5, truth.shape))[None].astype(np.float32)
     y[:, times < "2002-04"] = np.nan
     train = np.flatnonzero(times >= "2002-04")
     base = fit_target_base(y, times, train, "forcing_memory", pred=pred, channels=["tp"], mean=mean, std=std,
@@ -168,6 +170,10 @@ def test_forcing_memory_base_recovers_a_slow_store_and_holds_it_before_the_fit()
     anom_true, anom_fit = truth[pre] - truth[pre].mean(0), field[pre] - field[pre].mean(0)
     assert np.corrcoef(anom_true.ravel(), anom_fit.ravel())[0, 1] > 0.95
     assert 0.8 < anom_fit.std() / anom_true.std() < 1.2  # the slow amplitude is kept, not damped
+    grace = times >= "2002-04"
+    tt = decimal_year(times)[grace]
+    slope = np.polyfit(tt, (field[grace] - truth[grace]).mean(axis=(1, 2)), 1)[0]
+    assert abs(slope) < 2.0, f"the base took {slope:.1f} mm/yr of the unexplained loss"
     again = TargetBase.from_meta(base.meta(), base.coef)
     np.testing.assert_allclose(again.over(pred, times, ["tp"], mean, std)(0, T), field[None], rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="starts in 1960-01, but the checkpoint's forcing_memory base"):
