@@ -217,6 +217,7 @@ USER_ERRORS = frozenset({
     "ConfigError", "GridError", "InputFileError", "CubeError", "CubeNotFoundError", "CheckpointMismatchError",
     "InvalidCheckpointError", "OutputLockedError", "InputsInUseError", "DiskSpaceError", "OutputNotWritableError",
     "ProductsManifestError", "TwinConfigError", "GridMismatch", "NonFiniteLossError", "MissingDependencyError",
+    "TargetBaseMismatchError",
 })
 EXIT_USER_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 2, 130, 143
 

@@ -11,14 +11,15 @@ months ``[t_lo, t_hi]`` (decimal years), the model of the climatology, GRACE-REC
 kept). ``kind="none"`` is a zero base (the network predicts the whole signal).
 
 ``kind="forcing_memory"`` is the per-cell linear model of GRACE-REC (Humphrey and Gudmundsson 2019) as the base,
-ridge-fitted on the training months::
+ridge-fitted on the training months (with a linear trend that is fitted and dropped, see :func:`_fit_memory`)::
 
-    base(t) = clim(month(t)) + Σ_j b_j m_j(t)        m_j(t) = m_j(t−1) + a_j (z_c(t) − m_j(t−1)),  a_j = 1 − e^{−1/τ_j}
+    base(t) = clim(month(t)) + Σ_j b_j m_j(t)
+    m_j(t) = m_j(t−1) + a_j (z_c(t) − m_j(t−1)),  a_j = 1 − e^{−1/τ_j}
 
 with ``z_c`` a predictor channel normalised by the cube's statistics (precipitation with e-folding times τ of
 1–96 months, temperature 3–12 months, and the month's own top-layer soil moisture and snow, τ = 0 → a = 1:
-:data:`MEMORY`), each memory starting from the cell's mean of the cube's first :data:`SPINUP_MONTHS` months. The network then learns what the water-balance memories leave over: the
-base keeps the interannual-to-decadal amplitude that a network trained on short windows damps (issue 15). The
+:data:`MEMORY`), each memory starting from the cell's mean of the cube's first :data:`SPINUP_MONTHS` months. The
+network then learns what the memories leave over: the base keeps the interannual-to-decadal amplitude that a network trained on short windows damps (issue 15). The
 memories are causal and read from the cube (:class:`ForcingMemory`), so the same base is evaluated in training,
 in reconstruction and in an update.
 
@@ -48,6 +49,10 @@ SPINUP_MONTHS = 120  # the memories start from each cell's mean of the cube's fi
 RIDGE = 1e-3  # λ of the per-cell ridge (× the cell's training months), on normalised memories
 
 
+class TargetBaseMismatchError(ValueError):
+    """The cube cannot give the base a checkpoint was trained with (a memory channel missing, another start)."""
+
+
 def n_coefficients(kind: str, memory: dict | None = None) -> int:
     """Coefficients per cell: const + slope + 11 monthly effects (``seasonal_trend``); 12 monthly effects + one
     per memory (``forcing_memory``, ``memory`` = {channel: taus}, default :data:`MEMORY`); 0 for ``none``."""
@@ -71,8 +76,9 @@ class ForcingMemory:
                  cols: slice = slice(None), block: int = 120) -> None:
         missing = [c for c in memory if c not in channels]
         if missing:
-            raise ValueError(f"the forcing_memory base needs predictor channels {missing}, which the cube lacks "
-                             f"(it has {list(channels)}); use datamodule.target_base=none or seasonal_trend")
+            raise TargetBaseMismatchError(
+                f"the forcing_memory base needs predictor channels {missing}, which the cube lacks (it has "
+                f"{list(channels)}); use a cube with them, or train with datamodule.target_base=none or seasonal_trend")
         self.pred, self.rows, self.cols, self.block = pred, rows, cols, int(block)
         self.src = [list(channels).index(c) for c in memory]
         self.mean = np.asarray(mean, np.float32)[self.src][:, None, None]
@@ -164,7 +170,7 @@ class TargetBase:
         if self.kind != "forcing_memory":
             return lambda i0, i1: self.evaluate(times[i0:i1], rows, cols)
         if self.start is not None and f"{times[0]:%Y-%m}" != self.start:
-            raise ValueError(
+            raise TargetBaseMismatchError(
                 f"{where} starts in {times[0]:%Y-%m}, but the checkpoint's forcing_memory base was fitted with "
                 f"memories starting in {self.start}; reconstruct from a cube with the same first month "
                 f"(data.start={self.start}) or retrain on this cube")

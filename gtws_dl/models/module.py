@@ -111,8 +111,8 @@ class ReconstructionModule(L.LightningModule):
         self.register_buffer("target_scale", torch.ones(len(self.targets), *shape))
         # per-cell target base coefficients (K, P, H, W), mm (gtws_dl.target_base); P = 0 without one
         meta = normalisation.get("target_base") or {"kind": "none"}
-        self.register_buffer("target_base", torch.zeros(len(self.targets), n_coefficients(meta["kind"], meta.get("memory")),
-                                                        *shape))
+        n_coef = n_coefficients(meta["kind"], meta.get("memory"))
+        self.register_buffer("target_base", torch.zeros(len(self.targets), n_coef, *shape))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # checkpoints written before the target base existed carry no buffer: a zero-coefficient base
