@@ -113,7 +113,7 @@ class ForcingMemory:
                 if t + j >= i0:
                     out[t + j - i0] = self.state
             t = b1
-        self.pos = max(self.pos, i1)
+        self.pos = i1  # the stream went on from pos (≤ i0) to i1, or restarted from 0
         if out is None:  # nothing to stream (i0 == i1)
             out = np.empty((0, len(self.of), *self.state.shape[1:]), np.float32)
         return out

@@ -91,7 +91,7 @@ def run_deep(cfg: DictConfig, name: str, spec: dict, seed: int) -> dict:
     overrides = [f"paths.output_dir={cfg.paths.output_dir}", f"paths.cube_dir={cfg.paths.cube_dir}",
                  f"target={cfg.target}", f"seed={seed}", f"out_dir={folder / 'train'}",
                  f"datamodule.val_months={cfg.split.val_months}", f"datamodule.gap_months={cfg.split.gap_months}",
-                 f"datamodule.val_block={cfg.split.get('val_block', 'last')}",
+                 f"datamodule.val_block={cfg.split.val_block}",
                  f"datamodule.samples_per_epoch={spe}", "trainer.enable_progress_bar=false",
                  *list(spec.get("overrides", []))]
     tcfg = hydra.compose("train", overrides=overrides)
@@ -118,7 +118,7 @@ def run_model(cfg: DictConfig, name: str, spec: dict, cells_cache: dict) -> dict
             cells_cache["cells"] = load_cells(cfg.paths.cube_dir, list(cfg.centres),
                                               val_months=int(cfg.split.val_months),
                                               gap_months=int(cfg.split.gap_months),
-                                              val_block=str(cfg.split.get("val_block", "last")))
+                                              val_block=str(cfg.split.val_block))
         info = run_baseline(spec["baseline"], cfg.paths.cube_dir, folder / "recon.zarr", targets=list(cfg.centres),
                             cells=cells_cache["cells"], **dict(spec.get("kwargs", {})))
         return _save(folder, full, info)
@@ -153,7 +153,7 @@ def evaluate_model(cfg: DictConfig, name: str, info: dict, truth, forced=None) -
     times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
     obs_all = {c: np.asarray(targ_g["twsa"][cube_targets.index(c)], np.float32) for c in cfg.centres}
     split = time_split(times, available_months(obs_all.values(), land), val_months=int(cfg.split.val_months),
-                       gap_months=int(cfg.split.gap_months), block=str(cfg.split.get("val_block", "last")))
+                       gap_months=int(cfg.split.gap_months), block=str(cfg.split.val_block))
     if not ceiling:  # every model is published alike: the cube's predictors and statistics, no model window, the
         # unforced residual trend fitted on the split's training months only (gtws_dl.post.unforced)
         publish(info["recon"], products_dir, grid=grid, cube_dir=cfg.paths.cube_dir, channels=manifest["channels"],
@@ -283,7 +283,7 @@ def run_leaderboard(cfg: DictConfig) -> pd.DataFrame:
     header = "\n".join([
         "# gtws-dl leaderboard", "",
         f"Cube `{cfg.paths.cube_dir}`, targets {list(cfg.centres)}, scale={cfg.scale}; held-out = the "
-        f"{cfg.split.get('val_block', 'last')} {cfg.split.val_months} GRACE months (gap {cfg.split.gap_months} "
+        f"{cfg.split.val_block} {cfg.split.val_months} GRACE months (gap {cfg.split.gap_months} "
         f"months between them and the training months; networks evaluated "
         f"from last.ckpt, never chosen on them); truth = twin truth {a}..{b}. Area-weighted medians over cells. "
         "cNSE = cyclostationary NSE (0 = the reference's own monthly climatology); dd = detrended+deseasonalized; "
