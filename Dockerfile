@@ -7,13 +7,11 @@ FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    GTWS_DL_CONF=/opt/gtws-dl/conf \
     GTWS_DL_CACHE=/opt/gtws-dl/cache
 
 WORKDIR /opt/gtws-dl
 COPY pyproject.toml README.md ./
 COPY gtws_dl ./gtws_dl
-COPY conf ./conf
 COPY train.py infer.py ./
 
 # torch comes with the base image (CUDA build); the package's other dependencies as in the Makefile's install

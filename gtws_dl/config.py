@@ -37,8 +37,9 @@ class ConfigError(ValueError):
 
 
 def conf_dir() -> str:
-    """The ``conf/`` folder: ``$GTWS_DL_CONF`` if set, else the one beside the package (source checkout)."""
-    return os.environ.get("GTWS_DL_CONF", str(Path(__file__).resolve().parents[1] / "conf"))
+    """The configs: ``$GTWS_DL_CONF`` if set, else ``gtws_dl/conf`` inside the installed package (package data of
+    the wheel, so a non-editable ``pip install`` has them; ``conf/`` at the repository root links to it)."""
+    return os.environ.get("GTWS_DL_CONF", str(Path(__file__).resolve().parent / "conf"))
 
 
 def command_groups(config_name: str) -> str:

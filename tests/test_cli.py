@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,35 @@ def test_a_commands_help_lists_only_its_own_config_groups():
     assert res.returncode == 0, res.stderr
     assert "== gtws-dl ingest ==" in res.stdout and "data: files, twin (default: twin)" in res.stdout
     assert "model:" not in res.stdout.split("== Config (")[0]
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_ships_the_configs(tmp_path):
+    """``pip install .`` (a wheel, not the source tree): every config of ``conf/`` is in it, and a command run
+    outside the checkout composes them (before, the wheel had no ``conf/`` and every command failed)."""
+    src, wheels = tmp_path / "src", tmp_path / "wheels"  # a copy: setuptools writes build/ into the source tree
+    shutil.copytree(REPO / "gtws_dl", src / "gtws_dl", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    (wheel,) = wheels.glob("gtws_dl-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    shipped = {p.relative_to(site / "gtws_dl" / "conf") for p in (site / "gtws_dl" / "conf").rglob("*.yaml")}
+    source = {p.relative_to(REPO / "conf") for p in (REPO / "conf").rglob("*.yaml")}
+    assert shipped == source and len(source) > 20
+    env = {**ENV, "PYTHONPATH": str(site)}
+    env.pop("GTWS_DL_CONF", None)
+    run = tmp_path / "elsewhere"
+    run.mkdir()
+    res = subprocess.run([sys.executable, "-c", "import gtws_dl, sys; from gtws_dl.cli import main; "
+                          "print(gtws_dl.__file__); sys.exit(main(['ingest', '--cfg', 'job']))"],
+                         cwd=run, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines()[0].startswith(str(site)), res.stdout[:300]  # the installed copy, not the repo
+    assert "memory_gb:" in res.stdout and "era5_dir:" in res.stdout
 
 
 def test_a_user_error_is_one_line_and_exit_2_and_the_traceback_needs_hydra_full_error(tmp_path):

@@ -139,10 +139,12 @@ def test_dockerfile_runs_infer_as_non_root():
     assert entry, "no ENTRYPOINT"
     argv = json.loads(entry[-1])  # exec form: signals reach python, not a shell
     assert argv[0].startswith("python") and argv[-1].endswith("/infer.py"), argv
-    # infer.py is copied where the ENTRYPOINT looks for it, and the configs where GTWS_DL_CONF points
+    # infer.py is copied where the ENTRYPOINT looks for it; the configs travel inside the package (gtws_dl/conf),
+    # so no GTWS_DL_CONF may point elsewhere
     workdir = next(a for k, a in ins if k == "WORKDIR")
     copies = " ".join(a for k, a in ins if k == "COPY")
     assert "infer.py" in copies and argv[-1] == f"{workdir.rstrip('/')}/infer.py", (argv, workdir)
+    assert re.search(r"\bgtws_dl \./gtws_dl\b", copies), copies
+    assert (REPO / "gtws_dl" / "conf" / "infer.yaml").is_file()
     env = " ".join(a for k, a in ins if k == "ENV")
-    m = re.search(r"GTWS_DL_CONF=(\S+)", env)
-    assert m and m.group(1) == f"{workdir.rstrip('/')}/conf" and re.search(r"\bconf \./conf\b", copies), env
+    assert "GTWS_DL_CONF" not in env, env

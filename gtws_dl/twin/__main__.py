@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from gtws_dl.config import command
+from gtws_dl.config import command, conf_dir
 from gtws_dl.grid import Grid
 from gtws_dl.lock import InputsInUseError, OutputLock, remove_stale_temps_under
 from gtws_dl.twin.pipeline import complete_twin, generate, twin_config
 
 LOGGER = logging.getLogger(__name__)
-CONF_DIR = Path(os.environ.get("GTWS_DL_CONF", Path(__file__).resolve().parents[2] / "conf"))
 
 
 def cube_inputs_under(twin_dir: Path, cube_dir: Path) -> list[str]:
@@ -68,7 +66,7 @@ def run(cfg: DictConfig) -> dict:
             raise
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="twin")
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="twin")
 @command
 def main(cfg: DictConfig) -> None:
     run(cfg)
