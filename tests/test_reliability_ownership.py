@@ -298,3 +298,33 @@ def test_one_centre_is_enough(small_twin, tmp_path):
     assert check_cube_targets(tmp_path / "cube", ["csr"]) == ["csr"]
     with pytest.raises(CubeError, match=r"holds targets \['csr'\]; requested \['jpl'\] is not in it"):
         check_cube_targets(tmp_path / "cube", ["jpl", "csr"])
+
+
+def test_sigterm_during_the_twin_leaves_no_temp_file_and_the_next_run_writes_the_same_files(tiny_twin, tmp_path):
+    """SIGTERM between the twin's first temp write and its rename: exit 143, no temp file, no lock, no manifest
+    (the twin is not complete); the same command again writes the files of an uninterrupted twin."""
+    mark = tmp_path / "mark"
+    child = REPO / "tests" / "bad_inputs" / "term_child.py"
+    env = {k: v for k, v in ENV.items() if k != "HYDRA_FULL_ERROR"}
+    proc = subprocess.Popen([sys.executable, str(child), "twin", str(mark), f"paths.output_dir={tmp_path}", *TWIN],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not mark.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() - t0 < 120, "the child never wrote a file"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-3000:]
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    twin = tmp_path / "twin"
+    assert not Path(mark.read_text()).exists()
+    assert [p for p in twin.rglob("*") if ".tmp-" in p.name] == [] and not Path(f"{twin}.lock").exists()
+    assert not (twin / "twin_manifest.json").exists()
+    twin_cmd.run(_compose("twin", f"paths.output_dir={tmp_path}", *TWIN))
+    ref = tiny_twin / "twin"
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*.nc"))
+    assert files and files == sorted(p.relative_to(twin) for p in twin.rglob("*.nc"))
+    for f in files:
+        with xr.open_dataset(ref / f) as a, xr.open_dataset(twin / f) as b:
+            xr.testing.assert_identical(a.load(), b.load())

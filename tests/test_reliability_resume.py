@@ -314,3 +314,69 @@ def test_target_nan_is_masked_and_predictor_nan_outside_land_is_zeroed(synthetic
     y_raw = np.asarray(dm.targ[:, 80:92]).transpose(1, 0, 2, 3)
     assert not b["mask"].numpy()[~np.isfinite(y_raw)].any()  # no GRACE month / ocean -> not in the loss
     assert np.isfinite(b["x"].numpy()).all() and np.isfinite(b["y"].numpy()).all()
+
+
+# ------------------------------------------------------------------ SIGTERM (a batch scheduler's time limit)
+TERM_CHILD = REPO / "tests" / "bad_inputs" / "term_child.py"
+TRAIN_ARGS = ["grid.res=10", "target=csr", "datamodule.window=12", "datamodule.warmup=6", "datamodule.patch=[8,null]",
+              "datamodule.batch_size=2", "datamodule.samples_per_epoch=4", "datamodule.val_months=12",
+              "model.net.hidden=[4]", "model.net.encoder=4", "trainer.enable_progress_bar=false",
+              "trainer.log_every_n_steps=1"]  # = builders.train_cfg, on the command line
+
+
+def _sigterm(stage: str, mark: Path, *overrides: str) -> None:
+    """Run ``gtws-dl STAGE`` in a child, SIGTERM it where :mod:`bad_inputs.term_child` holds: exit 143, one line."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, str(TERM_CHILD), stage, str(mark), *overrides], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not mark.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early ({proc.returncode}):\n{proc.stderr.read()[-4000:]}")
+        if time.time() - t0 > 240:
+            proc.kill()
+            raise AssertionError("timed out waiting for the child")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-4000:]
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err, err[-4000:]
+
+
+@pytest.mark.slow
+def test_sigterm_while_publishing_removes_the_temp_file_and_the_rerun_gives_identical_products(
+        synthetic_cube, ckpt, reference, tmp_path):
+    """SIGTERM between a product's temp write and its rename: the temp file and the lock are gone, the products
+    folder says it is unfinished, and the same command again equals an uninterrupted run bit for bit."""
+    cube, out, mark = synthetic_cube["dir"], tmp_path / "out", tmp_path / "mark"
+    _sigterm("infer", mark, f"paths.output_dir={out}", f"paths.cube_dir={cube}", "grid.res=10", "target=csr",
+             f"ckpt_path={ckpt}", "device=cpu", "batch_windows=4")
+    temp = Path(mark.read_text())
+    assert temp.name.startswith("gtws_dl_twsa_csr_detrended") and ".tmp-" in temp.name
+    assert not temp.exists()
+    left = [p.name for d in ("products", "recon") for p in (out / d).iterdir()
+            if ".tmp-" in p.name or ".old-" in p.name or p.name.endswith(".lock")]
+    assert left == []
+    with pytest.raises(ProductsManifestError, match="unfinished"):
+        check_products(out / "products")
+    infer(infer_cfg(out, cube, ckpt, "batch_windows=4"))
+    check_products(out / "products")
+    _assert_identical(_products(out), _products(reference))
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_keeps_last_ckpt_and_resuming_equals_a_straight_run(synthetic_cube, straight,
+                                                                                   tmp_path):
+    """SIGTERM in the second epoch: exit 143, no lock, last.ckpt is the first epoch's; ``ckpt_path=last`` then
+    trains to the same weights, optimizer and scheduler state as 4 straight epochs."""
+    cube, mark = synthetic_cube["dir"], tmp_path / "mark"
+    _sigterm("train", mark, f"paths.output_dir={tmp_path}", f"paths.cube_dir={cube}", "trainer.max_epochs=4",
+             *TRAIN_ARGS)
+    run = tmp_path / "train" / "csr"
+    assert not Path(f"{run}.lock").exists()
+    ck = run / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert _last(tmp_path)["epoch"] == 0
+    train(train_cfg(tmp_path, cube, "trainer.max_epochs=4", "ckpt_path=last"))
+    _assert_same_training(_last(tmp_path), _last(straight), "resumed after SIGTERM")
