@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from gtws_dl import schema
+from gtws_dl.diskspace import disk_space_error, free_bytes
 from gtws_dl.grid import Grid, GridError
 from gtws_dl.schema import Check
 
@@ -268,6 +269,23 @@ def single_lightning_log() -> None:
         lg.propagate = True
 
 
+def _as_disk_full(cfg, err: Exception) -> Exception | None:
+    """A :class:`~gtws_dl.diskspace.DiskSpaceError` for ``err`` when it is a full disk (ENOSPC, or HDF5's errno-less
+    errors on a nearly full file system) under the command's ``paths.*`` folder with the least free space."""
+    try:
+        paths = OmegaConf.to_container(cfg.paths, resolve=True) if isinstance(cfg, DictConfig) else {}
+    except Exception:  # noqa: BLE001 - an unresolvable path: nothing to name
+        return None
+    folders = [(k, v) for k, v in (paths or {}).items() if isinstance(v, str) and v]
+    if not folders:
+        return None
+    key, path = min(folders, key=lambda kv: free_bytes(kv[1]))
+    mapped = disk_space_error(err, path, what="output", config_key=f"paths.{key}")
+    if mapped is not None:
+        mapped.__cause__ = err
+    return mapped
+
+
 def command(fn=None, *, reads_cube: bool = False):
     """Decorator of a command's task function (under ``@hydra.main``): SIGTERM handled like Ctrl+C, user errors
     (:data:`USER_ERRORS`) printed as one line on stderr with exit status 2 (the traceback only with
@@ -298,6 +316,8 @@ def command(fn=None, *, reads_cube: bool = False):
                     sys.exit(EXIT_SIGTERM)
                 raise
             except Exception as err:
+                if not is_user_error(err):
+                    err = _as_disk_full(cfg, err) or err  # a writer without its own mapping met a full disk
                 if full or not is_user_error(err):
                     raise
                 print(one_line(err), file=sys.stderr)

@@ -114,22 +114,62 @@ def _enospc(err: BaseException | None) -> bool:
     return False
 
 
+def free_bytes(path: str | os.PathLike) -> int:
+    """Free bytes on the file system of ``path`` (its nearest existing ancestor); a huge number if unknown."""
+    try:
+        return shutil.disk_usage(_existing_ancestor(Path(path))).free
+    except OSError:
+        return 1 << 62
+
+
+def full_file_system(*paths: str | os.PathLike | None) -> tuple[Path, int] | None:
+    """(the nearest existing ancestor, its free bytes) of the first of ``paths`` on a file system with less than
+    :data:`MIN_FREE_BYTES` free, or None. HDF5 (so netCDF4) reports a full disk without errno ENOSPC: as
+    ``RuntimeError: NetCDF: HDF error`` while writing, or as ``PermissionError`` when it creates a file; a failed
+    write on a file system this full is taken for a full disk."""
+    for path in paths:
+        if path is None:
+            continue
+        free = free_bytes(path)
+        if free < MIN_FREE_BYTES:
+            return _existing_ancestor(Path(path)), free
+    return None
+
+
+def disk_space_error(err: BaseException, path: str | os.PathLike, *, what: str,
+                     config_key: str | None = None) -> DiskSpaceError | None:
+    """The :class:`DiskSpaceError` that ``err`` (raised while writing ``path``) stands for, or None: an ``OSError``
+    ENOSPC anywhere in its chain, or an ``OSError``/``RuntimeError`` without it on a file system with less than
+    :data:`MIN_FREE_BYTES` free (:func:`full_file_system`)."""
+    key = f" or point {config_key} at a larger disk" if config_key else " or write elsewhere"
+    where = _existing_ancestor(Path(path).parent)
+    if _enospc(err):
+        free = shutil.disk_usage(where).free if where.exists() else 0
+        return DiskSpaceError(
+            f"{what} {path}: the disk filled up while writing (No space left on device; {human(free)} free on the "
+            f"file system of {where}); free some space{key} and re-run the same command"
+        )
+    full = full_file_system(path) if isinstance(err, (OSError, RuntimeError)) else None
+    if full is None:
+        return None
+    cause = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+    return DiskSpaceError(
+        f"{what} {path}: the write failed ({cause}) with only {human(full[1])} free on the file system of "
+        f"{full[0]}: the disk is full; free some space{key} and re-run the same command"
+    )
+
+
 @contextmanager
 def disk_full_is_an_error(path: str | os.PathLike, *, what: str, config_key: str | None = None) -> Iterator[None]:
-    """``with disk_full_is_an_error(path, what=...):`` around a write loop: an ``OSError`` ENOSPC raised by
-    Zarr/NetCDF/numpy while writing (the disk filled up after the pre-flight estimate) becomes a
+    """``with disk_full_is_an_error(path, what=...):`` around a write loop: a full disk met by Zarr/NetCDF/numpy
+    while writing (after the pre-flight estimate), with errno ENOSPC or not (:func:`disk_space_error`), becomes a
     :class:`DiskSpaceError` naming ``path`` and the fix; other errors pass unchanged."""
     try:
         yield
     except DiskSpaceError:
         raise
     except Exception as err:
-        if not _enospc(err):
+        mapped = disk_space_error(err, path, what=what, config_key=config_key)
+        if mapped is None:
             raise
-        key = f" or point {config_key} at a larger disk" if config_key else " or write elsewhere"
-        where = _existing_ancestor(Path(path))
-        free = shutil.disk_usage(where).free if where.exists() else 0
-        raise DiskSpaceError(
-            f"{what} {path}: the disk filled up while writing (No space left on device; {human(free)} free on the "
-            f"file system of {where}); free some space{key} and re-run the same command"
-        ) from err
+        raise mapped from err

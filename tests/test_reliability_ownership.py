@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -328,3 +329,61 @@ def test_sigterm_during_the_twin_leaves_no_temp_file_and_the_next_run_writes_the
     for f in files:
         with xr.open_dataset(ref / f) as a, xr.open_dataset(twin / f) as b:
             xr.testing.assert_identical(a.load(), b.load())
+
+
+# ------------------------------------------------------------------ a full disk that HDF5 reports without ENOSPC
+def _product(path: Path, ny: int = 30) -> Path:
+    g = Grid(360 / (2 * ny))
+    times = pd.date_range("2002-01", periods=24, freq="MS")
+    field = np.random.default_rng(0).random((24, *g.shape)).astype(np.float32)  # incompressible
+    return write_twsa_product(path, field, grid=g, times=times, land_mask=np.ones(g.shape, bool),
+                              cell_area=g.cell_area(), attrs={})
+
+
+def test_hdf_error_on_a_nearly_full_disk_is_a_disk_space_error_and_elsewhere_stays_itself(tmp_path, monkeypatch):
+    """netCDF4 reports a full disk as ``RuntimeError: NetCDF: HDF error`` (no errno; measured on a full tmpfs):
+    with under 64 MB free it is a DiskSpaceError naming the product and the key; with room, the error is kept."""
+    def hdf_error(self, path, *a, **k):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", hdf_error)
+    path = tmp_path / "products" / "gtws_dl_twsa_csr.nc"
+    with pytest.raises(RuntimeError, match="HDF error") as info:
+        _product(path)
+    assert not isinstance(info.value, DiskSpaceError)  # plenty of room here: not blamed on the disk
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=3 << 20))
+    with pytest.raises(DiskSpaceError, match=rf"product {path}: the write failed \(RuntimeError: NetCDF: HDF error\) "
+                                             r"with only 3\.1 MB free .*the disk is full.*paths\.products_dir"):
+        _product(path)
+    assert _temps(path.parent) == [] and not path.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MB tmpfs (needs root to mount; skipped elsewhere, the faked test above covers the mapping)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_really_full_disk_while_writing_a_product_or_a_twin_is_one_disk_space_error(tiny_disk):
+    """On a real 2 MB file system: the product (netCDF4 raises no ENOSPC there) and the twin command (its writer
+    has no mapping of its own) end with a DiskSpaceError naming the path, and leave no temp file."""
+    path = tiny_disk / "products" / "gtws_dl_twsa_csr.nc"
+    with pytest.raises(DiskSpaceError, match=rf"product {path}: .*the disk (is full|filled up)"):
+        _product(path, ny=90)  # 24 x 90 x 180 float32 = 1.6 MB + the std, over the 2 MB
+    assert _temps(path.parent) == []
+    res = subprocess.run([sys.executable, "-m", "gtws_dl.cli", "twin", f"paths.output_dir={tiny_disk / 'run'}",
+                          "grid.res=5", "twin.start=2004-01", "twin.end=2009-12", "twin.progress=false"],
+                         cwd=REPO, env={k: v for k, v in ENV.items() if k != "HYDRA_FULL_ERROR"},
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert re.match(r"DiskSpaceError: output .*the disk (is full|filled up)", res.stderr), res.stderr[-3000:]
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert [p for p in (tiny_disk / "run").rglob("*") if ".tmp-" in p.name] == []
