@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gtws_dl.io.era5 import open_era5
+from gtws_dl.io.era5 import file_months, open_era5
 from gtws_dl.io.errors import InputFileError
 
 # ---------------------------------------------------------------- builders (real CDS layouts)
@@ -372,7 +372,46 @@ def test_non_standard_calendar_and_non_monthly_data(tmp_path):
     p2 = write_new(tmp_path / "daily.nc", ["t2m"], days, stamps=days)
     with pytest.raises(InputFileError, match=r"daily\.nc.*monthly"):
         open_era5(p2)
-    mid = [datetime(2000, 1, 15), datetime(2000, 2, 15)]
-    p3 = write_new(tmp_path / "mid.nc", ["t2m"], mid, stamps=mid)
-    with pytest.raises(InputFileError, match=r"mid\.nc.*start of each month"):
+    odd = [datetime(2000, 1, 9), datetime(2000, 2, 9)]
+    p3 = write_new(tmp_path / "odd.nc", ["t2m"], odd, stamps=odd)
+    with pytest.raises(InputFileError, match=r"odd\.nc.*monthly-mean stamps at a month start.*found stamps such as "
+                                             r"\['2000-01-09T00:00', '2000-02-09T00:00'\]"):
         open_era5(p3)
+
+
+@pytest.mark.parametrize("label, shift, bounds", [
+    ("mid-month (CF)", lambda t: t + pd.Timedelta(days=14), False),
+    ("pandas 'ME' month end", lambda t: t + pd.offsets.MonthEnd(0), False),
+    ("noon of the last day", lambda t: t + pd.offsets.MonthEnd(0) + pd.Timedelta(hours=12), False),
+    ("cdo monmean 23:00 with time_bnds", lambda t: t + pd.offsets.MonthEnd(0) + pd.Timedelta(hours=23), True),
+    ("18:00 the day before (ERA5 accumulations)", lambda t: t - pd.Timedelta(hours=6), False),
+])
+def test_other_monthly_stamp_conventions_give_the_same_months(tmp_path, label, shift, bounds):
+    """Monthly means stamped as other tools do (month end, mid-month, with CF bounds) are the same months — not the
+    month after (a month-end stamp + 1 day used to fall in the next month: the whole record shifted by one)."""
+    ref = open_era5(write_new(tmp_path / "ref.nc", ["t2m"], months("2000-01", 14)))
+    t = pd.DatetimeIndex(months("2000-01", 14))
+    p = write_new(tmp_path / "x.nc", ["t2m"], months("2000-01", 14), stamps=list(shift(t).to_pydatetime()))
+    if bounds:
+        with netCDF4.Dataset(p, "a") as nc:
+            tv = nc["valid_time"]
+            nc.createDimension("bnds", 2)
+            b = nc.createVariable("valid_time_bnds", "i8", ("valid_time", "bnds"))
+            lo, hi = t, t + pd.offsets.MonthBegin(1)
+            b[:] = np.stack([netCDF4.date2num(list(x.to_pydatetime()), tv.units, "proleptic_gregorian")
+                             for x in (lo, hi)], axis=1)
+            tv.bounds = "valid_time_bnds"
+    got = open_era5(p)
+    np.testing.assert_array_equal(got.time.values, ref.time.values, err_msg=label)
+    np.testing.assert_array_equal(got["t2m"].values, ref["t2m"].values, err_msg=label)
+    assert list(file_months(p)) == list(pd.DatetimeIndex(ref.time.values)), label
+
+
+def test_a_stamp_late_on_the_last_day_without_bounds_is_refused_as_ambiguous(tmp_path):
+    """23:00 on a month's last day (cdo monmean without time bounds): that month, or the next 1 h early? Refused
+    with the fix, never guessed."""
+    t = pd.DatetimeIndex(months("2000-01", 3)) + pd.offsets.MonthEnd(0) + pd.Timedelta(hours=23)
+    p = write_new(tmp_path / "cdo.nc", ["t2m"], months("2000-01", 3), stamps=list(t.to_pydatetime()))
+    with pytest.raises(InputFileError, match=r"cdo\.nc.*found stamps such as \['2000-01-31T23:00'.*cdo monmean.*"
+                                             r"settbounds,1mon"):
+        open_era5(p)

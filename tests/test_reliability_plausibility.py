@@ -253,3 +253,45 @@ def test_skip_names_are_validated():
     with pytest.raises(ValueError, match=r"config key data\.plausibility\.skip: unknown variable 'tpp'; expected "
                                          r"'all' or names of \['t2m'.*e\.g\. data\.plausibility\.skip=\[tp\]"):
         Policy.from_names(["tpp"])
+
+
+# ---------------------------------------------------------------------------------------------- one file of many
+def test_one_yearly_file_in_other_units_is_named_even_where_the_record_would_pass(tmp_path, twin_dir):
+    """The 2007 file of a 2004-2009 record holds tp as monthly totals (30.44x) under the same label: refused
+    naming that file alone (each file is judged by itself, as well as the record together)."""
+    era5 = tmp_path / "era5"
+    shutil.copytree(twin_dir / "era5", era5)
+    files = sorted(era5.glob("*.nc"))  # the new CDS layout: a file per year and step type
+    (bad,) = [f for f in files if "2007" in f.name and "avgad" in f.name]  # avgad: the accumulations (tp, e, ...)
+    with netCDF4.Dataset(bad, "a") as nc:
+        nc["tp"][:] = nc["tp"][:] * 30.44
+    with pytest.raises(InputFileError) as info:
+        open_era5(era5)
+    msg = str(info.value)
+    assert bad.name in msg and not any(f.name in msg for f in files if f != bad), msg
+    assert "monthly totals" in msg and "99th percentile" in msg
+
+
+def test_histogram_percentiles_use_every_value_to_within_a_tenth_of_a_percent():
+    """The percentiles come from a histogram of every value (no sample): within 0.1 % of numpy's on mixed signs,
+    zeros and a few extremes, also after a linear change of units; merging pieces equals one pass."""
+    from gtws_dl.io.plausibility import Summary, _Accumulator, _percentiles
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.lognormal(0, 2, 300_000), -rng.lognormal(-1, 1, 50_000), np.zeros(20_000),
+                        [1e9, -1e9]])
+    rng.shuffle(x)
+    whole = _Accumulator(x.shape, path="a", encoding={})
+    whole.add(x)
+    a, b = _Accumulator(x.shape, path="a", encoding={}), _Accumulator(x.shape, path="b", encoding={})
+    a.add(x[:123_457])
+    b.add(x[123_457:])
+    merged, one = Summary.merge([a.result(), b.result()]), whole.result()
+    np.testing.assert_array_equal(merged.bins, one.bins)
+    np.testing.assert_array_equal(merged.counts, one.counts)
+    assert one.counts.sum() == x.size
+    qs = [1, 5, 50, 95, 99, 99.9]
+    for scale, offset in ((1.0, 0.0), (1000.0, 0.0), (1.0, -273.15), (-2.0, 5.0)):
+        got = _percentiles(*one.values(scale, offset), qs)
+        want = np.percentile(x * scale + offset, qs, method="inverted_cdf")
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=abs(offset) * 1e-3 + 1e-12)

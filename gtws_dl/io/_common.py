@@ -126,15 +126,38 @@ def decode_time(var: xr.DataArray, path, *, what: str = "time") -> pd.DatetimeIn
     return pd.DatetimeIndex(np.atleast_1d(dates)).as_unit("ns")
 
 
-def month_start(times: pd.DatetimeIndex, *, shift_tolerant: bool = True) -> pd.DatetimeIndex:
-    """Month-start stamps. With ``shift_tolerant`` add 1 day before flooring to the month.
+#: What :func:`stamp_months` accepts, for messages.
+STAMP_CONVENTIONS = ("monthly-mean stamps at a month start (day 1 up to 24:00, or 18:00 the day before), in the "
+                     "middle of the month (days 14-17) or on its last day before 18:00, or CF time bounds")
+_QUIRK = pd.Timedelta(hours=6)  # ERA5 accumulations stamped 18:00 the day before (docs/FORMATS.md)
 
-    ERA5 accumulation monthly means are sometimes stamped 6 h early (``1999-12-31T18:00`` for
-    2000-01); "+1 day, floor to month" puts them in the right month and leaves proper
-    month-start stamps unchanged.
+
+def stamp_months(stamps: pd.DatetimeIndex, bounds: tuple[pd.DatetimeIndex, pd.DatetimeIndex] | None = None
+                 ) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """(the month each monthly-mean stamp stands for, a mask of the stamps no convention explains).
+
+    With CF time ``bounds`` (lower, upper): the month holding the middle of each interval, which must span
+    27-32 days. Without: a stamp on day 1 (up to 24:00, the CDS's T00/T06/T12 variants) or exactly 6 h before a
+    month start (ERA5 accumulations, ``1999-12-31T18:00`` = 2000-01) stands for that month; one in the middle of a
+    month (days 14-17, the CF habit) or on its last day before 18:00 (month-end labels: pandas ``'ME'``, xarray
+    ``resample('M')``) for its own month. A stamp late on the last day (after 18:00, e.g. ``cdo monmean``'s
+    23:00 without bounds) could be either month: it is refused (the mask), as are stamps on other days.
     """
-    t = times + pd.Timedelta(days=1) if shift_tolerant else times
-    return pd.DatetimeIndex(t.to_period("M").to_timestamp()).as_unit("ns")
+    t = pd.DatetimeIndex(stamps).as_unit("ns")
+    own = pd.DatetimeIndex(t.to_period("M").to_timestamp()).as_unit("ns")
+    if bounds is not None:
+        lo, hi = (pd.DatetimeIndex(b).as_unit("ns") for b in bounds)
+        mid = lo + (hi - lo) / 2
+        span = (hi - lo) / pd.Timedelta(days=1)
+        months = pd.DatetimeIndex(mid.to_period("M").to_timestamp()).as_unit("ns")
+        return months, ~((span >= 27) & (span <= 32))
+    nxt = own + pd.offsets.MonthBegin(1)
+    quirk = np.asarray(nxt - t == _QUIRK)
+    start = np.asarray(t - own <= pd.Timedelta(days=1))
+    middle = np.asarray((t.day >= 14) & (t.day <= 17))
+    last_day = np.asarray((t.day == t.days_in_month) & (nxt - t > _QUIRK))
+    months = pd.DatetimeIndex(np.where(quirk, nxt, own)).as_unit("ns")
+    return months, ~(start | quirk | middle | last_day)
 
 
 def months_str(times: Iterable) -> str:

@@ -14,9 +14,12 @@ Any mixture of files is accepted: one variable or many per file, per-year files 
 record, both layouts at once. What the reader does, in order:
 
 1. open every file (a file that cannot be opened or read → :class:`InputFileError` naming it);
-2. decode time (standard calendars only) and stamp each month at its first day with
-   "add 1 day, floor to month" (so ``1999-12-31T18:00`` → 2000-01); stamps further than a day
-   from a month start, or two stamps in one month, are refused as non-monthly;
+2. decode time (standard calendars only) and give each step its month
+   (:func:`~gtws_dl.io._common.stamp_months`): from CF time bounds where the file has them, else from the
+   stamp — day 1 (T00/T06/T12), 18:00 the day before (ERA5 accumulations, ``1999-12-31T18:00`` → 2000-01),
+   mid-month or the month's last day before 18:00 (month-end labels of pandas/xarray); a stamp late on a last
+   day (``cdo monmean``'s 23:00 without bounds: this month or the next?), on other days, or two stamps in
+   one month are refused;
 3. merge ERA5T into ERA5: per month, final ERA5 (``expver`` 1/"0001") wins over ERA5T
    (5/"0005"), which wins over files that do not say; two copies of a month at the same
    precedence must agree (else error); ``expver`` and ``number`` are dropped;
@@ -48,15 +51,16 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl.io._common import (
+    STAMP_CONVENTIONS,
     check_monthly,
     convert_units,
     covered,
     decode_time,
-    month_start,
     months_str,
     open_nc,
     probe_read,
     resolve_files,
+    stamp_months,
 )
 from gtws_dl.io.content import single_member
 from gtws_dl.io.era5_variables import _ALIAS, VARIABLES
@@ -125,19 +129,7 @@ def _read_file(path: Path, lat_chunk: int | None = None) -> tuple[dict[str, _Pie
         ds = ds.expand_dims(tname)
         if "expver" in ds.coords and ds["expver"].ndim == 0:
             ds = ds.assign_coords(expver=ds["expver"].expand_dims(tname))
-    stamps = decode_time(ds[tname], path, what=tname)
-    months = month_start(stamps)
-    off = stamps - months
-    bad = (off < -pd.Timedelta(days=1)) | (off > pd.Timedelta(days=1))
-    if bad.any():
-        raise input_error(
-            path,
-            tname,
-            "monthly-mean stamps at the start of each month (within 1 day)",
-            f"stamps such as {stamps[bad][:3].strftime('%Y-%m-%dT%H:%M').tolist()}",
-            hint="this does not look like the monthly-means data set "
-            "'reanalysis-era5-single-levels-monthly-means'",
-        )
+    months = _stamped_months(ds, tname, path)
     lat_n, lon_n = _spatial_names(ds, path)
     lat = np.asarray(ds[lat_n].values, dtype=np.float64)
     lon = np.asarray(ds[lon_n].values, dtype=np.float64)
@@ -193,9 +185,35 @@ def _merge_expver_dim(da: xr.DataArray, path, tname: str) -> tuple[xr.DataArray,
         merged = part.where(mask) if merged is None else merged.where(~mask, part)
         rank[fill] = codes[i]
         taken |= fill
-    months = month_start(decode_time(da[tname], path, what=tname))
+    months = _stamped_months(da.to_dataset(name="v"), tname, path)
     check_monthly(months, path, tname)
     return merged, rank
+
+
+def _stamped_months(ds: xr.Dataset, tname: str, path) -> pd.DatetimeIndex:
+    """The month of each time step (:func:`~gtws_dl.io._common.stamp_months`: CF bounds first, else the stamp
+    conventions of ERA5 and of the tools that write monthly means); a stamp no convention explains is refused."""
+    time = ds[tname]
+    stamps = decode_time(time, path, what=tname)
+    bname = time.attrs.get("bounds")
+    bounds = None
+    if bname in ds.variables and ds[bname].ndim == 2 and ds[bname].shape[-1] == 2:
+        b = ds[bname]
+        attrs = {**time.attrs, **{k: v for k, v in b.attrs.items() if k in ("units", "calendar")}}
+        bounds = tuple(decode_time(xr.DataArray(np.asarray(b.values)[:, k], attrs=attrs), path, what=bname)
+                       for k in (0, 1))
+    months, bad = stamp_months(stamps, bounds)
+    if bad.any():
+        shown = stamps[bad][:3].strftime("%Y-%m-%dT%H:%M").tolist()
+        late = bounds is None and bool(np.any(stamps[bad].day == stamps[bad].days_in_month))
+        hint = ("a stamp late on a month's last day (e.g. 23:00, as `cdo monmean` writes) may stand for that month or "
+                "the next: add CF time bounds (`cdo settbounds,1mon`) or re-stamp each month to its first day"
+                if late else "this does not look like the monthly-means data set "
+                "'reanalysis-era5-single-levels-monthly-means'")
+        found = (f"time bounds spanning other than one month, at {shown}" if bounds is not None
+                 else f"stamps such as {shown}")
+        raise input_error(path, tname, STAMP_CONVENTIONS, found, hint=hint)
+    return months
 
 
 def _check_grids(pieces: list[_Piece], variable_of: dict[int, str]) -> None:
@@ -446,9 +464,12 @@ def file_months(path: str | os.PathLike) -> pd.DatetimeIndex:
     try:
         with netCDF4.Dataset(path) as nc:
             var = next(nc.variables[n] for n in _TIME_NAMES if n in nc.variables)
-            stamps = cftime.num2date(var[:], var.units, getattr(var, "calendar", "standard"),
-                                     only_use_cftime_datetimes=False, only_use_python_datetimes=True)
-            return month_start(pd.DatetimeIndex(np.asarray(stamps, dtype="datetime64[ns]"))).unique()
+            if getattr(var, "bounds", None) is None:
+                stamps = cftime.num2date(var[:], var.units, getattr(var, "calendar", "standard"),
+                                         only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+                months, bad = stamp_months(pd.DatetimeIndex(np.asarray(stamps, dtype="datetime64[ns]")))
+                if not bad.any():
+                    return months.unique()
     except Exception:  # noqa: BLE001 - anything unusual: the reader's own checks name the fault
         pass
     with open_nc(path) as ds:
@@ -456,4 +477,4 @@ def file_months(path: str | os.PathLike) -> pd.DatetimeIndex:
         if tname is None:
             raise input_error(path, "valid_time", "a time coordinate 'valid_time' or 'time'",
                               f"coordinates {list(ds.coords)}")
-        return month_start(decode_time(ds[tname], path, what=tname)).unique()
+        return _stamped_months(ds, tname, path).unique()

@@ -13,9 +13,13 @@ three classes of fault before anything is converted or written, raising
    variable accepts (``cm`` → ``m``) or under a known mix-up (monthly totals read as daily means, °C as K): the
    message says which unit the magnitude suggests.
 
+Each file is judged on its own and all files together (one file of a record in other units is caught even when
+the record's percentiles pass).
+
 Cost: :func:`summarize` reads the data once in blocks of :data:`BLOCK_MONTHS` time steps (exact min/max, sentinel
-and Inf counts) and keeps a strided sample of at most :data:`SAMPLE_PER_PIECE` finite values per file for the
-percentiles; memory is one batch. Arrays the reader holds in memory anyway (mascons, vegetation) are not re-read.
+and Inf counts) and counts every finite value into a histogram of bins 0.1 % of a value wide (:func:`_bin_ids`),
+so the percentiles use every value, to within 0.1 %; memory is one batch. Arrays the reader holds in memory
+anyway (mascons, vegetation) are not re-read.
 
 Bypass: only by name, ``data.plausibility.skip=[tp]`` (or ``[all]``) through :class:`Policy`; a waived finding is
 logged as a WARNING and recorded (the cube builder writes the policy into ``manifest["plausibility"]``).
@@ -28,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dask
 import dask.array
@@ -58,7 +62,10 @@ SENTINELS: tuple[float, ...] = (
 )
 _INT_SENTINELS = {np.dtype("int16"): (-32767,)}  # packed: the netCDF default short fill, after unpacking
 BLOCK_MONTHS = 12
-SAMPLE_PER_PIECE = 250_000
+_SHIFT = 13  # histogram of the values' float32 bits >> 13: bins 2**-10 = 0.1 % of a value wide
+#: One file's typical statistic may be this many times outside the record's range before it is refused: one
+#: monsoon month of a small box is not a unit error; the unit errors seen (monthly totals, m vs mm) are 30-1000x.
+PIECE_SLACK = 3.0
 BATCH_VALUES = 1 << 25  # values read per dask.compute (128 MB of float32)
 
 #: Bounds of the non-ERA5 inputs, canonical units (see docs/RELIABILITY.md, "Plausibility (issue 17)").
@@ -135,7 +142,8 @@ def as_policy(obj: Policy | Iterable[str] | None) -> Policy:
 # --------------------------------------------------------------------------------------------- summary
 @dataclass
 class Summary:
-    """What the checks need of one variable: exact extremes and counts, a strided sample for percentiles."""
+    """What the checks need of one variable: exact extremes and counts, and a histogram of every finite value
+    (:func:`_bin_ids`: bin ids ``bins`` with their ``counts``) for the percentiles."""
 
     n_finite: int = 0
     n_inf: int = 0
@@ -145,7 +153,13 @@ class Summary:
     sentinel_files: dict[float, list[str]] = field(default_factory=dict)
     inf_files: list[str] = field(default_factory=list)
     declared: dict[str, str] = field(default_factory=dict)  # file -> declared fills
-    sample: np.ndarray = field(default_factory=lambda: np.empty(0))
+    bins: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    path: str = ""  # the file, for one file's summary ("" once merged)
+
+    def values(self, scale: float = 1.0, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """(representative values ``x * scale + offset``, their counts) of the histogram."""
+        return _bin_values(self.bins) * scale + offset, self.counts
 
     @staticmethod
     def merge(parts: Sequence[Summary]) -> Summary:
@@ -159,8 +173,28 @@ class Summary:
                 out.sentinel_files.setdefault(s, []).extend(p.sentinel_files.get(s, []))
             out.inf_files.extend(p.inf_files)
             out.declared.update(p.declared)
-        out.sample = np.concatenate([p.sample for p in parts]) if parts else np.empty(0)
+        out.bins, out.counts = _add_histograms([(p.bins, p.counts) for p in parts])
         return out
+
+
+def _bin_ids(v: np.ndarray) -> np.ndarray:
+    """Histogram bin of each value: its float32 bits without the lowest :data:`_SHIFT` mantissa bits (sign,
+    exponent and 10 mantissa bits stay: bins 0.1 % of a value wide, one integer shift per value)."""
+    return (np.asarray(v, np.float32).view(np.int32) >> _SHIFT).astype(np.int64)
+
+
+def _bin_values(bins: np.ndarray) -> np.ndarray:
+    """The middle value of each bin of :func:`_bin_ids`."""
+    bits = (np.asarray(bins, np.int64) << _SHIFT) | (1 << (_SHIFT - 1))
+    return bits.astype(np.int32).view(np.float32).astype(np.float64)
+
+
+def _add_histograms(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    parts = [(b, c) for b, c in parts if b.size]
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    bins, inv = np.unique(np.concatenate([b for b, _ in parts]), return_inverse=True)
+    return bins, np.bincount(inv, weights=np.concatenate([c for _, c in parts])).astype(np.int64)
 
 
 def _declared(encoding: Mapping) -> str:
@@ -192,11 +226,8 @@ class _Accumulator:
                 if raw not in declared and abs(s) * 1.2e-7 < abs(scale) * 0.25:
                     self.sentinels.append(s)
                     self.tol[s] = abs(scale) * 0.25
-        total = int(np.prod(shape)) if len(shape) else 1
-        self.stride = max(1, math.ceil(total / SAMPLE_PER_PIECE))
-        self.out = Summary(declared={self.path: _declared(enc)})
-        self.samples: list[np.ndarray] = []
-        self.pos = 0  # flat position of the next sampled finite value, so the stride spans blocks
+        self.out = Summary(declared={self.path: _declared(enc)}, path=self.path)
+        self.hist: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, block: np.ndarray) -> None:
         out = self.out
@@ -219,11 +250,16 @@ class _Accumulator:
                     out.sentinels[s] = out.sentinels.get(s, 0) + c
                     if self.path not in out.sentinel_files.setdefault(s, []):
                         out.sentinel_files[s].append(self.path)
-        self.samples.append(v[(-self.pos) % self.stride :: self.stride])
-        self.pos += v.size
+        ids = _bin_ids(v)
+        lo_id = int(ids.min())
+        counts = np.bincount(ids - lo_id)
+        nz = np.flatnonzero(counts)
+        self.hist.append((nz + lo_id, counts[nz]))
+        if len(self.hist) >= 8:
+            self.hist = [_add_histograms(self.hist)]
 
     def result(self) -> Summary:
-        self.out.sample = np.concatenate(self.samples) if self.samples else np.empty(0)
+        self.out.bins, self.out.counts = _add_histograms(self.hist)
         return self.out
 
 
@@ -267,36 +303,45 @@ def summarize(da: xr.DataArray, time_dim: str | None, *, path, encoding: Mapping
 
 
 # --------------------------------------------------------------------------------------------- checks
-def _stat(name: str, sample: np.ndarray) -> float:
+def _percentiles(values: np.ndarray, counts: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """Percentiles ``qs`` (0-100) of a histogram: the value of the bin holding each rank."""
+    order = np.argsort(values, kind="stable")
+    v, cum = values[order], np.cumsum(counts[order])
+    return [float(v[min(np.searchsorted(cum, q / 100.0 * cum[-1], side="left"), v.size - 1)]) for q in qs]
+
+
+def _stat(name: str, hist: tuple[np.ndarray, np.ndarray]) -> float:
+    values, counts = hist
     if name == "p99":
-        return float(np.percentile(sample, 99))
+        return _percentiles(values, counts, [99])[0]
     if name == "p99abs":
-        return float(np.percentile(np.abs(sample), 99))
+        return _percentiles(np.abs(values), counts, [99])[0]
     if name == "spread":
-        p5, p95 = np.percentile(sample, [5, 95])
-        return float(p95 - p5)
+        p5, p95 = _percentiles(values, counts, [5, 95])
+        return p95 - p5
     raise ValueError(f"unknown statistic {name!r}")
 
 
-def _faults(vmin: float, vmax: float, sample: np.ndarray, b: Bounds) -> tuple[str, str] | None:
-    """(expected, found) of the first failed magnitude check on canonical values, or None."""
+def _faults(vmin: float, vmax: float, hist: tuple[np.ndarray, np.ndarray], b: Bounds) -> tuple[str, str] | None:
+    """(expected, found) of the first failed magnitude check on canonical values (``hist``: values, counts), or
+    None."""
     if vmin < b.lo or vmax > b.hi:
         return f"values in [{b.lo:g}, {b.hi:g}]", f"values in [{vmin:.6g}, {vmax:.6g}]"
-    if b.typical is not None and sample.size:
+    if b.typical is not None and hist[0].size:
         name, lo, hi = b.typical
-        st = _stat(name, sample)
+        st = _stat(name, hist)
         if not lo <= st <= hi:
             rng = f"[{lo:g}, {hi:g}]" if lo > -math.inf else f"at most {hi:g}"
             return f"a {_STAT_NAME[name]} in {rng}", f"{st:.4g} (values in [{vmin:.6g}, {vmax:.6g}])"
     return None
 
 
-def _closeness(sample: np.ndarray, b: Bounds) -> float:
+def _closeness(hist: tuple[np.ndarray, np.ndarray], b: Bounds) -> float:
     """|log10| distance of the typical statistic from the geometric middle of its range (0 without one)."""
-    if b.typical is None or not sample.size or b.typical[1] <= 0:
+    if b.typical is None or not hist[0].size or b.typical[1] <= 0:
         return 0.0
     name, lo, hi = b.typical
-    st = _stat(name, sample)
+    st = _stat(name, hist)
     return abs(math.log10(st / math.sqrt(lo * hi))) if st > 0 else math.inf
 
 
@@ -339,8 +384,13 @@ def check_values(
     if key not in table:
         return
     b = bounds if bounds is not None else bounds_of(variable)
-    s = Summary.merge([summaries] if isinstance(summaries, Summary) else list(summaries))
+    pieces = [summaries] if isinstance(summaries, Summary) else list(summaries)
+    s = Summary.merge(pieces)
     try:
+        wide = _widened(b, PIECE_SLACK)
+        for piece in pieces if len(pieces) > 1 else ():  # one file in other units: named, even if the record passes
+            _check(piece, paths=[piece.path] if piece.path else paths, variable=variable, units=str(units),
+                   table=table, canonical=canonical, b=wide)
         _check(s, paths=paths, variable=variable, units=str(units), table=table, canonical=canonical, b=b)
     except InputFileError as err:
         if not pol.skips(variable):
@@ -354,6 +404,14 @@ def check_values(
     if pol.skips(variable):
         LOGGER.warning("data.plausibility.skip names %r, but its values pass every plausibility check "
                        "(nothing waived)", variable)
+
+
+def _widened(b: Bounds, slack: float) -> Bounds:
+    """``b`` with its typical range widened ``slack`` times (one file may hold one season of a small box)."""
+    if b.typical is None:
+        return b
+    name, lo, hi = b.typical
+    return replace(b, typical=(name, lo / slack if lo > 0 else lo, hi * slack))
 
 
 def _check(s: Summary, *, paths, variable: str, units: str, table, canonical: str, b: Bounds) -> None:
@@ -377,8 +435,8 @@ def _check(s: Summary, *, paths, variable: str, units: str, table, canonical: st
     if s.n_finite == 0:
         return  # all-NaN: the readers' own coverage/NaN checks name it
     f0, o0 = table[norm_units(units)]
-    cmin, cmax, csample = s.vmin * f0 + o0, s.vmax * f0 + o0, s.sample * f0 + o0
-    fault = _faults(cmin, cmax, csample, b)
+    cmin, cmax = s.vmin * f0 + o0, s.vmax * f0 + o0
+    fault = _faults(cmin, cmax, s.values(f0, o0), b)
     if fault is None:
         return
     expected, found = fault
@@ -387,8 +445,9 @@ def _check(s: Summary, *, paths, variable: str, units: str, table, canonical: st
     fits = []
     for k, (desc, sc, of) in enumerate(_alternatives(table, units, b)):
         lo, hi = sorted((cmin * sc + of, cmax * sc + of))
-        if _faults(lo, hi, csample * sc + of, b) is None:
-            fits.append((k < len(b.hints), _closeness(csample * sc + of, b), desc))
+        alt = s.values(f0 * sc, o0 * sc + of)
+        if _faults(lo, hi, alt, b) is None:
+            fits.append((k < len(b.hints), _closeness(alt, b), desc))
     if fits:  # a known mix-up (hint) first, else the unit that puts the typical statistic nearest its range's middle
         desc = min(fits, key=lambda f: (not f[0], 0.0 if f[0] else f[1]))[2]
         raise input_error(
