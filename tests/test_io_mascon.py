@@ -97,8 +97,13 @@ def test_units_month_assignment_duplicates_and_missing_months(tmp_path, caplog):
     spans.append((datetime(2004, 3, 25), datetime(2004, 4, 24)))  # spans Mar/Apr: mostly April
     spans.append(spans[0])  # exact duplicate of January
     del spans[4]  # May missing
-    values = [1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 3.0]  # cm; the duplicate of Jan holds 3.0
+    values = [1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 1.0]  # cm; the duplicate of Jan is the same solution
     p, lat, lon = write_mascon(tmp_path / "GRCTellus.JPL.test.nc", spans, values)
+    (tmp_path / "two").mkdir()
+    bad, *_ = write_mascon(tmp_path / "two" / "GRCTellus.JPL.test.nc", spans, [*values[:-1], 3.0])
+    with pytest.raises(InputFileError, match=r"one solution per month, or copies of it that agree; found 2 solutions "
+                                             r"for 2004-01 .* that differ by up to 20 mm"):
+        open_mascon(bad, "jpl", baseline=None)  # two releases in one file: neither averaged nor picked
     with caplog.at_level(logging.WARNING):
         da = open_mascon(p, "jpl", baseline=None)
     assert da.name == "twsa" and da.attrs["units"] == "mm" and da.dtype == np.float32
@@ -111,9 +116,9 @@ def test_units_month_assignment_duplicates_and_missing_months(tmp_path, caplog):
     ]
     cell = da.sel(lat=lat[0], lon=lon[0] if lon[0] < 180 else lon[0] - 360)
     off = 10 * (0.001 * lat[0] + 0.0001 * lon[0])
-    # Jan: mean of 1 cm and 3 cm duplicate -> 20 mm; Apr: the 10-day solution lies 100% in April
+    # Jan: one of the identical copies -> 10 mm; Apr: the 10-day solution lies 100% in April
     # and beats the Mar/Apr one (24 of 30 days in April) -> 40 mm; May absent, not interpolated
-    np.testing.assert_allclose(cell.values, np.array([20, 20, 30, 40, 60]) + off, rtol=1e-5)
+    np.testing.assert_allclose(cell.values, np.array([10, 20, 30, 40, 60]) + off, rtol=1e-5)
     assert "2004-01" in caplog.text and "2004-04" in caplog.text
 
 

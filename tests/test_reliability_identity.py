@@ -33,7 +33,7 @@ def twin_mascon(folder: Path, centre: str, months=MONTHS) -> Path:
     """One centre's mascon file exactly as the twin Earth writes it (name, layout, global attributes)."""
     folder.mkdir(parents=True, exist_ok=True)
     tmid, tb = gr.time_coords(months)
-    lwe = np.ones((len(months), *GRID.shape)) * np.arange(len(months))[:, None, None]
+    lwe = np.arange(len(months))[:, None, None] + 0.01 * np.arange(np.prod(GRID.shape)).reshape(GRID.shape)  # a field
     return write_mascon(folder, centre, GRID, months, tmid, tb, lwe, [], time_last=(centre == "gsfc"))
 
 

@@ -236,14 +236,15 @@ def test_climate_physics():
 def test_hydra_command_composes(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from gtws_dl.twin.__main__ import CONF_DIR, run
+    from gtws_dl.config import conf_dir
+    from gtws_dl.twin.__main__ import run
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
         cfg = compose("twin", overrides=[f"paths.output_dir={tmp_path}", "grid.res=30", "twin.start=2000-01",
                                          "twin.end=2010-12", "twin.progress=false"])
     man = run(cfg)
     assert (tmp_path / "twin" / "twin_manifest.json").exists() and man["grid"]["res"] == 30.0
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+    with initialize_config_dir(version_base="1.3", config_dir=conf_dir()):
         bad = compose("twin", overrides=["twin.era5_layout=grib"])
     with pytest.raises(TwinConfigError, match="era5_layout"):
         run(bad)

@@ -9,6 +9,10 @@ Target cube ``targets.zarr``
     inputs with checksums, channels and units, normalisation statistics (training months only), code version.
 
 Cubes are written time block by time block so memory stays bounded at 0.25°.
+
+Size: every check that metadata and the opened inputs allow runs in :meth:`CubeBuilder.build` before the first
+block (grids, centres, periods, the ERA5 resolution), so the build and its pre-flight stay together; the
+centres' cross-checks live in :mod:`gtws_dl.cube.centres`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from gtws_dl.conventions import BASELINE
+from gtws_dl.cube.centres import check_centre_baselines, check_centre_scales
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.periods import Periods, as_last_time, resolve_periods, resolved_spec
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION
@@ -164,10 +169,19 @@ class CubeBuilder:
     def _grace_months(self, files: dict[str, list[Path]]) -> dict[str, tuple[pd.DatetimeIndex, Path]]:
         """``{centre: (months its file holds, path)}``; opens every centre (identity, grid coverage) before any
         block is computed. The fields are read again by :meth:`_targets` (memory stays bounded meanwhile)."""
-        out = {}
+        out, spread, used = {}, {}, {}
+        b0, b1 = self.spec.baseline
         for c in self.spec.grace:
             path, da = self._open_centre(files, c)
             out[c] = (pd.DatetimeIndex(da["time"].values), path)
+            sub = np.asarray(da.sel(time=slice(b0, b1)).values[:, ::2, ::2], np.float64)  # robust, a subsample
+            lo, hi = np.nanpercentile(sub, [5, 95]) if np.isfinite(sub).any() else (np.nan, np.nan)
+            spread[c] = float(hi - lo)
+            used[c] = set(da.attrs.get("baseline_months", []))
+        paths = {c: p for c, (_, p) in out.items()}
+        if not self.plausibility.skips("lwe_thickness"):  # data.plausibility.skip waives this check too
+            check_centre_scales(spread, paths)
+        check_centre_baselines(used, paths, (b0, b1))
         return out
 
     def _open_centre(self, files: dict[str, list[Path]], c: str) -> tuple[Path, xr.DataArray]:
@@ -205,6 +219,12 @@ class CubeBuilder:
         era5 = self._open_era5(files)
         for v in s.variables:
             check_coverage(era5[v], g, files["era5"], "data.era5_dir")
+        spacing = float(np.median(np.abs(np.diff(era5["lat"].values)))) if era5.sizes["lat"] > 1 else g.res
+        if spacing > 1.5 * g.res:
+            LOGGER.warning("the ERA5 files are on a %g deg grid, coarser than the cube's %g deg: each ERA5 cell is "
+                           "spread over several cube cells (no detail at %g deg); download ERA5 at %g deg or finer "
+                           "(the CDS request's 'grid'), or build the cube at grid.res=%g", spacing, g.res, g.res,
+                           g.res, spacing)
         self.periods = resolve_periods(
             start=s.start, end=s.end, stats_period=s.stats_period, baseline=s.baseline, val_months=s.val_months,
             gap_months=s.gap_months, era5_times=pd.DatetimeIndex(era5["time"].values), era5_files=files["era5"],

@@ -126,6 +126,23 @@ def decode_time(var: xr.DataArray, path, *, what: str = "time") -> pd.DatetimeIn
     return pd.DatetimeIndex(np.atleast_1d(dates)).as_unit("ns")
 
 
+def squeeze_singletons(da: xr.DataArray, path, var: str, keep: Iterable[str]) -> xr.DataArray:
+    """``da`` without its size-1 dimensions outside ``keep`` (a ``height`` of 2 m, a ``lev`` or ``band`` of one:
+    the same field); an extra dimension with several entries is refused naming it (which entry is meant?)."""
+    keep = set(keep)
+    extra = {d: n for d, n in da.sizes.items() if d not in keep}
+    many = {d: n for d, n in extra.items() if n != 1}
+    if many:
+        raise input_error(path, var, f"dims {sorted(keep & set(da.dims))} (and size-1 ones)",
+                          f"dims {dict(da.sizes)}: {', '.join(f'{d!r} has {n} entries' for d, n in many.items())}",
+                          hint="select one entry first, e.g. `ncks -d DIM,0 in.nc out.nc` or "
+                               "`ds.isel(DIM=0).to_netcdf(...)`")
+    if extra:
+        LOGGER.info("%s: variable %r: dropped the size-1 dimension(s) %s", path, var, ", ".join(extra))
+        da = da.isel({d: 0 for d in extra}, drop=True)
+    return da
+
+
 #: What :func:`stamp_months` accepts, for messages.
 STAMP_CONVENTIONS = ("monthly-mean stamps at a month start (day 1 up to 24:00, or 18:00 the day before), in the "
                      "middle of the month (days 14-17) or on its last day before 18:00, or CF time bounds")

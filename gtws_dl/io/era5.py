@@ -60,6 +60,7 @@ from gtws_dl.io._common import (
     open_nc,
     probe_read,
     resolve_files,
+    squeeze_singletons,
     stamp_months,
 )
 from gtws_dl.io.content import single_member
@@ -150,6 +151,7 @@ def _read_file(path: Path, lat_chunk: int | None = None) -> tuple[dict[str, _Pie
         short = _ALIAS.get(name, name)
         if short not in VARIABLES and set(da.dims) - {tname, lat_n, lon_n, "expver"}:
             continue  # e.g. pressure-level fields; not ours
+        da = squeeze_singletons(da, path, short, (tname, lat_n, lon_n, "expver"))
         probe_read(path, da, tname)
         enc = dict(da.encoding)
         drop = [c for c in ("number", "expver") if c in da.coords and c not in da.dims]
@@ -216,14 +218,53 @@ def _stamped_months(ds: xr.Dataset, tname: str, path) -> pd.DatetimeIndex:
     return months
 
 
+def _grid_key(p: _Piece) -> tuple[np.ndarray, np.ndarray]:
+    """The piece's nodes whatever their storage order: latitudes ascending, longitudes wrapped to [0, 360)."""
+    return np.sort(p.lat), np.sort(np.mod(p.lon, 360.0))
+
+
+def _same_storage(a: _Piece, b: _Piece) -> bool:
+    return (a.lat.shape == b.lat.shape and a.lon.shape == b.lon.shape and np.array_equal(a.lat, b.lat)
+            and np.array_equal(a.lon, b.lon))
+
+
+DEWPOINT_EXCESS_K = 1.0  # a monthly-mean dew point may exceed the air temperature by packing noise, no more
+DEWPOINT_MAX_FRACTION = 0.05  # of the sampled values (months, nodes) where it does
+
+
+def _check_dewpoint(t2m: xr.DataArray, d2m: xr.DataArray, files: dict[str, list[str]], policy: Policy) -> None:
+    """The dew point cannot exceed the air temperature: ``d2m > t2m + 1 K`` in over 5 % of the values (every
+    sixth month) means the two are swapped or mislabelled. Waived by ``data.plausibility.skip=[d2m]``."""
+    step = slice(None, None, 6)
+    t, d = (np.asarray(x.isel(time=step).values, np.float64) for x in (t2m, d2m))
+    ok = np.isfinite(t) & np.isfinite(d)
+    frac = float((d[ok] > t[ok] + DEWPOINT_EXCESS_K).mean()) if ok.any() else 0.0
+    if frac <= DEWPOINT_MAX_FRACTION:
+        return
+    err = input_error(
+        sorted({*files["t2m"], *files["d2m"]}), "d2m",
+        f"a dew point at most the 2 m temperature (d2m <= t2m + {DEWPOINT_EXCESS_K:g} K in at least "
+        f"{1 - DEWPOINT_MAX_FRACTION:.0%} of the values)",
+        f"d2m above t2m in {frac:.0%} of the values (median d2m {np.median(d[ok]):.1f} K, t2m {np.median(t[ok]):.1f} K)",
+        hint="the two variables are swapped or mislabelled in the files; to read them anyway: "
+             "data.plausibility.skip=[d2m]")
+    if not policy.skips("d2m"):
+        raise err
+    LOGGER.warning("dew-point check waived by data.plausibility.skip: %s", err)
+
+
 def _check_grids(pieces: list[_Piece], variable_of: dict[int, str]) -> None:
+    """Every piece on the same nodes; the order they are stored in (latitude up or down, longitudes from 0 or
+    from -180) may differ between files: :func:`_combine` puts each piece in canonical order first."""
     ref = pieces[0]
+    ref_lat, ref_lon = _grid_key(ref)
     for pc in pieces[1:]:
+        lat, lon = _grid_key(pc)
         same = (
-            pc.lat.shape == ref.lat.shape
-            and pc.lon.shape == ref.lon.shape
-            and np.allclose(pc.lat, ref.lat, atol=1e-4)
-            and np.allclose(pc.lon, ref.lon, atol=1e-4)
+            lat.shape == ref_lat.shape
+            and lon.shape == ref_lon.shape
+            and np.allclose(lat, ref_lat, atol=1e-4)
+            and np.allclose(lon, ref_lon, atol=1e-4)
         )
         if not same:
 
@@ -245,8 +286,9 @@ def _check_grids(pieces: list[_Piece], variable_of: dict[int, str]) -> None:
 def _combine(var: str, pieces: list[_Piece]) -> tuple[xr.DataArray, np.ndarray]:
     """Concatenate pieces along time; resolve duplicate months (ERA5 > unknown > ERA5T). Returns the data and
     the rank (ERA5, unknown, ERA5T) of the version kept for each month."""
+    mixed = any(not _same_storage(p, pieces[0]) for p in pieces[1:])
     da = xr.concat(
-        [p.data for p in pieces],
+        [to_canonical(p.data) if mixed else p.data for p in pieces],  # concat overrides coordinates: same order
         dim="time",
         coords="minimal",
         compat="override",
@@ -431,6 +473,10 @@ def open_era5(
                 f"{covered(ranges[v])}",
                 hint="pass start= and end= to select a common period",
             )
+
+    if "t2m" in out and "d2m" in out:
+        _check_dewpoint(out["t2m"], out["d2m"], {v: sorted({pc.path for pc in by_var[v]}) for v in ("t2m", "d2m")},
+                        policy)
 
     if check_nan:
         for v, da in out.items():

@@ -53,7 +53,10 @@ class Bounds:
     (99th percentile), ``"p99abs"`` (99th percentile of |x|), ``"spread"`` (95th minus 5th percentile); catches a
     wrong scale that stays inside the physical range for most cells. ``hints``: ``(description, scale, offset)``
     re-interpretations of the canonical values tried (before the other accepted units of the variable) to say
-    which unit the magnitude suggests. ``what``: the quantity, for the message.
+    which unit the magnitude suggests. ``what``: the quantity, for the message. ``positive_max``: the largest
+    fraction of values above 0 (a flux the ECMWF convention counts negative, e.g. evaporation: a flipped sign).
+    ``constant_ok``: a time step may hold one value everywhere (no snow, polar night); for the others a constant
+    field is a placeholder (0 or a fill where a month is missing).
     """
 
     lo: float
@@ -61,9 +64,12 @@ class Bounds:
     what: str
     typical: tuple[str, float, float] | None = None
     hints: tuple[tuple[str, float, float], ...] = ()
+    positive_max: float | None = None
+    constant_ok: bool = False
 
 
 _CELSIUS = (("degrees Celsius labelled 'K'", 1.0, 273.15),)
+_SIGN = (("of the opposite sign (ECMWF counts it negative when water leaves the surface)", -1.0, 0.0),)
 _MONTHLY_TOTAL = (
     (
         f"monthly totals (per month, not per day) labelled as a daily-mean rate (÷{_DAYS_PER_MONTH:g})",
@@ -149,7 +155,8 @@ VARIABLES: dict[str, Era5Variable] = {
         "mm day-1",
         _M_TO_MM,
         bounds=Bounds(
-            -30.0, 10.0, "monthly-mean evaporation rate", typical=("p99abs", 0.0, 20.0), hints=_MONTHLY_TOTAL
+            -30.0, 10.0, "monthly-mean evaporation rate", typical=("p99abs", 0.0, 20.0),
+            hints=(*_SIGN, *_MONTHLY_TOTAL), positive_max=0.75,
         ),
     ),
     "pev": Era5Variable(
@@ -162,7 +169,8 @@ VARIABLES: dict[str, Era5Variable] = {
             25.0,
             "monthly-mean potential evaporation rate",
             typical=("p99abs", 0.0, 50.0),
-            hints=_MONTHLY_TOTAL,
+            hints=(*_SIGN, *_MONTHLY_TOTAL),
+            positive_max=0.75,
         ),
     ),
     "ssrd": Era5Variable(
@@ -170,7 +178,8 @@ VARIABLES: dict[str, Era5Variable] = {
         "Surface solar radiation downwards",
         "W m-2",
         _J_TO_W,
-        bounds=Bounds(-1.0, 600.0, "monthly-mean downward solar radiation", hints=_MONTHLY_TOTAL),
+        bounds=Bounds(-1.0, 600.0, "monthly-mean downward solar radiation", hints=_MONTHLY_TOTAL,
+                      constant_ok=True),  # 0 all month in a polar night
     ),
     "strd": Era5Variable(
         "surface_thermal_radiation_downwards",
@@ -191,7 +200,7 @@ VARIABLES: dict[str, Era5Variable] = {
         "Snow depth (water equivalent)",
         "mm",
         _SD,
-        bounds=Bounds(-1.0, 1.0e5, "snow depth (water equivalent)"),
+        bounds=Bounds(-1.0, 1.0e5, "snow depth (water equivalent)", constant_ok=True),  # no snow: 0 everywhere
     ),
 }
 _ALIAS = {a: k for k, v in VARIABLES.items() for a in v.aliases}

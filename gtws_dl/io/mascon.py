@@ -34,12 +34,17 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl.conventions import BASELINE, CENTRES
-from gtws_dl.io._common import convert_units, covered, decode_time, open_nc, probe_read
+from gtws_dl.io._common import convert_units, covered, decode_time, open_nc, probe_read, squeeze_singletons
 from gtws_dl.io.errors import input_error, missing_variable
 from gtws_dl.io.plausibility import Policy, check_array
 from gtws_dl.io.regrid import to_canonical
 
 LOGGER = logging.getLogger(__name__)
+
+DUPLICATE_ATOL_MM = 1e-3  # two copies of a month's solution must agree to this (float32 of cm values)
+#: Below this fraction of the baseline window's months a file's re-reference is logged as partial (real releases
+#: miss a few months of 2004-2009); the cube builder refuses centres whose baseline months differ this much.
+BASELINE_MIN_FRACTION = 0.75
 
 _LWE_UNITS = {
     "cm": (10.0, 0.0),
@@ -206,10 +211,16 @@ def _resolve(
                 fields.append(da.isel(time=winners[0], drop=True))
                 how = f"kept the solution stamped {mid[winners[0]]:%Y-%m-%d} ({best:.0%} of its span)"
             else:
-                fields.append(
-                    da.isel(time=winners).mean("time", skipna=False).drop_vars("time", errors="ignore")
-                )
-                how = f"averaged the {len(winners)} equally placed solutions"
+                copies = np.asarray(da.isel(time=winners).values, dtype=np.float64)
+                differ = float(np.nanmax(np.abs(copies - copies[:1]), initial=0.0))
+                if differ > DUPLICATE_ATOL_MM or (np.isnan(copies) != np.isnan(copies[:1])).any():
+                    raise input_error(
+                        path, "lwe_thickness", "one solution per month, or copies of it that agree",
+                        f"{len(winners)} solutions for {m:%Y-%m} (stamps "
+                        f"{', '.join(f'{mid[i]:%Y-%m-%d}' for i in winners)}) that differ by up to {differ:.4g} mm",
+                        hint="the file holds two releases or an appended copy; keep one solution per month")
+                fields.append(da.isel(time=winners[0], drop=True))
+                how = f"kept one of the {len(winners)} identical, equally placed copies"
             LOGGER.warning(
                 "%s: %d solutions fall in %s (stamps %s); %s",
                 path,
@@ -221,6 +232,23 @@ def _resolve(
         stamps.append(m)
     out = xr.concat(fields, dim="time", coords="minimal", compat="override")
     return out.assign_coords(time=pd.DatetimeIndex(stamps).as_unit("ns"))
+
+
+def _check_constant_months(da: xr.DataArray, path) -> None:
+    """Refuse a month whose finite values are all equal (e.g. 0 where the month is missing): a placeholder, not
+    a solution; after re-referencing it would pass for a real month of minus the baseline mean."""
+    v = np.asarray(da.values, dtype=np.float64).reshape(da.sizes["time"], -1)
+    n = np.isfinite(v).sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.nanmin(np.where(n[:, None] > 0, v, 0.0), axis=1), np.nanmax(np.where(n[:, None] > 0, v, 0.0), axis=1)
+    const = (n > 1) & (lo == hi)
+    if const.any():
+        times = pd.DatetimeIndex(da["time"].values)[const]
+        raise input_error(
+            path, "lwe_thickness", "a field of varying values in every month (missing months as NaN or absent)",
+            f"{int(const.sum())} month(s) of one value everywhere: {', '.join(f'{t:%Y-%m}' for t in times[:6])} "
+            f"({lo[const][0]:g} mm)",
+            hint="a missing month must be NaN (or left out), not a constant; fix the file or drop those months")
 
 
 def _aux_field(src: str | os.PathLike | xr.DataArray, var: str, ref: xr.DataArray, what: str) -> xr.DataArray:
@@ -302,6 +330,7 @@ def open_mascon(
     da = ds["lwe_thickness"]
     if tname not in da.dims:
         raise input_error(path, "lwe_thickness", "a 'time' dimension", f"dims {da.dims}")
+    da = squeeze_singletons(da, path, "lwe_thickness", (tname, "lat", "lon", "latitude", "longitude", "mascon"))
     probe_read(path, da, tname)
     mid = decode_time(ds[tname], path)
     bnds = _bounds(ds, tname, path)
@@ -314,6 +343,7 @@ def open_mascon(
     da = da.drop_vars([c for c in da.coords if c not in ("time", "lat", "lon")])
     months, frac = assign_months(mid, bnds)
     da = _resolve(da.assign_coords(time=np.arange(da.sizes["time"])), months, frac, mid, path)
+    _check_constant_months(da, path)
 
     if window is not None:
         w0, w1 = (pd.Timestamp(w).to_period("M").to_timestamp() for w in window)
@@ -344,6 +374,11 @@ def open_mascon(
                 f"months in the baseline {b0:%Y-%m} .. {b1:%Y-%m}",
                 f"none; the file covers {covered(pd.DatetimeIndex(da['time'].values))}",
             )
+        used = pd.DatetimeIndex(base["time"].values)
+        window = len(pd.date_range(b0, b1, freq="MS"))
+        if len(used) < BASELINE_MIN_FRACTION * window:
+            LOGGER.warning("%s: re-referenced to %s only, %d of the %d months of the baseline %s..%s", path,
+                           covered(used), len(used), window, f"{b0:%Y-%m}", f"{b1:%Y-%m}")
         da = da - base.mean("time", skipna=True)
 
     da = da.astype(np.float32)
@@ -354,6 +389,7 @@ def open_mascon(
         "centre": centre,
         "source_file": str(path),
         "baseline": "file reference" if baseline is None else f"{baseline[0]}..{baseline[1]}",
+        "baseline_months": [] if baseline is None else [f"{m:%Y-%m}" for m in used],
         "gain_factor": "none"
         if gain_factor is None
         else str(gain_factor if not isinstance(gain_factor, xr.DataArray) else "DataArray"),

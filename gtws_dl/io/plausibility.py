@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 import dask
 import dask.array
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from gtws_dl.io._common import norm_units
@@ -66,6 +67,7 @@ _SHIFT = 13  # histogram of the values' float32 bits >> 13: bins 2**-10 = 0.1 % 
 #: One file's typical statistic may be this many times outside the record's range before it is refused: one
 #: monsoon month of a small box is not a unit error; the unit errors seen (monthly totals, m vs mm) are 30-1000x.
 PIECE_SLACK = 3.0
+MIN_NODES_CONSTANT = 16  # a one-value field of fewer finite nodes (a tiny dry box) is not judged
 BATCH_VALUES = 1 << 25  # values read per dask.compute (128 MB of float32)
 
 #: Bounds of the non-ERA5 inputs, canonical units (see docs/RELIABILITY.md, "Plausibility (issue 17)").
@@ -74,13 +76,13 @@ BATCH_VALUES = 1 << 25  # values read per dask.compute (128 MB of float32)
 #: cycle, ocean and land) is 50..1000 mm, so a spread under 5 mm or above 2000 mm is a wrong scale.
 OTHER_BOUNDS: dict[str, Bounds] = {
     "lwe_thickness": Bounds(-1.0e4, 1.0e4, "TWSA (liquid water equivalent thickness)",
-                            typical=("spread", 5.0, 2000.0)),
-    "LAI": Bounds(-1.0, 15.0, "leaf area index",
+                            typical=("spread", 5.0, 2000.0), constant_ok=True),  # mascon.py names constant months
+    "LAI": Bounds(-1.0, 15.0, "leaf area index", constant_ok=True,  # 0 over a desert box
                   hints=(("LAI x10 (a scale_factor of 0.1 not applied)", 0.1, 0.0),
                          ("LAI x100 (a scale_factor of 0.01 not applied)", 0.01, 0.0))),
-    "SIF": Bounds(-2.0, 5.0, "monthly-mean solar-induced fluorescence",
+    "SIF": Bounds(-2.0, 5.0, "monthly-mean solar-induced fluorescence", constant_ok=True,
                   hints=(("SIF x1000 (e.g. uW labelled mW)", 0.001, 0.0),)),
-    "land_cover_fraction": Bounds(-1.0e-3, 1.001, "land-cover class fraction",
+    "land_cover_fraction": Bounds(-1.0e-3, 1.001, "land-cover class fraction", constant_ok=True,
                                   hints=(("percent labelled as a fraction", 0.01, 0.0),)),
 }
 
@@ -156,6 +158,7 @@ class Summary:
     bins: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     path: str = ""  # the file, for one file's summary ("" once merged)
+    constant: list[tuple[str, str, float]] = field(default_factory=list)  # (file, step, value) of one-value steps
 
     def values(self, scale: float = 1.0, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(representative values ``x * scale + offset``, their counts) of the histogram."""
@@ -174,6 +177,7 @@ class Summary:
             out.inf_files.extend(p.inf_files)
             out.declared.update(p.declared)
         out.bins, out.counts = _add_histograms([(p.bins, p.counts) for p in parts])
+        out.constant = [c for p in parts for c in p.constant]
         return out
 
 
@@ -229,8 +233,12 @@ class _Accumulator:
         self.out = Summary(declared={self.path: _declared(enc)}, path=self.path)
         self.hist: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def add(self, block: np.ndarray) -> None:
+    def add(self, block: np.ndarray, axis: int | None = None, labels: Sequence[str] = ()) -> None:
+        """Count one block; ``axis``: its time axis, whose steps holding one value everywhere are recorded
+        (``labels``: their names)."""
         out = self.out
+        if axis is not None and np.ndim(block) > 1 and np.size(block) > np.shape(block)[axis]:
+            self._constant_steps(np.asarray(block), axis, labels)
         x = np.asarray(block, dtype=np.float64).ravel()
         n_inf = int(np.count_nonzero(np.isinf(x)))
         v = x[np.isfinite(x)]
@@ -258,6 +266,15 @@ class _Accumulator:
         if len(self.hist) >= 8:
             self.hist = [_add_histograms(self.hist)]
 
+    def _constant_steps(self, block: np.ndarray, axis: int, labels: Sequence[str]) -> None:
+        x = np.moveaxis(block, axis, 0).reshape(block.shape[axis], -1)
+        fin = np.isfinite(x)
+        n = fin.sum(axis=1)
+        lo, hi = np.where(fin, x, np.inf).min(axis=1), np.where(fin, x, -np.inf).max(axis=1)
+        for k in np.flatnonzero((n >= MIN_NODES_CONSTANT) & (lo == hi)):
+            step = labels[k] if k < len(labels) else f"time step {k}"
+            self.out.constant.append((self.path, step, float(lo[k])))
+
     def result(self) -> Summary:
         self.out.bins, self.out.counts = _add_histograms(self.hist)
         return self.out
@@ -273,27 +290,37 @@ def summarize_many(items: Sequence[tuple[xr.DataArray, object, Mapping | None]],
         accs.append(_Accumulator(da.shape, path=path, encoding=da.encoding if enc is None else enc))
         n_t = da.sizes[time_dim] if time_dim and time_dim in da.dims else 1
         step = BLOCK_MONTHS if time_dim and time_dim in da.dims else n_t
+        axis = da.dims.index(time_dim) if time_dim and time_dim in da.dims else None
+        names = _step_names(da, time_dim) if axis is not None else []
         for i0 in range(0, n_t, step):
             blk = da.isel({time_dim: slice(i0, i0 + step)}) if step < n_t else da
-            blocks.append((k, blk.data))
-    batch: list[tuple[int, object]] = []
+            blocks.append((k, blk.data, axis, names[i0 : i0 + step]))
+    batch: list[tuple[int, object, int | None, list[str]]] = []
     size = 0
 
     def flush() -> None:
-        lazy = [i for i, (_, b) in enumerate(batch) if isinstance(b, dask.array.Array)]
+        lazy = [i for i, (_, b, _, _) in enumerate(batch) if isinstance(b, dask.array.Array)]
         done = dict(zip(lazy, dask.compute(*[batch[i][1] for i in lazy]), strict=True)) if lazy else {}
-        for i, (k, b) in enumerate(batch):
-            accs[k].add(done[i] if i in done else b)
+        for i, (k, b, axis, names) in enumerate(batch):
+            accs[k].add(done[i] if i in done else b, axis, names)
         batch.clear()
 
-    for k, b in blocks:
-        batch.append((k, b))
+    for k, b, axis, names in blocks:
+        batch.append((k, b, axis, names))
         size += int(np.prod(b.shape))
         if size >= batch_values:
             flush()
             size = 0
     flush()
     return [a.result() for a in accs]
+
+
+def _step_names(da: xr.DataArray, time_dim: str) -> list[str]:
+    """``YYYY-MM`` of each step where the time coordinate holds dates, else ``time step k``."""
+    t = da[time_dim].values if time_dim in da.coords else None
+    if t is not None and np.issubdtype(np.asarray(t).dtype, np.datetime64):
+        return [f"{m:%Y-%m}" for m in pd.DatetimeIndex(t)]
+    return [f"time step {k}" for k in range(da.sizes[time_dim])]
 
 
 def summarize(da: xr.DataArray, time_dim: str | None, *, path, encoding: Mapping | None = None) -> Summary:
@@ -327,6 +354,10 @@ def _faults(vmin: float, vmax: float, hist: tuple[np.ndarray, np.ndarray], b: Bo
     None."""
     if vmin < b.lo or vmax > b.hi:
         return f"values in [{b.lo:g}, {b.hi:g}]", f"values in [{vmin:.6g}, {vmax:.6g}]"
+    if b.positive_max is not None and hist[1].size:
+        pos = float(hist[1][hist[0] > 0].sum() / hist[1].sum())
+        if pos > b.positive_max:
+            return f"at most {b.positive_max:.0%} of the values above 0", f"{pos:.0%} above 0"
     if b.typical is not None and hist[0].size:
         name, lo, hi = b.typical
         st = _stat(name, hist)
@@ -434,6 +465,14 @@ def _check(s: Summary, *, paths, variable: str, units: str, table, canonical: st
         )
     if s.n_finite == 0:
         return  # all-NaN: the readers' own coverage/NaN checks name it
+    if s.constant and not b.constant_ok:
+        files = sorted({f for f, _, _ in s.constant})
+        shown = ", ".join(f"{step} ({value:g} {units})" for _, step, value in s.constant[:4])
+        raise input_error(
+            files, variable, f"a field that varies over the grid in every time step ({b.what})",
+            f"{len(s.constant)} step(s) holding one value everywhere: {shown}",
+            hint=f"a missing month must be left out (the record is then refused as having a gap) or NaN, not filled "
+                 f"with a constant; download those months again; to read them anyway: {bypass}")
     f0, o0 = table[norm_units(units)]
     cmin, cmax = s.vmin * f0 + o0, s.vmax * f0 + o0
     fault = _faults(cmin, cmax, s.values(f0, o0), b)

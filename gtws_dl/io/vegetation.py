@@ -33,6 +33,7 @@ from gtws_dl.io._common import (
     open_nc,
     probe_read,
     require_variable,
+    squeeze_singletons,
 )
 from gtws_dl.io.errors import input_error
 from gtws_dl.io.plausibility import Policy, check_array
@@ -65,6 +66,7 @@ def _open_gridded(
     tname = "time"
     if tname not in da.dims:
         raise input_error(path, var, "a 'time' dimension", f"dims {da.dims}")
+    da = squeeze_singletons(da, path, var, (tname, "lat", "lon", "latitude", "longitude", "class"))
     probe_read(path, da, tname)
     stamps = decode_time(ds[tname], path)
     if annual:
