@@ -56,7 +56,8 @@ class Bounds:
     which unit the magnitude suggests. ``what``: the quantity, for the message. ``positive_max``: the largest
     fraction of values above 0 (a flux the ECMWF convention counts negative, e.g. evaporation: a flipped sign).
     ``constant_ok``: a time step may hold one value everywhere (no snow, polar night); for the others a constant
-    field is a placeholder (0 or a fill where a month is missing).
+    field is a placeholder (0 or a fill where a month is missing). ``gaps_ok``: a time step may be all-NaN (a
+    GRACE month without a solution); ERA5 has data in every month, so an all-NaN one is an incomplete download.
     """
 
     lo: float
@@ -66,6 +67,7 @@ class Bounds:
     hints: tuple[tuple[str, float, float], ...] = ()
     positive_max: float | None = None
     constant_ok: bool = False
+    gaps_ok: bool = False
 
 
 _CELSIUS = (("degrees Celsius labelled 'K'", 1.0, 273.15),)

@@ -76,13 +76,13 @@ BATCH_VALUES = 1 << 25  # values read per dask.compute (128 MB of float32)
 #: cycle, ocean and land) is 50..1000 mm, so a spread under 5 mm or above 2000 mm is a wrong scale.
 OTHER_BOUNDS: dict[str, Bounds] = {
     "lwe_thickness": Bounds(-1.0e4, 1.0e4, "TWSA (liquid water equivalent thickness)",
-                            typical=("spread", 5.0, 2000.0), constant_ok=True),  # mascon.py names constant months
-    "LAI": Bounds(-1.0, 15.0, "leaf area index", constant_ok=True,  # 0 over a desert box
+                            typical=("spread", 5.0, 2000.0), constant_ok=True, gaps_ok=True),  # mascon.py names constant months
+    "LAI": Bounds(-1.0, 15.0, "leaf area index", constant_ok=True, gaps_ok=True,  # 0 over a desert box
                   hints=(("LAI x10 (a scale_factor of 0.1 not applied)", 0.1, 0.0),
                          ("LAI x100 (a scale_factor of 0.01 not applied)", 0.01, 0.0))),
-    "SIF": Bounds(-2.0, 5.0, "monthly-mean solar-induced fluorescence", constant_ok=True,
+    "SIF": Bounds(-2.0, 5.0, "monthly-mean solar-induced fluorescence", constant_ok=True, gaps_ok=True,
                   hints=(("SIF x1000 (e.g. uW labelled mW)", 0.001, 0.0),)),
-    "land_cover_fraction": Bounds(-1.0e-3, 1.001, "land-cover class fraction", constant_ok=True,
+    "land_cover_fraction": Bounds(-1.0e-3, 1.001, "land-cover class fraction", constant_ok=True, gaps_ok=True,
                                   hints=(("percent labelled as a fraction", 0.01, 0.0),)),
 }
 
@@ -159,6 +159,7 @@ class Summary:
     counts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     path: str = ""  # the file, for one file's summary ("" once merged)
     constant: list[tuple[str, str, float]] = field(default_factory=list)  # (file, step, value) of one-value steps
+    empty: list[tuple[str, str]] = field(default_factory=list)  # (file, step) of all-NaN steps
 
     def values(self, scale: float = 1.0, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(representative values ``x * scale + offset``, their counts) of the histogram."""
@@ -178,6 +179,7 @@ class Summary:
             out.declared.update(p.declared)
         out.bins, out.counts = _add_histograms([(p.bins, p.counts) for p in parts])
         out.constant = [c for p in parts for c in p.constant]
+        out.empty = [e for p in parts for e in p.empty]
         return out
 
 
@@ -271,9 +273,12 @@ class _Accumulator:
         fin = np.isfinite(x)
         n = fin.sum(axis=1)
         lo, hi = np.where(fin, x, np.inf).min(axis=1), np.where(fin, x, -np.inf).max(axis=1)
+        def name(k: int) -> str:
+            return labels[k] if k < len(labels) else f"time step {k}"
+
         for k in np.flatnonzero((n >= MIN_NODES_CONSTANT) & (lo == hi)):
-            step = labels[k] if k < len(labels) else f"time step {k}"
-            self.out.constant.append((self.path, step, float(lo[k])))
+            self.out.constant.append((self.path, name(k), float(lo[k])))
+        self.out.empty += [(self.path, name(k)) for k in np.flatnonzero(n == 0)]
 
     def result(self) -> Summary:
         self.out.bins, self.out.counts = _add_histograms(self.hist)
@@ -463,6 +468,12 @@ def _check(s: Summary, *, paths, variable: str, units: str, table, canonical: st
             s.inf_files, variable, "finite values or NaN", f"{s.n_inf} infinite values",
             hint=f"replace them by NaN (missing) or fix the file; to read them anyway: {bypass}",
         )
+    if s.empty and not b.gaps_ok:
+        files = sorted({f for f, _ in s.empty})
+        more = f" and {len(s.empty) - 6} more" if len(s.empty) > 6 else ""
+        raise input_error(files, variable, "data in every month",
+                          f"all-NaN months {', '.join(step for _, step in s.empty[:6])}{more}",
+                          hint=f"the download is incomplete; fetch those months again; to read them anyway: {bypass}")
     if s.n_finite == 0:
         return  # all-NaN: the readers' own coverage/NaN checks name it
     if s.constant and not b.constant_ok:
