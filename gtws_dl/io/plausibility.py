@@ -270,9 +270,8 @@ class _Accumulator:
 
     def _constant_steps(self, block: np.ndarray, axis: int, labels: Sequence[str]) -> None:
         x = np.moveaxis(block, axis, 0).reshape(block.shape[axis], -1)
-        fin = np.isfinite(x)
-        n = fin.sum(axis=1)
-        lo, hi = np.where(fin, x, np.inf).min(axis=1), np.where(fin, x, -np.inf).max(axis=1)
+        n = np.count_nonzero(~np.isnan(x), axis=1)  # +-Inf are refused on their own
+        lo, hi = np.fmin.reduce(x, axis=1), np.fmax.reduce(x, axis=1)  # fmin/fmax skip NaN
         def name(k: int) -> str:
             return labels[k] if k < len(labels) else f"time step {k}"
 
