@@ -25,7 +25,7 @@ def field(name: str, months: list[datetime], lat=LAT, lon=LON) -> np.ndarray:
         "sp": 90000.0,
         "tp": 0.002,
         "ssrd": 1.0e7,
-        "e": -0.001,
+        "e": -0.002,  # with tp 0.002: precipitation balances evaporation, as on a real global grid
         "swvl1": 0.3,
         "sd": 0.01,
     }[name]

@@ -5,7 +5,8 @@ ones that were accepted with a wrong cube, crashed, or were refused for the wron
 - time identity: month-end / mid-month stamps (``tests/test_io_era5.py``), two different solutions for one
   GRACE month (``tests/test_io_mascon.py``);
 - placeholders: a month of one value everywhere (0 where a month is missing), in ERA5 and in a mascon file;
-- sign and cross-variable physics: evaporation counted positive, dew point above the air temperature;
+- sign and cross-variable physics: evaporation counted positive, dew point above the air temperature,
+  precipitation that cannot balance evaporation on a global domain (tp 24x too small);
 - scale between centres: a centre 10x off (cm labelled mm) that passes every check alone, and a centre
   re-referenced to other baseline months (a truncated release);
 - layout variants that are the same data: size-1 extra dims, files of one record stored in different orders.
@@ -129,6 +130,17 @@ def test_evaporation_counted_positive_is_refused_with_the_sign_as_the_fix(copy):
         _edit(f, "e", lambda a: -a)
     with pytest.raises(InputFileError, match=r"'e': expected at most 75% of the values above 0.*found \d+% above 0.*"
                                              r"the values fit if they are of the opposite sign"):
+        open_era5(copy / "era5")
+
+
+def test_precipitation_as_the_mean_of_hourly_accumulations_is_refused(copy):
+    """tp averaged from hourly data (m per hour, 24x too small) under ERA5's label: inside every bound alone, but
+    on a global domain precipitation must balance evaporation."""
+    for f in (copy / "era5").glob("*avgad*.nc"):
+        _edit(f, "tp", lambda a: a / 24)
+    with pytest.raises(InputFileError, match=r"'tp': expected area-mean precipitation within 0\.5-2x the area-mean "
+                                             r"evaporation.*found mean tp 0\.1\d+ mm/day against mean -e 3\.\d+ "
+                                             r"mm/day.*hourly accumulations"):
         open_era5(copy / "era5")
 
 

@@ -253,6 +253,41 @@ def _check_dewpoint(t2m: xr.DataArray, d2m: xr.DataArray, files: dict[str, list[
     LOGGER.warning("dew-point check waived by data.plausibility.skip: %s", err)
 
 
+#: Over most of the globe, precipitation balances evaporation (ERA5 1940-2024: global means within a few percent);
+#: the check runs where the files span at least this much of it (a regional box may be an ocean desert).
+BALANCE_MIN_SPAN = (90.0, 180.0)  # degrees of latitude, longitude
+BALANCE_RANGE = (0.5, 2.0)  # area-weighted mean tp / mean (-e)
+
+
+def _check_water_balance(tp: xr.DataArray, e: xr.DataArray, files: dict[str, list[str]], policy: Policy) -> None:
+    """On a large domain, area-weighted mean ``tp`` / mean ``-e`` (every sixth month) must lie in
+    :data:`BALANCE_RANGE`: outside, one of them is in other units under the right label (e.g. tp as the mean of
+    hourly accumulations, 24x too small). Waived by ``data.plausibility.skip=[tp]``."""
+    lat, lon = np.asarray(tp["lat"].values), np.asarray(tp["lon"].values)
+    if np.ptp(lat) < BALANCE_MIN_SPAN[0] or np.ptp(lon) < BALANCE_MIN_SPAN[1]:
+        return
+    step = slice(None, None, 6)
+    w = np.cos(np.deg2rad(lat))[:, None] * np.ones(lon.size)
+    p, ev = (np.asarray(x.isel(time=step).values, np.float64) for x in (tp, e))
+    ok = np.isfinite(p) & np.isfinite(ev)
+    ww = np.broadcast_to(w, p.shape)[ok]
+    mean_p, mean_e = float((p[ok] * ww).sum() / ww.sum()), float((-ev[ok] * ww).sum() / ww.sum())
+    ratio = mean_p / mean_e if mean_e > 0 else np.inf
+    if BALANCE_RANGE[0] <= ratio <= BALANCE_RANGE[1]:
+        return
+    err = input_error(
+        sorted({*files["tp"], *files["e"]}), "tp",
+        f"area-mean precipitation within {BALANCE_RANGE[0]:g}-{BALANCE_RANGE[1]:g}x the area-mean evaporation "
+        "(over a domain this large they balance)",
+        f"mean tp {mean_p:.3g} mm/day against mean -e {mean_e:.3g} mm/day ({ratio:.3g}x)",
+        hint="one of them is in other units than its label says (e.g. the mean of hourly accumulations, 24x too "
+             "small, from 'monthly_averaged_reanalysis_by_hour_of_day'); to read them anyway: "
+             "data.plausibility.skip=[tp]")
+    if not policy.skips("tp"):
+        raise err
+    LOGGER.warning("water-balance check waived by data.plausibility.skip: %s", err)
+
+
 def _check_grids(pieces: list[_Piece], variable_of: dict[int, str]) -> None:
     """Every piece on the same nodes; the order they are stored in (latitude up or down, longitudes from 0 or
     from -180) may differ between files: :func:`_combine` puts each piece in canonical order first."""
@@ -474,6 +509,9 @@ def open_era5(
                 hint="pass start= and end= to select a common period",
             )
 
+    if "tp" in out and "e" in out:
+        _check_water_balance(out["tp"], out["e"], {v: sorted({pc.path for pc in by_var[v]}) for v in ("tp", "e")},
+                             policy)
     if "t2m" in out and "d2m" in out:
         _check_dewpoint(out["t2m"], out["d2m"], {v: sorted({pc.path for pc in by_var[v]}) for v in ("t2m", "d2m")},
                         policy)
