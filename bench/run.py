@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import zarr
 
-from bench.area import bench_area, render_area, replace_section
 from bench import inference as inf
 from bench import loader as ld
+from bench.area import bench_area, render_area, replace_section
 from bench.chunks import ChunkParams, run_chunks
 from bench.cubes import CubeSize, build_cube, build_module, compose_train, even, predictor_encoding
 from bench.report import command_line, machine, now, render

@@ -153,7 +153,7 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
     bias_tp, bias_e, bias_sw, bias_sd = 0.1 * bias[0], 0.1 * bias[1], 0.03 * bias[2], 0.15 * bias[3]
 
     def params_for(year: int) -> tuple[hy.Params, np.ndarray]:
-        fr = lc.fractions(year)
+        fr = lc.fractions(year)  # noqa: F821 - lc is deleted (del below) only after the year loop
         return hy.cell_params(fr.reshape(9, -1)[:, cells], aridity.ravel()[cells], t_ann.ravel()[cells]), fr
 
     # ---- spin-up: cycle the first year's forcing; groundwater set to its equilibrium half way
