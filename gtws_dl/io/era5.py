@@ -228,6 +228,14 @@ def _same_storage(a: _Piece, b: _Piece) -> bool:
             and np.array_equal(a.lon, b.lon))
 
 
+def _sampled_months(a: xr.DataArray, b: xr.DataArray, *, every: int = 6, block: int = 12):
+    """(a, b) float64 arrays of every ``every``-th month, ``block`` months at a time (memory: one block)."""
+    idx = np.arange(0, a.sizes["time"], every)
+    for i in range(0, idx.size, block):
+        sel = {"time": idx[i : i + block]}
+        yield (np.asarray(a.isel(sel).values, np.float64), np.asarray(b.isel(sel).values, np.float64))
+
+
 DEWPOINT_EXCESS_K = 1.0  # a monthly-mean dew point may exceed the air temperature by packing noise, no more
 DEWPOINT_MAX_FRACTION = 0.05  # of the sampled values (months, nodes) where it does
 
@@ -235,17 +243,21 @@ DEWPOINT_MAX_FRACTION = 0.05  # of the sampled values (months, nodes) where it d
 def _check_dewpoint(t2m: xr.DataArray, d2m: xr.DataArray, files: dict[str, list[str]], policy: Policy) -> None:
     """The dew point cannot exceed the air temperature: ``d2m > t2m + 1 K`` in over 5 % of the values (every
     sixth month) means the two are swapped or mislabelled. Waived by ``data.plausibility.skip=[d2m]``."""
-    step = slice(None, None, 6)
-    t, d = (np.asarray(x.isel(time=step).values, np.float64) for x in (t2m, d2m))
-    ok = np.isfinite(t) & np.isfinite(d)
-    frac = float((d[ok] > t[ok] + DEWPOINT_EXCESS_K).mean()) if ok.any() else 0.0
+    n = above = 0
+    d_sum = t_sum = 0.0
+    for t, d in _sampled_months(t2m, d2m):
+        ok = np.isfinite(t) & np.isfinite(d)
+        n += int(ok.sum())
+        above += int((d[ok] > t[ok] + DEWPOINT_EXCESS_K).sum())
+        t_sum, d_sum = t_sum + float(t[ok].sum()), d_sum + float(d[ok].sum())
+    frac = above / n if n else 0.0
     if frac <= DEWPOINT_MAX_FRACTION:
         return
     err = input_error(
         sorted({*files["t2m"], *files["d2m"]}), "d2m",
         f"a dew point at most the 2 m temperature (d2m <= t2m + {DEWPOINT_EXCESS_K:g} K in at least "
         f"{1 - DEWPOINT_MAX_FRACTION:.0%} of the values)",
-        f"d2m above t2m in {frac:.0%} of the values (median d2m {np.median(d[ok]):.1f} K, t2m {np.median(t[ok]):.1f} K)",
+        f"d2m above t2m in {frac:.0%} of the values (mean d2m {d_sum / n:.1f} K, t2m {t_sum / n:.1f} K)",
         hint="the two variables are swapped or mislabelled in the files; to read them anyway: "
              "data.plausibility.skip=[d2m]")
     if not policy.skips("d2m"):
@@ -264,14 +276,16 @@ def _check_water_balance(tp: xr.DataArray, e: xr.DataArray, files: dict[str, lis
     :data:`BALANCE_RANGE`: outside, one of them is in other units under the right label (e.g. tp as the mean of
     hourly accumulations, 24x too small). Waived by ``data.plausibility.skip=[tp]``."""
     lat, lon = np.asarray(tp["lat"].values), np.asarray(tp["lon"].values)
-    if np.ptp(lat) < BALANCE_MIN_SPAN[0] or np.ptp(lon) < BALANCE_MIN_SPAN[1]:
+    d_lon = float(np.median(np.diff(np.sort(lon)))) if lon.size > 1 else 360.0
+    if np.ptp(lat) < BALANCE_MIN_SPAN[0] or d_lon * lon.size < BALANCE_MIN_SPAN[1]:  # (a dateline-crossing box)
         return
-    step = slice(None, None, 6)
-    w = np.cos(np.deg2rad(lat))[:, None] * np.ones(lon.size)
-    p, ev = (np.asarray(x.isel(time=step).values, np.float64) for x in (tp, e))
-    ok = np.isfinite(p) & np.isfinite(ev)
-    ww = np.broadcast_to(w, p.shape)[ok]
-    mean_p, mean_e = float((p[ok] * ww).sum() / ww.sum()), float((-ev[ok] * ww).sum() / ww.sum())
+    w = np.cos(np.deg2rad(lat))[None, :, None]
+    wsum = sum_p = sum_e = 0.0
+    for p, ev in _sampled_months(tp, e):
+        ok = np.isfinite(p) & np.isfinite(ev)
+        ww = np.broadcast_to(w, p.shape)[ok]
+        wsum, sum_p, sum_e = wsum + float(ww.sum()), sum_p + float((p[ok] * ww).sum()), sum_e - float((ev[ok] * ww).sum())
+    mean_p, mean_e = (sum_p / wsum, sum_e / wsum) if wsum else (0.0, 0.0)
     ratio = mean_p / mean_e if mean_e > 0 else np.inf
     if BALANCE_RANGE[0] <= ratio <= BALANCE_RANGE[1]:
         return

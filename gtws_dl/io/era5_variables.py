@@ -195,7 +195,8 @@ VARIABLES: dict[str, Era5Variable] = {
         "Volumetric soil water layer 1 (0-7 cm)",
         "m3 m-3",
         _VOL,
-        bounds=Bounds(-0.01, 1.0, "volumetric soil water", hints=(("percent labelled 'm3 m-3'", 0.01, 0.0),)),
+        bounds=Bounds(-0.01, 1.0, "volumetric soil water", hints=(("percent labelled 'm3 m-3'", 0.01, 0.0),),
+                      constant_ok=True),  # a box inside an ice sheet may hold one value on its glacier points
     ),
     "sd": Era5Variable(
         "snow_depth",

@@ -237,10 +237,9 @@ def _resolve(
 def _check_constant_months(da: xr.DataArray, path) -> None:
     """Refuse a month whose finite values are all equal (e.g. 0 where the month is missing): a placeholder, not
     a solution; after re-referencing it would pass for a real month of minus the baseline mean."""
-    v = np.asarray(da.values, dtype=np.float64).reshape(da.sizes["time"], -1)
-    n = np.isfinite(v).sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        lo, hi = np.nanmin(np.where(n[:, None] > 0, v, 0.0), axis=1), np.nanmax(np.where(n[:, None] > 0, v, 0.0), axis=1)
+    v = np.asarray(da.values).reshape(da.sizes["time"], -1)  # a view of the array the reader holds
+    n = np.count_nonzero(~np.isnan(v), axis=1)
+    lo, hi = np.fmin.reduce(v, axis=1), np.fmax.reduce(v, axis=1)  # fmin/fmax skip NaN
     const = (n > 1) & (lo == hi)
     if const.any():
         times = pd.DatetimeIndex(da["time"].values)[const]
