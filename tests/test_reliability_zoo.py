@@ -234,11 +234,16 @@ def test_files_of_one_record_stored_in_different_orders_are_combined(twin, tmp_p
         np.testing.assert_array_equal(got[v].values, ref[v].values, err_msg=v)
 
 
-def test_a_coarser_era5_grid_than_the_cube_is_warned(copy, tmp_path, caplog):
+def test_a_coarser_era5_grid_is_warned_and_the_manifest_names_each_centres_release(copy, tmp_path, caplog):
+    """ERA5 at 60 deg for a 30 deg cube was upsampled without a word; a mascon file's release (RL05 or RL06) was not
+    recorded anywhere."""
     for f in (copy / "era5").glob("*.nc"):
         with xr.open_dataset(f, decode_times=False) as ds:
             ds = ds.isel(latitude=slice(None, None, 2), longitude=slice(None, None, 2)).load()
         ds.to_netcdf(f)
     with caplog.at_level(logging.WARNING, logger="gtws_dl.cube.build"):
-        _build(copy, tmp_path, "force=true")
+        man = _build(copy, tmp_path, "force=true")
     assert "the ERA5 files are on a 60 deg grid, coarser than the cube's 30 deg" in caplog.text
+    csr = man["targets"]["csr"]
+    assert csr["product"]["title"] == "CSR GRACE and GRACE-FO MASCON RL0603" and csr["baseline_months"] == 72
+    assert "RL06" in man["targets"]["jpl"]["product"]["title"]

@@ -358,7 +358,9 @@ class CubeBuilder:
                 band[where] = self._regrid(da, r0, r1)
                 writer.write_target_rows(k, (r0, r1), band)
             info[c] = {"file": str(path), "months": len(common),
-                       "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}"}
+                       "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}",
+                       "product": da.attrs.get("product", {}),  # the release, as its file names it
+                       "baseline_months": len(da.attrs.get("baseline_months", []))}
             del da
         return info
 

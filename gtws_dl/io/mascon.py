@@ -325,6 +325,9 @@ def open_mascon(
     if "lwe_thickness" not in ds.data_vars:
         raise missing_variable(path, "lwe_thickness", list(ds.data_vars))
     check_centre(ds, path, centre)
+    # which release this is, as the file says (title, version, ...): recorded in the cube manifest's targets
+    product = {k: " ".join(str(ds.attrs[k]).split())[:200] for k in (*_IDENTITY_ATTRS, "version", "date_created")
+               if k in ds.attrs}
     tname = "time"
     da = ds["lwe_thickness"]
     if tname not in da.dims:
@@ -389,6 +392,7 @@ def open_mascon(
         "source_file": str(path),
         "baseline": "file reference" if baseline is None else f"{baseline[0]}..{baseline[1]}",
         "baseline_months": [] if baseline is None else [f"{m:%Y-%m}" for m in used],
+        "product": product,
         "gain_factor": "none"
         if gain_factor is None
         else str(gain_factor if not isinstance(gain_factor, xr.DataArray) else "DataArray"),
