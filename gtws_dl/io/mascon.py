@@ -325,9 +325,8 @@ def open_mascon(
     if "lwe_thickness" not in ds.data_vars:
         raise missing_variable(path, "lwe_thickness", list(ds.data_vars))
     check_centre(ds, path, centre)
-    # which release this is, as the file says (title, version, ...): recorded in the cube manifest's targets
     product = {k: " ".join(str(ds.attrs[k]).split())[:200] for k in (*_IDENTITY_ATTRS, "version", "date_created")
-               if k in ds.attrs}
+               if k in ds.attrs}  # the release, as the file names it (recorded in the cube manifest's targets)
     tname = "time"
     da = ds["lwe_thickness"]
     if tname not in da.dims:
