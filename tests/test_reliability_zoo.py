@@ -28,6 +28,7 @@ from gtws_dl.grid import Grid
 from gtws_dl.io.era5 import open_era5
 from gtws_dl.io.errors import InputFileError
 from gtws_dl.io.mascon import open_mascon
+from gtws_dl.io.plausibility import Policy
 from gtws_dl.io.vegetation import open_lai
 
 pytestmark = pytest.mark.reliability
@@ -152,6 +153,10 @@ def test_dew_point_and_temperature_swapped_are_refused(copy):
     with pytest.raises(InputFileError, match=r"'d2m': expected a dew point at most the 2 m temperature.*found d2m "
                                              r"above t2m in \d+% of the values.*swapped or mislabelled"):
         open_era5(copy / "era5")
+    waiver = Policy.from_names(["d2m"])  # the named bypass reads them, and the finding lands in the manifest record
+    open_era5(copy / "era5", plausibility=waiver)
+    (w,) = waiver.waived
+    assert w["variable"] == "d2m" and "d2m above t2m" in w["finding"]
 
 
 # ---------------------------------------------------------------------------------------- centres vs each other

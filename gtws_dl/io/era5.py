@@ -260,9 +260,7 @@ def _check_dewpoint(t2m: xr.DataArray, d2m: xr.DataArray, files: dict[str, list[
         f"d2m above t2m in {frac:.0%} of the values (mean d2m {d_sum / n:.1f} K, t2m {t_sum / n:.1f} K)",
         hint="the two variables are swapped or mislabelled in the files; to read them anyway: "
              "data.plausibility.skip=[d2m]")
-    if not policy.skips("d2m"):
-        raise err
-    LOGGER.warning("dew-point check waived by data.plausibility.skip: %s", err)
+    policy.waive(err, "d2m", sorted({*files["t2m"], *files["d2m"]}))
 
 
 #: Over most of the globe, precipitation balances evaporation (ERA5 1940-2024: global means within a few percent);
@@ -297,9 +295,7 @@ def _check_water_balance(tp: xr.DataArray, e: xr.DataArray, files: dict[str, lis
         hint="one of them is in other units than its label says (e.g. the mean of hourly accumulations, 24x too "
              "small, from 'monthly_averaged_reanalysis_by_hour_of_day'); to read them anyway: "
              "data.plausibility.skip=[tp]")
-    if not policy.skips("tp"):
-        raise err
-    LOGGER.warning("water-balance check waived by data.plausibility.skip: %s", err)
+    policy.waive(err, "tp", sorted({*files["tp"], *files["e"]}))
 
 
 def _check_grids(pieces: list[_Piece], variable_of: dict[int, str]) -> None:

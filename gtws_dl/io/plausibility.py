@@ -130,6 +130,17 @@ class Policy:
     def skips(self, variable: str) -> bool:
         return "all" in self.skip or variable.lower() in {s.lower() for s in self.skip}
 
+    def waive(self, err: InputFileError, variable: str, paths) -> None:
+        """Raise ``err`` unless ``variable`` is skipped; if it is, log the finding as a WARNING and record it
+        (``manifest["plausibility"]["waived"]``)."""
+        if not self.skips(variable):
+            raise err
+        LOGGER.warning("plausibility check of %r waived by data.plausibility.skip (recorded in the cube manifest): %s",
+                       variable, err)
+        entry = {"variable": variable, "files": describe_files(paths), "finding": str(err)}
+        if entry not in self.waived:  # the cube builder may open an input more than once
+            self.waived.append(entry)
+
     def record(self) -> dict:
         """What the cube manifest stores under ``plausibility``."""
         return {"skip": list(self.skip), "waived": list(self.waived),
@@ -428,13 +439,7 @@ def check_values(
                    table=table, canonical=canonical, b=wide)
         _check(s, paths=paths, variable=variable, units=str(units), table=table, canonical=canonical, b=b)
     except InputFileError as err:
-        if not pol.skips(variable):
-            raise
-        LOGGER.warning("plausibility check of %r waived by data.plausibility.skip (recorded in the cube manifest): %s",
-                       variable, err)
-        entry = {"variable": variable, "files": describe_files(paths), "finding": str(err)}
-        if entry not in pol.waived:  # the cube builder may open an input more than once
-            pol.waived.append(entry)
+        pol.waive(err, variable, paths)
         return
     if pol.skips(variable):
         LOGGER.warning("data.plausibility.skip names %r, but its values pass every plausibility check "
