@@ -156,7 +156,7 @@ def main(cfg: DictConfig) -> None:
 
 def summary(written: dict, *, grid, centres: list[str]) -> str:
     """A few lines for the terminal: period, grid, products and regional trends (Gt/yr, whole record)."""
-    sheets = pd.read_excel(written["xlsx"], sheet_name=centres)
+    sheets = pd.read_excel(written["xlsx"], sheet_name=centres, engine="calamine")
     first = sheets[centres[0]]
     lines = [
         f"reconstructed {first['time'].iloc[0]}..{first['time'].iloc[-1]} ({len(first)} months) "

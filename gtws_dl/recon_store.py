@@ -34,6 +34,7 @@ DIMS = ("target", "time", "lat", "lon")
 UNITS = "mm"
 TWSA_LONG_NAME = "reconstructed terrestrial water storage anomaly"
 RERUN_INFER = "re-run infer.py to complete it"
+MEMORY_STATE = "memory_state"
 
 
 def _attrs(long_name: str) -> dict:
@@ -141,6 +142,29 @@ def extend(path: str | Path, times) -> None:
         raise RuntimeError(f"{path} is an unfinished reconstruction; {RERUN_INFER} before updating it")
     group.attrs["complete"] = False
     extend_time(group, pd.DatetimeIndex(times))
+
+
+def write_memory_state(path: str | Path, index: int, state: np.ndarray, token: str) -> None:
+    """Keep in the store the forcing memories (F, lat, lon) of the months before month ``index`` (the target
+    base's stream, :class:`gtws_dl.target_base.ForcingMemory`): the update resumes there instead of streaming
+    the record from its start. ``token`` names what they were computed from (:func:`read_memory_state`)."""
+    group = zarr.open_group(path, mode="r+")
+    arr = group.create_array(MEMORY_STATE, shape=state.shape, dtype="float32", chunks=(1, *state.shape[1:]),
+                             overwrite=True, dimension_names=("memory", "lat", "lon"), fill_value=np.nan)
+    arr[:] = np.asarray(state, np.float32)
+    arr.attrs.update({"month_index": int(index), "token": token,
+                      "long_name": "forcing memories of the months before month_index (target base state)"})
+
+
+def read_memory_state(path: str | Path, token: str) -> tuple[int, np.ndarray] | None:
+    """``(index, state)`` kept by :func:`write_memory_state` with the same ``token``, else None."""
+    group = zarr.open_group(path, mode="r")
+    if MEMORY_STATE not in group:
+        return None
+    arr = group[MEMORY_STATE]
+    if arr.attrs.get("token") != token:
+        return None
+    return int(arr.attrs["month_index"]), np.asarray(arr[:], np.float32)
 
 
 def mark_complete(path: str | Path) -> None:

@@ -30,6 +30,7 @@ from gtws_dl import recon_store, tiling
 from gtws_dl.checkpoint import check_compatible, load_checkpoint
 from gtws_dl.cube.store import open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
+from gtws_dl.hashing import sha256_json
 from gtws_dl.lock import OutputLock
 from gtws_dl.models.accel import accelerate, decelerate
 from gtws_dl.models.module import split_output
@@ -137,8 +138,18 @@ def _reconstruct(
     likelihood = str(getattr(module, "likelihood", "mse"))
     times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
     base_at = None  # f(i0, i1) -> the base of those months (K, n, H, W) mm, memories streamed from the cube
+    memory = None  # its stream of forcing memories, kept at the first ERA5T month for the next update
     if base is not None and base.kind != "none":
-        base_at = base.over(pred, times, list(norm["channels"]), norm["mean"], norm["std"], where=str(cube_dir))
+        args = (pred, times, list(norm["channels"]), norm["mean"], norm["std"])
+        memory = base.memory_stream(*args, where=str(cube_dir))
+        if memory is not None:
+            memory_token = sha256_json([base.meta(), norm["channels"], norm["mean"], norm["std"]])
+            prelim = sorted(manifest.get("era5t_months") or [])
+            memory.keep_at = int(times.get_loc(pd.Timestamp(prelim[0]))) if prelim else nt
+            kept = recon_store.read_memory_state(out_path, memory_token) if first_month is not None else None
+            if kept is not None and kept[0] <= first_month:  # an update: months before it are unchanged
+                memory.resume(*kept)
+        base_at = base.over(*args, where=str(cube_dir), memory=memory)
 
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
@@ -227,6 +238,8 @@ def _reconstruct(
                 recon_store.write_progress(out_path, done, fingerprint=fp, batch_windows=batch_windows)
             bar.update()
         bar.close()
+    if memory is not None and memory.kept is not None:
+        recon_store.write_memory_state(out_path, memory.keep_at, memory.kept, memory_token)
     if first_month is not None:  # the extended store is complete for this checkpoint and the updated cube
         recon_store.write_progress(out_path, set(range(len(groups))), fingerprint=fp, batch_windows=batch_windows)
     recon_store.mark_complete(out_path)  # readers refuse a store without it

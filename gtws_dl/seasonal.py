@@ -195,7 +195,7 @@ def decompose(
     in_fit = _period_mask(t, fit_period)
     if not in_fit.any():
         raise ValueError(f"fit_period {fit_period!r} holds no time step of t ({t.min():.3f}..{t.max():.3f})")
-    t_ref = float(t[in_fit].mean())
+    t_ref = fit_reference_time(t, fit_period)
     X, names, n_trend = design_matrix(
         t,
         t_ref=t_ref,
@@ -231,8 +231,7 @@ def decompose(
             "%d of %d cells have too few/degenerate samples for %d coefficients", n_bad, beta.shape[0], p
         )
     beta = beta / scale  # back to unscaled coefficients
-    trend_c = X[:, :n_trend] @ beta[:, :n_trend].T
-    seas_c = X[:, n_trend:] @ beta[:, n_trend:].T if p > n_trend else np.zeros_like(trend_c)
+    trend_c, seas_c = _components(X, beta, n_trend)
     shape = y.shape
     trend_a = trend_c.reshape(shape)
     seas_a = seas_c.reshape(shape)
@@ -250,6 +249,35 @@ def decompose(
 def detrend_deseasonalize(y: np.ndarray, t: np.ndarray, **kwargs) -> np.ndarray:
     """Residual of :func:`decompose` (same keyword options), shape of ``y``."""
     return decompose(y, t, **kwargs).residual
+
+
+def fit_reference_time(t: np.ndarray, fit_period) -> float:
+    """``t_ref`` of :func:`decompose`: the mean decimal year of the months of ``t`` inside ``fit_period``."""
+    t = np.asarray(t, dtype=float)
+    return float(t[_period_mask(t, fit_period)].mean())
+
+
+def _components(X: np.ndarray, beta: np.ndarray, n_trend: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trend and seasonal (time, cells) of coefficients ``beta`` (cells, p) on the design ``X`` (time, p)."""
+    trend_c = X[:, :n_trend] @ beta[:, :n_trend].T
+    seas_c = X[:, n_trend:] @ beta[:, n_trend:].T if X.shape[1] > n_trend else np.zeros_like(trend_c)
+    return trend_c, seas_c
+
+
+def residual_of_fit(y: np.ndarray, t: np.ndarray, coefficients: np.ndarray, *, t_ref: float,
+                    n_harmonics: int = 2) -> np.ndarray:
+    """``y`` (time, ...) less a linear trend + harmonic seasonal cycle fitted earlier by :func:`decompose`
+    (its ``coefficients`` (ncoef, ...) and ``t_ref``): the residual of months ``t`` outside the fit's series with
+    the fit's own arithmetic, so equal to what ``decompose`` gives at the same months (the monthly update)."""
+    y = np.asarray(y, dtype=float)
+    t = np.asarray(t, dtype=float)
+    X, _, n_trend = design_matrix(t, t_ref=t_ref, n_harmonics=n_harmonics)
+    if coefficients.shape[0] != X.shape[1] or coefficients.shape[1:] != y.shape[1:]:
+        raise ValueError(f"coefficients have shape {coefficients.shape}, expected {(X.shape[1],) + y.shape[1:]} "
+                         f"(linear trend + {n_harmonics} harmonics for y of shape {y.shape})")
+    beta = np.asarray(coefficients, dtype=float).reshape(X.shape[1], -1).T
+    trend_c, seas_c = _components(X, beta, n_trend)
+    return y - trend_c.reshape(y.shape) - seas_c.reshape(y.shape)
 
 
 # ------------------------------------------------------------ monthly means + linear trend (baselines, leaderboard)

@@ -89,6 +89,13 @@ class ForcingMemory:
         self.alpha = self.alpha.astype(np.float32)[:, None, None]
         self.state: np.ndarray | None = None
         self.pos = 0
+        self.keep_at: int | None = None  # month index whose state (memories of the months before it) to keep
+        self.kept: np.ndarray | None = None
+
+    def resume(self, pos: int, state: np.ndarray) -> None:
+        """Continue the stream from month ``pos`` with ``state`` (F, h, w), the memories of months ``< pos`` as
+        kept by an earlier stream (:attr:`kept`): months from ``pos`` on are then read, not the cube before."""
+        self.pos, self.state = int(pos), np.asarray(state, np.float32).copy()
 
     def _read(self, i0: int, i1: int) -> np.ndarray:
         x = np.stack([np.asarray(self.pred[i0:i1, c, self.rows, self.cols], np.float32) for c in self.src], 1)
@@ -109,9 +116,13 @@ class ForcingMemory:
             if out is None:
                 out = np.empty((i1 - i0, len(self.of), *x.shape[2:]), np.float32)
             for j in range(b1 - t):
+                if t + j == self.keep_at:
+                    self.kept = self.state.copy()
                 self.state += self.alpha * (x[j, self.of] - self.state)
                 if t + j >= i0:
                     out[t + j - i0] = self.state
+            if b1 == self.keep_at:  # the stream's end: the state of every month before it
+                self.kept = self.state.copy()
             t = b1
         self.pos = i1  # the stream went on from pos (≤ i0) to i1, or restarted from 0
         if out is None:  # nothing to stream (i0 == i1)
@@ -163,19 +174,29 @@ class TargetBase:
         return np.einsum("tp,kphw->kthw", self.design(times).astype(np.float32), c)
 
     def over(self, pred, times: pd.DatetimeIndex, channels: list[str], mean, std, *, where: str = "the cube",
-             rows: slice = slice(None), cols: slice = slice(None)) -> Callable[[int, int], np.ndarray]:
+             rows: slice = slice(None), cols: slice = slice(None),
+             memory: ForcingMemory | None = None) -> Callable[[int, int], np.ndarray]:
         """``f(i0, i1)`` → the base (K, i1 − i0, h, w) mm of months ``i0 .. i1 - 1`` of a cube (``pred`` raw
         predictors (T, C, H, W), ``times`` its axis); for ``forcing_memory`` the memories are streamed from the
-        cube (calls in month order read it once)."""
+        cube (calls in month order read it once), by ``memory`` if given (see :meth:`memory_stream`)."""
         if self.kind != "forcing_memory":
             return lambda i0, i1: self.evaluate(times[i0:i1], rows, cols)
+        mem = memory or self.memory_stream(pred, times, channels, mean, std, where=where, rows=rows, cols=cols)
+        return lambda i0, i1: self.evaluate(times[i0:i1], rows, cols, memories=mem.months(i0, i1))
+
+    def memory_stream(self, pred, times: pd.DatetimeIndex, channels: list[str], mean, std, *,
+                      where: str = "the cube", rows: slice = slice(None),
+                      cols: slice = slice(None)) -> ForcingMemory | None:
+        """The :class:`ForcingMemory` a ``forcing_memory`` base is evaluated with (None for other kinds): to keep
+        or resume its state (the monthly update), then pass it to :meth:`over`."""
+        if self.kind != "forcing_memory":
+            return None
         if self.start is not None and f"{times[0]:%Y-%m}" != self.start:
             raise TargetBaseMismatchError(
                 f"{where} starts in {times[0]:%Y-%m}, but the checkpoint's forcing_memory base was fitted with "
                 f"memories starting in {self.start}; reconstruct from a cube with the same first month "
                 f"(data.start={self.start}) or retrain on this cube")
-        mem = ForcingMemory(pred, channels, mean, std, self.memory or MEMORY, rows=rows, cols=cols)
-        return lambda i0, i1: self.evaluate(times[i0:i1], rows, cols, memories=mem.months(i0, i1))
+        return ForcingMemory(pred, channels, mean, std, self.memory or MEMORY, rows=rows, cols=cols)
 
     def meta(self) -> dict:
         """JSON-able description (saved in the checkpoint's normalisation)."""

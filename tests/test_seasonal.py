@@ -10,6 +10,7 @@ from gtws_dl.seasonal import (
     detrend_deseasonalize,
     fit_seasonal_trend,
     remove_climatology_trend,
+    residual_of_fit,
     ridge_per_cell,
     seasonal_trend_design,
 )
@@ -160,3 +161,16 @@ def test_remove_climatology_trend_leaves_white_noise():
     assert 3.6 < np.nanstd(z) < 4.1  # the noise (4 mm), less the 13 degrees of freedom fitted
     fin = np.isfinite(z)
     assert np.corrcoef(z[fin], noise.reshape(TY.size, -1)[fin])[0, 1] > 0.95  # what is left is the noise put in
+
+
+def test_residual_of_a_kept_fit_equals_the_decomposition_at_the_same_months():
+    """The monthly update: new months' residuals from the coefficients a publication kept equal what
+    ``decompose`` gives at those months (bit for bit); wrong coefficient shapes are refused."""
+    rng = np.random.default_rng(3)
+    y = _series(T)[:, None, None] + rng.normal(0, 5, (len(T), 3, 4))
+    y[5, 0, 0] = np.nan
+    d = decompose(y, T, fit_period=("1990", "2015"), n_harmonics=2)
+    got = residual_of_fit(y[300:], T[300:], d.coefficients, t_ref=d.t_ref, n_harmonics=2)
+    np.testing.assert_array_equal(got, d.residual[300:])
+    with pytest.raises(ValueError, match="coefficients have shape"):
+        residual_of_fit(y[300:], T[300:], d.coefficients[:4], t_ref=d.t_ref)

@@ -139,6 +139,36 @@ def test_forcing_memory_streamed_in_blocks_equals_one_pass_and_restarts():
         ForcingMemory(pred, ["tp", "x"], mean, std, {"t2m": (3.0,)})
 
 
+def test_forcing_memory_kept_state_resumes_bit_identically_without_reading_the_past():
+    """The monthly update: the state kept at a month lets a new stream continue there with the same bits, and it
+    reads only the months from there on (the past is not read again)."""
+    from gtws_dl.target_base import ForcingMemory
+
+    rng = np.random.default_rng(2)
+    pred = rng.normal(3.0, 2.0, (200, 2, 2, 3)).astype(np.float32)
+    mean, std, memory = np.array([3.0, 0.0]), np.array([2.0, 1.0]), {"tp": (1.0, 6.0, 48.0)}
+    first = ForcingMemory(pred, ["tp", "x"], mean, std, memory, block=17)
+    first.keep_at = 150
+    whole = np.concatenate([first.months(i, min(200, i + 12)) for i in range(0, 200, 12)])
+    assert first.kept is not None
+
+    class Past(np.ndarray):  # refuses reads of months before 150
+        def __getitem__(self, key):
+            t = key[0] if isinstance(key, tuple) else key
+            assert isinstance(t, slice) and (t.start or 0) >= 150, f"read the past: {t}"
+            return np.asarray(self).__getitem__(key)
+
+    later = ForcingMemory(pred.view(Past), ["tp", "x"], mean, std, memory, block=5)
+    later.resume(150, first.kept)
+    np.testing.assert_array_equal(np.concatenate([later.months(160, 170), later.months(170, 200)]), whole[160:])
+    end = ForcingMemory(pred, ["tp", "x"], mean, std, memory)
+    end.keep_at = 200  # the record's end: the state after its last month
+    end.months(0, 200)
+    resumed = ForcingMemory(pred, ["tp", "x"], mean, std, memory)
+    resumed.resume(200, end.kept)
+    np.testing.assert_array_equal(resumed.state, first.state)
+
+
 def test_forcing_memory_base_recovers_a_slow_store_and_holds_it_before_the_fit():
     """A store = 200 mm × the 48-month memory of precipitation + a seasonal cycle, observed (with noise and a −20
     mm/yr loss the forcing cannot explain) only after 2002: the base fitted there reproduces the decades before,

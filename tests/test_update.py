@@ -255,3 +255,50 @@ def test_sigkill_at_several_points_then_the_same_command_gives_the_uninterrupted
     leftovers = [p.name for p in run.rglob("*") if ".snapshot" in p.name or p.name.endswith((".update", ".lock"))
                  or ".rollback-" in p.name or ".tmp-" in p.name]
     assert leftovers == []
+
+
+def test_products_keep_their_fits_and_an_update_reuses_them(world):
+    """The detrended product carries the trend + seasonal fit it removed (users rebuild twsa from it), the twsa
+    product the unforced rate it added; an update reuses both unchanged (it does not refit from the record), and the
+    reconstruction keeps the target base's memories at the first ERA5T month for the next update."""
+    from gtws_dl.seasonal import decimal_year, design_matrix
+
+    before, updated = world["before"], world["updated"]
+    twsa, dd = _nc(before, NC[0]), _nc(before, NC[1])
+    coef = dd["decomposition_coefficients"]
+    assert coef.attrs["coefficient_names"].split() == ["const", "tau", "cos1", "sin1", "cos2", "sin2"]
+    X, _, _ = design_matrix(decimal_year(dd["time"].values), t_ref=float(coef.attrs["t_ref"]), n_harmonics=2)
+    fit = np.einsum("tp,phw->thw", X, coef.values)
+    land = twsa["land_mask"].values.astype(bool)
+    diff = (twsa["twsa"].values - dd["twsa"].values - fit)[:, land]
+    assert np.nanmax(np.abs(diff)) < 1e-3  # mm: float32 products
+    assert np.isfinite(coef.values[:, land]).all() and np.isnan(coef.values[:, ~land]).all()
+    assert twsa["unforced_trend"].attrs["units"] == "mm yr-1" and np.isfinite(twsa["unforced_trend"].values[land]).all()
+    after_twsa, after_dd = _nc(updated, NC[0]), _nc(updated, NC[1])
+    np.testing.assert_array_equal(after_dd["decomposition_coefficients"].values, coef.values)
+    np.testing.assert_array_equal(after_twsa["unforced_trend"].values, twsa["unforced_trend"].values)
+    state = zarr.open_group(updated / "recon" / "csr.zarr", mode="r")["memory_state"]
+    times = pd.DatetimeIndex(after_twsa["time"].values).to_period("M")
+    assert times[int(state.attrs["month_index"])] == pd.Period("2012-10", "M")  # the first ERA5T month
+
+
+def test_the_era5_file_index_rereads_only_changed_files(world, tmp_path, monkeypatch):
+    from gtws_dl.cube import file_index
+
+    files = []
+    for f in _files_of(world["B"] / "era5", 2012)[:2]:
+        shutil.copy2(f, tmp_path / f.name)
+        files.append(tmp_path / f.name)
+    calls = []
+    real = file_index.era5_io.file_months
+    monkeypatch.setattr(file_index.era5_io, "file_months", lambda p: calls.append(p) or real(p))
+    first = file_index.era5_file_months(files, tmp_path)
+    assert len(calls) == 2 and (tmp_path / file_index.INDEX).exists()
+    again = file_index.era5_file_months(files, tmp_path)
+    assert len(calls) == 2 and all(first[f].equals(again[f]) for f in files)  # from the index
+    st = os.stat(files[0])
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a new download over the old name
+    file_index.era5_file_months(files, tmp_path)
+    assert calls[2:] == [files[0]]
+    (tmp_path / file_index.INDEX).write_text("{not json")  # a damaged index is rebuilt, not trusted
+    assert file_index.era5_file_months(files, tmp_path)[files[1]].equals(first[files[1]]) and len(calls) == 5

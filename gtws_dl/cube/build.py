@@ -40,6 +40,7 @@ from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
+from gtws_dl.cube.file_index import era5_file_months
 from gtws_dl.io._common import open_nc, resolve_files, resolve_one
 from gtws_dl.io.errors import InputFileError, describe_files
 from gtws_dl.io.plausibility import Policy
@@ -277,6 +278,7 @@ class CubeBuilder:
         manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
                                  periods=self.periods.to_manifest(), plausibility=self.plausibility.record(),
                                  era5t_months=prelim, era5_source=era5_signature(era5, s.variables), data_kind=s.kind)
+        era5_file_months(files["era5"], self.out_dir)  # the index the monthly update picks its files with
         LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
         return manifest
 

@@ -26,6 +26,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
+from gtws_dl.cube.file_index import era5_file_months
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.store import open_cube
 from gtws_dl.cube.writer import check_land_finite
@@ -66,10 +67,12 @@ class CubeUpdate:
                 "era5_files": self.files}
 
 
-def _needed_files(spec: CubeSpec, since: pd.Timestamp) -> tuple[list[Path], dict[Path, pd.DatetimeIndex]]:
-    """The ERA5 files that hold a month at or after ``since`` (from their time axes only)."""
+def _needed_files(spec: CubeSpec, since: pd.Timestamp,
+                  cube_dir: Path) -> tuple[list[Path], dict[Path, pd.DatetimeIndex]]:
+    """The ERA5 files that hold a month at or after ``since`` (from their time axes, or the cube's index of
+    them: :mod:`gtws_dl.cube.file_index`)."""
     files = resolve_files(spec.era5, what="ERA5 (data.era5_dir)")
-    months = {f: era5_io.file_months(f) for f in files}
+    months = era5_file_months(files, cube_dir)
     return [f for f in files if (months[f] >= since).any()], months
 
 
@@ -85,7 +88,7 @@ def plan_update(cube_dir: str | Path, spec: CubeSpec, grid: Grid) -> tuple[CubeU
     prelim = sorted(manifest.get("era5t_months") or [])
     last_final = old[-1] if not prelim else pd.Timestamp(prelim[0]) - pd.offsets.MonthBegin(1)
     since = max(last_final, old[0])  # the identity check reads the last final month, when there is one
-    files, months = _needed_files(spec, since)
+    files, months = _needed_files(spec, since, Path(cube_dir))
     check_data_kind(spec.kind, {"era5": files}, Path(cube_dir))
     plan = CubeUpdate(Path(cube_dir), old, old, files=[str(f) for f in files], preliminary=list(prelim))
     if not files:

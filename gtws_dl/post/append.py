@@ -27,7 +27,7 @@ from xarray.coding.times import encode_cf_datetime
 
 from gtws_dl.conventions import BASELINE
 from gtws_dl.grid import Grid
-from gtws_dl.post.fields import ProductFields
+from gtws_dl.post.fields import COEFFICIENTS_VAR, UNFORCED_VAR, ProductFields
 from gtws_dl.post.products import TIME_UNITS, month_bounds, zarr_path
 from gtws_dl.post.publish import DD, band_rows, preliminary_months, product_name, write_regional_workbook
 from gtws_dl.zarr_time import extend_time
@@ -42,9 +42,10 @@ def append_products(recon_path: str | Path, products_dir: str | Path, *, first: 
     written, or None (nothing written) when the folder must be published whole."""
     out = Path(products_dir)
     f = ProductFields(recon_path, cube_dir, train_period=train_period, products=products, baseline=baseline)
+    f.frozen = {c: (out / product_name(c), out / product_name(c, True)) for c in f.centres}  # their fits reused
     targets = [(c, dd) for c in f.centres for dd in (False, True)]
     for c, dd in targets:
-        why = _cannot_append(out / product_name(c, dd), f, first, dd)
+        why = _cannot_append(out / product_name(c, dd), f, first, c, dd)
         if why:
             LOGGER.info("products of %s published whole: %s", out, why)
             return None
@@ -57,7 +58,7 @@ def append_products(recon_path: str | Path, products_dir: str | Path, *, first: 
             "(earlier months unchanged)")
     for c, dd in targets:
         def values(r0: int, r1: int, c=c, dd=dd) -> np.ndarray:
-            v = (f.residual(c, r0, r1) if dd else f.anomaly(c, r0, r1))[first:]
+            v = f.residual(c, r0, r1, since=first) if dd else f.anomaly(c, r0, r1, since=first)
             v[:, ~f.land[r0:r1]] = np.nan
             return v.astype(np.float32)
 
@@ -70,7 +71,7 @@ def append_products(recon_path: str | Path, products_dir: str | Path, *, first: 
     return written
 
 
-def _cannot_append(path: Path, f: ProductFields, first: int, dd: bool) -> str | None:
+def _cannot_append(path: Path, f: ProductFields, first: int, centre: str, dd: bool) -> str | None:
     """Why the product ``path`` cannot take the months ``first ..`` in place (None: it can)."""
     if not path.exists():
         return f"{path.name} does not exist"
@@ -85,6 +86,12 @@ def _cannot_append(path: Path, f: ProductFields, first: int, dd: bool) -> str | 
             return f"{path.name} holds other months than the reconstruction"
         if dd and getattr(nc, "decomposition_fit_period", None) != " to ".join(f.fit_period):
             return f"{path.name} was fitted over {getattr(nc, 'decomposition_fit_period', '?')}, not {f.fit_period}"
+        if dd and COEFFICIENTS_VAR not in nc.variables:
+            return f"{path.name} does not keep its fit ({COEFFICIENTS_VAR}: published before products kept it)"
+        if dd and abs(float(getattr(nc[COEFFICIENTS_VAR], "t_ref", np.nan)) - f.t_ref) > 1e-9:
+            return f"{path.name}'s fit has another reference time than the fit period's"
+        if not dd and centre in f.grace and UNFORCED_VAR not in nc.variables:
+            return f"{path.name} does not keep its unforced rate ({UNFORCED_VAR}: published before products kept it)"
     return None
 
 
@@ -125,7 +132,7 @@ def _append_product(path: Path, f: ProductFields, first: int, bands, values, cen
                 if g is not None:
                     g["twsa"][first:n, r0:r1] = v
                 if "twsa_std" in nc.variables:
-                    std = f.read(centre, r0, r1, "twsa_std")[first:]
+                    std = f.read(centre, r0, r1, "twsa_std", since=first)
                     std[:, ~f.land[r0:r1]] = np.nan
                     nc["twsa_std"][first:n, r0:r1, :] = std
                     if g is not None and "twsa_std" in g:

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -25,9 +26,11 @@ from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import _read_manifest_text, cube_member
 from gtws_dl.post.unforced import DEFAULT_ONSET, DEFAULT_Z, check_mode, residual_trend, unforced_field
 from gtws_dl.recon_store import open_finished
-from gtws_dl.seasonal import decimal_year, detrend_deseasonalize
+from gtws_dl.seasonal import decimal_year, decompose, design_matrix, fit_reference_time, residual_of_fit
 
 LOGGER = logging.getLogger(__name__)
+UNFORCED_VAR = "unforced_trend"  # (lat, lon) mm/yr in the twsa product: the residual trend added
+COEFFICIENTS_VAR = "decomposition_coefficients"  # (coefficient, lat, lon) in the detrended product: its fit
 
 
 def preliminary_flags(times: pd.DatetimeIndex, era5t_months: Sequence[str]) -> np.ndarray:
@@ -61,10 +64,14 @@ class ProductFields:
     train_period : (first, last) training months: the fit of the unforced residual trend (None: not applied)
     products : the ``products`` config (``decompose_period``, ``n_harmonics``, ``unforced*``)
     baseline : the anomaly baseline (first, last month)
+    frozen : {centre: (its twsa product, its detrended product)}: reuse the fits these products were published
+        with (:data:`UNFORCED_VAR`, :data:`COEFFICIENTS_VAR`) and compute only the months asked for (``since``),
+        without reading the record: the monthly update
     """
 
     def __init__(self, recon_path: str | Path, cube_dir: str | Path, *, train_period: Sequence[str] | None,
-                 products: Mapping | None = None, baseline: tuple[str, str] = BASELINE) -> None:
+                 products: Mapping | None = None, baseline: tuple[str, str] = BASELINE,
+                 frozen: Mapping[str, tuple[Path, Path]] | None = None) -> None:
         products = dict(products or {})
         self.ds = open_finished(recon_path)
         static = xr.open_zarr(cube_member(cube_dir, "predictors.zarr"), consolidated=False)
@@ -86,6 +93,8 @@ class ProductFields:
         self.grace = _grace_targets(cube_dir, self.times) if self.mode != "off" and train_period else {}
         self.trend_fit = tuple(decimal_year(pd.DatetimeIndex(list(train_period)))) if train_period else None
         self._unforced: dict[tuple[str, int, int], np.ndarray] = {}  # per band: its (rows, lon) rate, mm/yr
+        self.frozen = dict(frozen or {})  # {centre: (twsa product, dd product)} whose fits are reused
+        self.t_ref = fit_reference_time(self.t_years, self.fit_period)
         if self.trend_fit is not None:  # the months of the residual-trend fit (only those are read for it)
             idx = np.flatnonzero((self.t_years >= self.trend_fit[0] - 1e-9) & (self.t_years <= self.trend_fit[1] + 1e-9))
             self._fit_months = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
@@ -94,34 +103,90 @@ class ProductFields:
     def centres(self) -> list[str]:
         return [str(c) for c in self.ds["target"].values]
 
-    def read(self, centre: str, r0: int, r1: int, name: str = "twsa") -> np.ndarray:
-        """(time, rows, lon) float32 mm of the store's variable ``name`` for ``centre``."""
-        return np.asarray(self.ds[name].sel(target=centre)[:, r0:r1].values, dtype=np.float32)
+    def read(self, centre: str, r0: int, r1: int, name: str = "twsa", since: int = 0,
+             until: int | None = None) -> np.ndarray:
+        """(time, rows, lon) float32 mm of the store's variable ``name`` for ``centre``, months ``since .. until``."""
+        return np.asarray(self.ds[name].sel(target=centre)[since:until, r0:r1].values, dtype=np.float32)
 
-    def anomaly(self, centre: str, r0: int, r1: int) -> np.ndarray:
-        """(time, rows, lon) mm: the reconstruction plus the unforced residual trend, re-referenced to the
-        baseline (the exact anomaly reference of GRACE products)."""
-        twsa = self.read(centre, r0, r1)
+    def rate(self, centre: str, r0: int, r1: int, twsa: np.ndarray | None = None) -> np.ndarray | None:
+        """(rows, lon) mm/yr: the unforced residual trend of the band (None: none is applied to ``centre``).
+
+        Fitted once per band on the training months (``twsa``: the band's whole reconstruction, if at hand), or
+        read from the published product when the fields are ``frozen`` (the monthly update)."""
         target = self.grace.get(centre)
-        if target is not None:  # storage change the forcing cannot explain (gtws_dl.post.unforced)
-            key = (centre, r0, r1)
-            if key not in self._unforced:  # fitted once per band, whichever product asks first
+        if target is None:
+            return None
+        key = (centre, r0, r1)
+        if key not in self._unforced:  # fitted once per band, whichever product asks first
+            if centre in self.frozen:
+                self._unforced[key] = self._frozen(centre, "rate", r0, r1)
+            else:
                 i0, i1 = self._fit_months
-                self._unforced[key] = residual_trend(np.asarray(target[i0:i1, r0:r1], np.float32), twsa[i0:i1],
+                recon = twsa[i0:i1] if twsa is not None else self.read(centre, r0, r1, since=i0, until=i1)
+                self._unforced[key] = residual_trend(np.asarray(target[i0:i1, r0:r1], np.float32), recon,
                                                      self.t_years[i0:i1], self.trend_fit, z=self.z)
-            twsa = twsa + unforced_field(self._unforced[key], self.t_years, self.trend_fit[0], self.mode,
-                                         self.onset)
+        return self._unforced[key]
+
+    def anomaly(self, centre: str, r0: int, r1: int, since: int = 0) -> np.ndarray:
+        """(time, rows, lon) mm of months ``since ..``: the reconstruction plus the unforced residual trend,
+        re-referenced to the baseline (the exact anomaly reference of GRACE products)."""
+        twsa = self.read(centre, r0, r1, since=since)
+        rate = self.rate(centre, r0, r1, twsa if since == 0 else None)
+        if rate is not None:  # storage change the forcing cannot explain (gtws_dl.post.unforced)
+            twsa = twsa + unforced_field(rate, self.t_years[since:], self.trend_fit[0], self.mode, self.onset)
         if self.in_base.any():
+            base = twsa[self.in_base[since:]] if since == 0 else self._baseline_months(centre, r0, r1, rate)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # ocean cells are all-NaN
-                twsa = twsa - np.nanmean(twsa[self.in_base], axis=0, keepdims=True)
+                twsa = twsa - np.nanmean(base, axis=0, keepdims=True)
         return twsa
 
-    def residual(self, centre: str, r0: int, r1: int) -> np.ndarray:
-        """(time, rows, lon) float32 mm: :meth:`anomaly` less its trend and mean seasonal cycle (fixed fit)."""
-        resid = detrend_deseasonalize(self.anomaly(centre, r0, r1), self.t_years, **self.fit)
+    def _baseline_months(self, centre: str, r0: int, r1: int, rate: np.ndarray | None) -> np.ndarray:
+        """(baseline months, rows, lon) mm: the baseline's months of the reconstruction + unforced field, as the
+        whole-record :meth:`anomaly` has them (read alone: the update does not read the record)."""
+        idx = np.flatnonzero(self.in_base)
+        i0, i1 = int(idx[0]), int(idx[-1]) + 1
+        twsa = self.read(centre, r0, r1, since=i0, until=i1)
+        if rate is not None:
+            twsa = twsa + unforced_field(rate, self.t_years[i0:i1], self.trend_fit[0], self.mode, self.onset)
+        return twsa[self.in_base[i0:i1]]
+
+    def residual(self, centre: str, r0: int, r1: int, since: int = 0) -> np.ndarray:
+        """(time, rows, lon) float32 mm of months ``since ..``: :meth:`anomaly` less its trend and mean seasonal
+        cycle (the fixed fit: refitted over ``fit_period`` from the whole record, or the ``frozen`` product's)."""
+        if since == 0 and centre not in self.frozen:
+            return self.residual_and_coefficients(centre, r0, r1)[0]
+        coef = self._frozen(centre, "coefficients", r0, r1)
+        resid = residual_of_fit(self.anomaly(centre, r0, r1, since), self.t_years[since:], coef, t_ref=self.t_ref,
+                                n_harmonics=self.fit["n_harmonics"])
         resid[:, ~self.land[r0:r1]] = np.nan
         return resid.astype(np.float32)
+
+    def residual_and_coefficients(self, centre: str, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole record's :meth:`residual` and the fit's coefficients (ncoef, rows, lon) float64 (columns
+        :attr:`coefficient_names`; ``tau`` in mm/yr, the others mm), NaN over the ocean."""
+        d = decompose(self.anomaly(centre, r0, r1), self.t_years, **self.fit)
+        resid = d.residual
+        resid[:, ~self.land[r0:r1]] = np.nan
+        coef = d.coefficients
+        coef[:, ~self.land[r0:r1]] = np.nan
+        return resid.astype(np.float32), coef
+
+    @property
+    def coefficient_names(self) -> tuple[str, ...]:
+        return design_matrix(self.t_years[:1], t_ref=0.0, n_harmonics=self.fit["n_harmonics"])[1]
+
+    def _frozen(self, centre: str, what: str, r0: int, r1: int) -> np.ndarray:
+        """The published fit of a band: the unforced rate (rows, lon), or the decomposition coefficients."""
+        twsa_nc, dd_nc = self.frozen[centre]
+        path, name = (twsa_nc, UNFORCED_VAR) if what == "rate" else (dd_nc, COEFFICIENTS_VAR)
+        with netCDF4.Dataset(path) as nc:
+            if name not in nc.variables:
+                raise KeyError(f"{path} has no variable {name!r} (published before products kept their fits)")
+            v = nc[name]
+            v.set_auto_mask(False)
+            a = np.asarray(v[r0:r1] if what == "rate" else v[:, r0:r1])
+        return np.nan_to_num(a, nan=0.0) if what == "rate" else a
 
 
 def _grace_targets(cube_dir: str | Path, times: pd.DatetimeIndex) -> dict:

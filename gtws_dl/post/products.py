@@ -94,6 +94,7 @@ def build_product(
     twsa_std: np.ndarray | xr.DataArray | None = None,
     units: Literal["mm", "kg m-2"] = "mm",
     preliminary: np.ndarray | None = None,
+    extra: Mapping[str, tuple] | None = None,
 ) -> xr.Dataset:
     """The product as an in-memory Dataset with CF attributes (see :func:`write_twsa_product`)."""
     if units not in ("mm", "kg m-2"):
@@ -221,6 +222,10 @@ def build_product(
         ancillary.append("preliminary")
     if ancillary:
         ds["twsa"].attrs["ancillary_variables"] = " ".join(ancillary)
+    for name, (dims, values, var_attrs) in (extra or {}).items():
+        if name in ds.variables:
+            raise ValueError(f"extra variable {name!r} would replace the product's own")
+        ds[name] = (dims, values, dict(var_attrs))
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     glob: dict[str, object] = {
         "title": "gtws-dl reconstruction of monthly terrestrial water storage anomalies",
@@ -246,6 +251,9 @@ def _encoding(ds: xr.Dataset, *, netcdf: bool) -> dict[str, dict]:
         enc[name] = {"_FillValue": None}
     enc["time"].update(time_enc)
     enc["time_bnds"].update(time_enc)
+    own = {"twsa", "twsa_std", "cell_area", "lat_bnds", "lon_bnds", "time_bnds"}
+    for name in (n for n in ds.data_vars if n not in own and np.issubdtype(ds[n].dtype, np.floating)):
+        enc[name]["_FillValue"] = ds[name].dtype.type(np.nan)  # extra fields (fits): NaN over ocean, declared
     nlat, nlon = ds.sizes["lat"], ds.sizes["lon"]
     for name in ("twsa", "twsa_std"):
         if name in ds:
@@ -273,6 +281,7 @@ def write_twsa_product(
     zarr_copy: bool = True,
     units: Literal["mm", "kg m-2"] = "mm",
     preliminary: np.ndarray | None = None,
+    extra: Mapping[str, tuple] | None = None,
 ) -> Path:
     """Write a CF-1.8 NetCDF4 TWSA product (and ``<path minus .nc>.zarr``), atomically.
 
@@ -290,6 +299,8 @@ def write_twsa_product(
     units : ``"mm"`` (default, no standard_name) or ``"kg m-2"`` (standard_name land_water_amount).
     preliminary : optional (time,) 0/1 flags of months driven by preliminary (ERA5T) forcing, written as the
         CF flag variable ``preliminary``.
+    extra : more variables ``{name: (dims, values, attrs)}`` (e.g. the fit a detrended product removed); values
+        may be dask arrays (computed as written).
 
     Returns
     -------
@@ -297,7 +308,7 @@ def write_twsa_product(
     """
     path = Path(path)
     ds = build_product(twsa, grid=grid, times=times, land_mask=land_mask, cell_area=cell_area, attrs=attrs,
-                       twsa_std=twsa_std, units=units, preliminary=preliminary)  # fmt: skip
+                       twsa_std=twsa_std, units=units, preliminary=preliminary, extra=extra)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(path.parent, path.name)
     _clean_stale(path.parent, zarr_path(path).name)

@@ -20,7 +20,7 @@ import xarray as xr
 from gtws_dl import __version__
 from gtws_dl.conventions import BASELINE, CENTRES
 from gtws_dl.grid import Grid
-from gtws_dl.post.fields import ProductFields
+from gtws_dl.post.fields import COEFFICIENTS_VAR, UNFORCED_VAR, ProductFields
 from gtws_dl.post.products import read_product, write_twsa_product
 from gtws_dl.post.regions import region_masks
 from gtws_dl.post.series import regional_series, write_series_xlsx
@@ -28,6 +28,16 @@ from gtws_dl.post.unforced import describe
 
 LOGGER = logging.getLogger(__name__)
 DD = "_detrended_deseasonalized"
+UNFORCED_ATTRS = {"long_name": "rate of the storage change the forcing cannot explain, added to twsa",
+                  "units": "mm yr-1", "grid_mapping": "crs",
+                  "comment": "linear trend of GRACE target minus reconstruction over the training months where "
+                             "significant (the unforced attribute), 0 elsewhere; NaN over ocean"}
+COEFFICIENT_ATTRS = {"long_name": "coefficients of the trend and seasonal cycle removed from twsa",
+                     "units": "mm", "grid_mapping": "crs",
+                     "comment": "per cell, twsa(t) = residual + const + tau (t - t_ref) + sum_h cos_h cos(2 pi h t) "
+                                "+ sin_h sin(2 pi h t), t in decimal years (mid-month), fitted over "
+                                "decomposition_fit_period; tau in mm yr-1, the others mm; coefficients in the "
+                                "order of coefficient_names"}
 
 
 def product_name(centre: str, detrended: bool = False) -> str:
@@ -79,19 +89,28 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
             "preliminary_months": preliminary_months(times, prelim),
             "config": _short_config(config),
         }
+        extra = {}
+        if centre in f.grace:  # the unforced rate added: the monthly update reuses it, users map it
+            rate = banded(lambda r0, r1, c=centre: _rate_band(f, c, r0, r1), (H, W), rows)
+            extra[UNFORCED_VAR] = (("lat", "lon"), rate, UNFORCED_ATTRS)
         p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
                                cell_area=area, attrs=attrs, twsa_std=twsa_std, preliminary=prelim,
-                               zarr_copy=zarr_copy)
+                               zarr_copy=zarr_copy, extra=extra)
         written[centre] = p
-        resid = banded(lambda r0, r1, c=centre: f.residual(c, r0, r1), (len(times), H, W), rows)
+        resid, coef = banded_pair(lambda r0, r1, c=centre: f.residual_and_coefficients(c, r0, r1),
+                                  ((len(times), H, W), np.float32), ((len(f.coefficient_names), H, W), np.float64),
+                                  rows=rows)
         dd_attrs = {**attrs, "title": attrs["title"] + ", detrended and deseasonalized",
                     "processing": "linear trend and mean seasonal cycle (annual + semi-annual harmonics) removed "
                                   f"per cell, fitted over {period[0]} to {period[1]} (fixed: months published "
                                   "later are residuals of the same fit)",
                     "decomposition_fit_period": f"{period[0]} to {period[1]}"}
+        fit_attrs = {**COEFFICIENT_ATTRS, "coefficient_names": " ".join(f.coefficient_names),
+                     "t_ref": f.t_ref, "comment": COEFFICIENT_ATTRS["comment"] + f"; t_ref = {f.t_ref:.6f}"}
         written[centre + DD] = write_twsa_product(
             out_dir / product_name(centre, True), resid, grid=grid, times=times, land_mask=land, cell_area=area,
-            attrs=dd_attrs, preliminary=prelim, zarr_copy=zarr_copy)
+            attrs=dd_attrs, preliminary=prelim, zarr_copy=zarr_copy,
+            extra={COEFFICIENTS_VAR: (("coefficient", "lat", "lon"), coef, fit_attrs)})
         LOGGER.info("wrote %s and its detrended+deseasonalized twin", p)
     written["xlsx"] = write_regional_workbook(out_dir, grid=grid, land=land, cell_area=area)
     return written
@@ -103,16 +122,34 @@ def band_rows(n_months: int, n_lon: int, memory_gb: float) -> int:
     return max(1, int(memory_gb * 2**30 // (n_months * n_lon * 8 * 8)))
 
 
-def banded(fn, shape: tuple[int, int, int], rows: int):
-    """A lazy (time, lat, lon) float32 dask array whose latitude bands of ``rows`` are ``fn(r0, r1)``: computed
-    when written, band by band, so a whole field is never in memory."""
+def banded(fn, shape: tuple[int, ...], rows: int, dtype=np.float32):
+    """A lazy (..., lat, lon) dask array whose latitude bands of ``rows`` are ``fn(r0, r1)``: computed when
+    written, band by band, so a whole field is never in memory."""
+    return banded_pair(lambda r0, r1: (fn(r0, r1),), (shape, dtype), rows=rows)[0]
+
+
+def banded_pair(fn, *specs, rows: int):
+    """Lazy dask arrays, one per ``(shape, dtype)`` of ``specs`` ((..., lat, lon) each), whose latitude bands are
+    the parts of ``fn(r0, r1)`` (a tuple): the parts of a band come from one task, so written together (one
+    ``to_netcdf``) they are computed once."""
     import dask
     import dask.array as dsa
 
-    nt, H, W = shape
-    parts = [dsa.from_delayed(dask.delayed(fn, pure=True)(r0, min(H, r0 + rows)), (nt, min(H, r0 + rows) - r0, W),
-                              dtype=np.float32) for r0 in range(0, H, rows)]
-    return dsa.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    H, W = specs[0][0][-2:]
+    out: list[list] = [[] for _ in specs]
+    for r0 in range(0, H, rows):
+        r1 = min(H, r0 + rows)
+        task = dask.delayed(fn, pure=False, nout=len(specs))(r0, r1)  # unique keys: lambdas may tokenize alike
+        for k, (shape, dtype) in enumerate(specs):
+            out[k].append(dsa.from_delayed(task[k], (*shape[:-2], r1 - r0, W), dtype=dtype))
+    return [dsa.concatenate(p, axis=-2) if len(p) > 1 else p[0] for p in out]
+
+
+def _rate_band(f: ProductFields, centre: str, r0: int, r1: int) -> np.ndarray:
+    """(rows, lon) float32 mm/yr: the band's unforced rate, NaN over the ocean."""
+    rate = np.asarray(f.rate(centre, r0, r1), np.float32).copy()
+    rate[~f.land[r0:r1]] = np.nan
+    return rate
 
 
 def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.ndarray,
@@ -124,7 +161,7 @@ def write_regional_workbook(products_dir: str | Path, *, grid: Grid, land: np.nd
     products_dir = Path(products_dir)
     xlsx = products_dir / "gtws_dl_regional_series.xlsx"
     masks = region_masks(grid, land)
-    old = pd.read_excel(xlsx, sheet_name=None) if since is not None and xlsx.exists() else {}
+    old = pd.read_excel(xlsx, sheet_name=None, engine="calamine") if since is not None and xlsx.exists() else {}
     sheets: dict[str, pd.DataFrame] = {}
     for detrended in (False, True):
         for centre in CENTRES:
