@@ -40,7 +40,7 @@ from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
-from gtws_dl.cube.file_index import era5_file_months
+from gtws_dl.cube.file_index import era5_file_months, remember_months
 from gtws_dl.io._common import open_nc, resolve_files, resolve_one
 from gtws_dl.io.errors import InputFileError, describe_files
 from gtws_dl.io.plausibility import Policy
@@ -183,6 +183,7 @@ class CubeBuilder:
         if not self.plausibility.skips("lwe_thickness"):  # data.plausibility.skip waives this check too
             check_centre_scales(spread, paths)
         check_centre_baselines(used, paths, (b0, b1))
+        self._grace_index = out  # recorded in the cube's file index once the cube is written
         return out
 
     def _open_centre(self, files: dict[str, list[Path]], c: str) -> tuple[Path, xr.DataArray]:
@@ -279,6 +280,8 @@ class CubeBuilder:
                                  periods=self.periods.to_manifest(), plausibility=self.plausibility.record(),
                                  era5t_months=prelim, era5_source=era5_signature(era5, s.variables), data_kind=s.kind)
         era5_file_months(files["era5"], self.out_dir)  # the index the monthly update picks its files with
+        for months, path in getattr(self, "_grace_index", {}).values():
+            remember_months(path, months, self.out_dir)
         LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
         return manifest
 

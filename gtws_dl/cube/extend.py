@@ -26,7 +26,8 @@ import zarr
 from tqdm.auto import tqdm
 
 from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
-from gtws_dl.cube.file_index import era5_file_months
+from gtws_dl.cube import file_index
+from gtws_dl.cube.file_index import era5_file_months, remember_months, remembered_months
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.store import open_cube
 from gtws_dl.cube.writer import check_land_finite
@@ -72,7 +73,7 @@ def _needed_files(spec: CubeSpec, since: pd.Timestamp,
     """The ERA5 files that hold a month at or after ``since`` (from their time axes, or the cube's index of
     them: :mod:`gtws_dl.cube.file_index`)."""
     files = resolve_files(spec.era5, what="ERA5 (data.era5_dir)")
-    months = era5_file_months(files, cube_dir)
+    months = era5_file_months(files, cube_dir, write=False)  # recorded by apply_update: a refusal writes nothing
     return [f for f in files if (months[f] >= since).any()], months
 
 
@@ -127,7 +128,7 @@ def plan_update(cube_dir: str | Path, spec: CubeSpec, grid: Grid) -> tuple[CubeU
     if last_final in new_t and last_final >= old[0]:
         _check_identity(manifest, pred_g, era5, spec, grid, last_final, old, files)
     plan.files = sorted({str(f) for f in files if (months[f] >= plan.times[plan.first]).any()})
-    return plan, {"era5": era5, "manifest": manifest}
+    return plan, {"era5": era5, "manifest": manifest, "file_months": months}
 
 
 def _check_source(manifest: dict, era5, spec: CubeSpec, files, cube_dir) -> None:
@@ -202,6 +203,7 @@ def apply_update(plan: CubeUpdate, opened: dict, spec: CubeSpec, grid: Grid, *, 
             bar.update()
     bar.close()
     grace = _append_targets(plan, builder, files, bands)
+    file_index.record(opened.get("file_months") or {}, plan.cube_dir)
     inputs = dict(manifest.get("inputs") or {})
     inputs.update({f: sha256_path(f) for f in plan.files})
     record = {"updated": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"), **plan.summary(),
@@ -232,7 +234,13 @@ def _append_targets(plan: CubeUpdate, builder: CubeBuilder, files: dict, bands) 
     for k, c in enumerate(centres):
         if f"grace_{c}" not in files:
             continue
+        path = files[f"grace_{c}"][0]
+        known = remembered_months(path, plan.cube_dir)  # an unchanged file with no new month: not opened
+        if known is not None and not len(new.intersection(known)):
+            out[c] = []
+            continue
         _, da = builder._open_centre(files, c)
+        remember_months(path, da["time"].values, plan.cube_dir)
         common = new.intersection(pd.DatetimeIndex(da["time"].values))
         out[c] = [f"{m:%Y-%m}" for m in common]
         if not len(common):
