@@ -98,7 +98,7 @@ def test_grace_target_ceiling_row_scores_the_targets_over_their_months(synthetic
     """The ceiling row: the cube's targets scored like a model, with slow-signal and trend columns."""
     import xarray as xr
 
-    from gtws_dl.experiments.leaderboard import GRACE_TARGET, evaluate_model
+    from gtws_dl.experiments.leaderboard import GRACE_TARGET, _evaluated
 
     g, times = synthetic_cube["grid"], synthetic_cube["times"]
     truth = xr.DataArray(np.where(synthetic_cube["land"], synthetic_cube["truth"], np.nan),
@@ -106,7 +106,8 @@ def test_grace_target_ceiling_row_scores_the_targets_over_their_months(synthetic
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
         cfg = compose("leaderboard", overrides=[f"paths.cube_dir={synthetic_cube['dir']}", f"out_dir={tmp_path}",
                                                 "grid.res=10", "centres=[csr]"])
-    rows = evaluate_model(cfg, GRACE_TARGET, {"recon": None}, truth, forced=truth)
+    rows = _evaluated(cfg, GRACE_TARGET, {"recon": None}, truth, truth)  # a fresh out_dir: no model folder yet
+    assert (tmp_path / GRACE_TARGET / "leaderboard_eval.json").exists()  # cached (a fresh clone failed here)
     land = next(r for r in rows if r["region"] == "land excl. Greenland & Antarctica")
     # targets = truth + 2 mm white noise over the GRACE months: near-perfect against the truth ...
     assert land["truth_full_r"] > 0.99 and land["forced_full_r"] > 0.99

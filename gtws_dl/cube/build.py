@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.centres import check_centre_baselines, check_centre_scales
+from gtws_dl.cube.file_index import era5_file_months, remember_months
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.periods import Periods, as_last_time, resolve_periods, resolved_spec
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION
@@ -40,7 +41,6 @@ from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
-from gtws_dl.cube.file_index import era5_file_months, remember_months
 from gtws_dl.io._common import open_nc, resolve_files, resolve_one
 from gtws_dl.io.errors import InputFileError, describe_files
 from gtws_dl.io.plausibility import Policy

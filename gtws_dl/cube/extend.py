@@ -25,8 +25,8 @@ import pandas as pd
 import zarr
 from tqdm.auto import tqdm
 
-from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
 from gtws_dl.cube import file_index
+from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
 from gtws_dl.cube.file_index import era5_file_months, remember_months, remembered_months
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.store import open_cube

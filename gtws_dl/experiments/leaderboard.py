@@ -221,6 +221,7 @@ def _evaluated(cfg: DictConfig, name: str, info: dict, truth, forced=None) -> li
     if cfg.reuse and f.exists() and (cached := json.loads(f.read_text())).get("key") == key:
         return cached["rows"]
     rows = evaluate_model(cfg, name, info, truth, forced)
+    f.parent.mkdir(parents=True, exist_ok=True)  # the ceiling row has no model folder of its own
     write_text_atomic(f, json.dumps({"key": key, "rows": rows}, default=float))
     return rows
 

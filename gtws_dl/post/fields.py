@@ -91,6 +91,7 @@ class ProductFields:
         self.onset = float(products.get("unforced_onset") or DEFAULT_ONSET)
         self.z = float(products.get("unforced_z") or DEFAULT_Z)
         self.grace = _grace_targets(cube_dir, self.times) if self.mode != "off" and train_period else {}
+        self.train_period = tuple(train_period) if train_period else None
         self.trend_fit = tuple(decimal_year(pd.DatetimeIndex(list(train_period)))) if train_period else None
         self._unforced: dict[tuple[str, int, int], np.ndarray] = {}  # per band: its (rows, lon) rate, mm/yr
         self.frozen = dict(frozen or {})  # {centre: (twsa product, dd product)} whose fits are reused
