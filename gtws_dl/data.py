@@ -39,7 +39,7 @@ class WindowDataset(Dataset):
 
     def __init__(self, pred, targ, *, starts, loss_months, land, mean, std, scale, window, warmup,
                  months, patch=None, seed=0, epoch_len=None, dropout=(), p_dropout=0.0, base=None,
-                 times=None) -> None:
+                 times=None, tiles=None) -> None:
         self.pred, self.targ = pred, targ  # array-likes (zarr or numpy), (T, C, H, W) and (K, T, H, W)
         self.starts = np.asarray(starts)
         self.loss_months = np.zeros(pred.shape[0], dtype=bool)
@@ -56,9 +56,40 @@ class WindowDataset(Dataset):
         self.base = base  # (K, T, H, W) mm subtracted from the targets, or None
         self.times = times
         self.epoch = 0
+        # validation in tiles (:func:`gtws_dl.tiling.plan`: core + halo, ocean-only tiles left out): item i is
+        # window i // len(tiles) on tile i % len(tiles); the loss mask keeps the tile's core only
+        self.tiles = list(tiles) if tiles else None
+        if self.tiles:
+            self.epoch_len = len(self.starts) * len(self.tiles)
 
     def __len__(self) -> int:
         return self.epoch_len
+
+    def _tile_item(self, i: int) -> dict[str, torch.Tensor]:
+        t = self.tiles[i % len(self.tiles)]
+        t0 = int(self.starts[i // len(self.tiles)])
+        t1 = t0 + self.window
+        rows = slice(*t.read_rows)
+        cut = np.flatnonzero(np.diff(t.read_cols) != 1) + 1  # a tile across the dateline: two runs
+        runs = [slice(int(c[0]), int(c[-1]) + 1) for c in np.split(np.asarray(t.read_cols), cut)]
+        x = np.concatenate([np.asarray(self.pred[t0:t1, :, rows, c], np.float32) for c in runs], axis=-1)
+        x = (x - self.mean) / self.std
+        x[~np.isfinite(x)] = 0.0
+        y = np.concatenate([np.asarray(self.targ[:, t0:t1, rows, c], np.float32) for c in runs], axis=-1)
+        if self.base is not None:
+            y = y - np.concatenate([self.base[:, t0:t1, rows, c] for c in runs], axis=-1)
+        cols = np.asarray(t.read_cols)
+        y = y.transpose(1, 0, 2, 3) / self.scale[None, :, rows][..., cols]
+        core = np.zeros(y.shape[-2:], bool)
+        core[t.core] = True
+        m = np.isfinite(y) & self.land[rows][:, cols][None, None] & core
+        keep = self.loss_months[t0:t1].copy()
+        keep[: self.warmup] = False
+        m &= keep[:, None, None, None]
+        y[~m] = 0.0
+        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "mask": torch.from_numpy(m),
+                "t0": torch.tensor(t0), "origin": torch.tensor([t.read_rows[0], int(cols[0])]),
+                "scale": torch.from_numpy(np.ascontiguousarray(self.scale[:, rows][..., cols]))}
 
     def _crop(self, rng) -> tuple[int, int, int, int]:
         H, W = self.land.shape
@@ -71,6 +102,8 @@ class WindowDataset(Dataset):
         return la, lo, ph, pw
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if self.tiles:
+            return self._tile_item(i)
         rng = np.random.default_rng((self.seed, self.epoch, i))
         t0 = int(self.starts[i % len(self.starts)] if self.epoch_len == len(self.starts)
                  else self.starts[rng.integers(len(self.starts))])
@@ -116,6 +149,10 @@ def availability_climatologies(pred, channels: list[str]) -> list[tuple[int, int
     return out
 
 
+VAL_WHOLE_CELLS = 2**17  # validation on whole fields up to this many cells (a 0.25 deg box of ~32 x 64 degrees)
+VAL_TILE = 128  # cells per side of the validation tiles beyond it (plus the halo: 224 x 224 for a ConvLSTM)
+
+
 class CubeDataModule(L.LightningDataModule):
     """Reads ``cube_dir`` (see :mod:`gtws_dl.cube.build`) for the target centres in ``targets``.
 
@@ -134,6 +171,8 @@ class CubeDataModule(L.LightningDataModule):
         (:mod:`gtws_dl.target_base`); ``none`` = the whole signal
     p_dropout : probability that a training window loses a partial-record predictor (LAI, SIF) as before
         its record starts
+    val_tile : cells per side of the validation tiles (each with the network's halo, so the loss is the whole
+        field's); None = whole fields up to :data:`VAL_WHOLE_CELLS` cells, tiles of :data:`VAL_TILE` beyond
     """
 
     def __init__(self, cube_dir: str, targets: list[str], *, window: int = 24, warmup: int = 12,
@@ -141,7 +180,7 @@ class CubeDataModule(L.LightningDataModule):
                  gap_months: int | None = None, samples_per_epoch: int | None = None, num_workers: int = 0,
                  in_memory: str | bool = "auto", max_in_memory_gb: float = 6.0, seed: int = 0,
                  min_scale_mm: float = 10.0, p_dropout: float = 0.5, target_base: str = "none",
-                 val_block: str = "last") -> None:
+                 val_block: str = "last", val_tile: int | None = None) -> None:
         super().__init__()
         if warmup >= window:
             raise ValueError(f"datamodule.warmup={warmup} must be smaller than datamodule.window={window}")
@@ -156,6 +195,8 @@ class CubeDataModule(L.LightningDataModule):
         self.in_memory, self.max_in_memory_gb, self.seed = in_memory, max_in_memory_gb, seed
         self.min_scale_mm, self.p_dropout = float(min_scale_mm), float(p_dropout)
         self.target_base = str(target_base)
+        self.val_tile = None if val_tile is None else int(val_tile)
+        self.val_tiles = None  # validation tiles (gtws_dl.tiling.Tile), planned by gtws_dl.training with the net
         self._ready = False
 
     # ------------------------------------------------------------------ setup
@@ -283,4 +324,7 @@ class CubeDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         ds = self._dataset(self.val_starts(), self.split.val, patch=None)
+        ds.tiles = list(self.val_tiles) if self.val_tiles else None  # set by gtws_dl.training (needs the net)
+        if ds.tiles:
+            ds.epoch_len = len(ds.starts) * len(ds.tiles)
         return DataLoader(ds, batch_size=1, shuffle=False, num_workers=self.num_workers)

@@ -178,6 +178,8 @@ class DataModuleSchema:
     min_scale_mm: float = MISSING
     p_dropout: float = MISSING
     target_base: Any = checked(Check("choice", choices=("none", "seasonal_trend", "forcing_memory")))
+    val_tile: Any = checked(Check("int", "cells per side (>= 8) or null, e.g. datamodule.val_tile=128", lo=8,
+                                  none_ok=True))
 
 
 @dataclass

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from gtws_dl import tiling
 from gtws_dl.checkpoint import check_grid
 from gtws_dl.config import (
     check_flag,
@@ -31,6 +32,7 @@ from gtws_dl.config import (
     to_plain,
     validate_config,
 )
+from gtws_dl.data import VAL_TILE, VAL_WHOLE_CELLS
 from gtws_dl.lock import OutputLock, remove_stale_temps_under, write_text_atomic
 from gtws_dl.models.accel import accelerate
 
@@ -75,6 +77,20 @@ def trainer_options(cfg: DictConfig) -> tuple[dict, dict[str, bool]]:
     return OmegaConf.to_container(cfg.trainer, resolve=True), speed
 
 
+def validation_tiles(dm, net) -> list | None:
+    """The validation tiles of ``dm`` for ``net`` (None: whole fields): ``datamodule.val_tile`` cells per side,
+    or :data:`gtws_dl.data.VAL_TILE` when the field exceeds :data:`gtws_dl.data.VAL_WHOLE_CELLS`; each with the
+    net's halo for a window, so the validation loss is the whole field's, in bounded memory."""
+    H, W = dm.land.shape
+    side = dm.val_tile or (VAL_TILE if H * W > VAL_WHOLE_CELLS else None)
+    if side is None or (side >= H and side >= W):
+        return None
+    tiles = tiling.plan(net, dm.window, (H, W), (side, side), dm.land)
+    LOGGER.info("validation in %d tiles of up to %dx%d cells plus the halo (datamodule.val_tile)", len(tiles),
+                side, side)
+    return tiles
+
+
 def _rank_zero() -> bool:
     """Whether this process is the first rank (or the only process): under DDP only it holds the writer lock."""
     return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0) == 0
@@ -113,6 +129,7 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         lon_circular=bool(lon_circular),
         _convert_="all",
     )
+    dm.val_tiles = validation_tiles(dm, model.net)
     model.target_scale.copy_(torch.from_numpy(dm.scale))
     if dm.base.kind != "none":
         model.target_base.copy_(torch.from_numpy(dm.base.coef))

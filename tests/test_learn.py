@@ -159,3 +159,35 @@ def test_tiled_inference_matches_untiled(circular):
     assert net.lon_circular is circular  # restored after tiling
     np.testing.assert_allclose(tiled, whole, atol=2e-6, rtol=0)
     np.testing.assert_allclose(band, whole, atol=2e-6, rtol=0)
+
+
+def test_validation_in_tiles_gives_the_whole_field_loss(synthetic_cube):
+    """Validation in tiles (core + the net's halo, ocean-only tiles skipped) has the loss of whole fields, so
+    checkpoint choice does not depend on the tiling while memory follows the tile, not the domain."""
+    import lightning as L
+
+    from gtws_dl.data import CubeDataModule
+    from gtws_dl.models.module import ReconstructionModule
+    from gtws_dl.training import validation_tiles
+
+    dm = CubeDataModule(str(synthetic_cube["dir"]), ["csr"], window=6, warmup=2, patch=None, val_months=12,
+                        gap_months=0, p_dropout=0.0, val_tile=8)
+    dm.setup()
+    torch.manual_seed(0)
+    module = ReconstructionModule(net={"_target_": "gtws_dl.models.convlstm.ConvLSTM", "hidden": [4], "encoder": 4},
+                                  optimizer={"_target_": "torch.optim.AdamW"}, in_channels=len(dm.channels),
+                                  targets=["csr"], normalisation=dm.normalisation())
+    module.target_scale.copy_(torch.from_numpy(dm.scale))
+    tiles = validation_tiles(dm, module.net)
+    H, W = dm.land.shape
+    assert tiles is not None and len(tiles) > 2
+    assert max(t.read_rows[1] - t.read_rows[0] for t in tiles) * max(len(t.read_cols) for t in tiles) < H * W
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    losses, rmse = {}, {}
+    for name, val_tiles in (("whole", None), ("tiles", tiles)):
+        dm.val_tiles = val_tiles
+        out = trainer.validate(module, datamodule=dm, verbose=False)[0]
+        losses[name], rmse[name] = out["val_loss"], out["val_rmse_mm"]
+    assert losses["whole"] > 0
+    np.testing.assert_allclose(losses["tiles"], losses["whole"], rtol=1e-5)
+    np.testing.assert_allclose(rmse["tiles"], rmse["whole"], rtol=1e-5)  # mm, over every validation cell-month

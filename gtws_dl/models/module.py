@@ -113,6 +113,7 @@ class ReconstructionModule(L.LightningModule):
         meta = normalisation.get("target_base") or {"kind": "none"}
         n_coef = n_coefficients(meta["kind"], meta.get("memory"))
         self.register_buffer("target_base", torch.zeros(len(self.targets), n_coef, *shape))
+        self._val_sums = torch.zeros(2, dtype=torch.float64)  # validation: squared error mm², cell-months
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # checkpoints written before the target base existed carry no buffer: a zero-coefficient base
@@ -149,13 +150,15 @@ class ReconstructionModule(L.LightningModule):
                 f"{stage} loss is {loss.item()} at step {self.global_step}; inputs or learning rate "
                 "(model.optimizer.lr) are at fault. The last good checkpoint is kept in the checkpoint folder."
             )
-        bs = batch["x"].shape[0]
+        # validation: each batch weighs by its loss cell-months, so the epoch's loss is the masked mean over
+        # every validation cell-month, the same whether fields come whole or in tiles (gtws_dl.training)
+        bs = batch["x"].shape[0] if stage == "train" else max(1, int(batch["mask"].sum()))
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=bs, on_epoch=True, on_step=stage == "train",
                  sync_dist=stage == "val")  # DDP: the best checkpoint judges all validation windows
-        if stage == "val":  # RMSE in mm, averaged over centres, for humans
-            se = ((pred - batch["y"]) * self.target_scale[None, None]) ** 2 * batch["mask"]
-            self.log("val_rmse_mm", torch.sqrt(se.sum() / batch["mask"].sum().clamp(min=1)), batch_size=bs,
-                     sync_dist=True)
+        if stage == "val":  # RMSE in mm over every validation cell-month and centre, for humans (epoch end)
+            scale = batch["scale"][:, None] if "scale" in batch else self.target_scale[None, None]  # tiles: theirs
+            se = ((pred - batch["y"]) * scale) ** 2 * batch["mask"]
+            self._val_sums += torch.stack([se.sum().double(), batch["mask"].sum().double()]).cpu()
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -163,6 +166,13 @@ class ReconstructionModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         return self._step(batch, "val")
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(2, dtype=torch.float64)  # squared error in mm², cell-months
+
+    def on_validation_epoch_end(self) -> None:
+        se, n = self.trainer.strategy.reduce(self._val_sums.to(self.device), reduce_op="sum").cpu()
+        self.log("val_rmse_mm", torch.sqrt(se / n.clamp(min=1)).float(), sync_dist=False)
 
     def configure_optimizers(self):
         opt = instantiate(self.hparams.optimizer, params=self.parameters())
