@@ -68,28 +68,36 @@ class WindowDataset(Dataset):
     def _tile_item(self, i: int) -> dict[str, torch.Tensor]:
         t = self.tiles[i % len(self.tiles)]
         t0 = int(self.starts[i // len(self.tiles)])
-        t1 = t0 + self.window
-        rows = slice(*t.read_rows)
-        cut = np.flatnonzero(np.diff(t.read_cols) != 1) + 1  # a tile across the dateline: two runs
-        runs = [slice(int(c[0]), int(c[-1]) + 1) for c in np.split(np.asarray(t.read_cols), cut)]
-        x = np.concatenate([np.asarray(self.pred[t0:t1, :, rows, c], np.float32) for c in runs], axis=-1)
+        rows, cols, runs = slice(*t.read_rows), np.asarray(t.read_cols), t.col_runs  # across the dateline: 2 runs
+        x = np.concatenate([np.asarray(self.pred[t0:t0 + self.window, :, rows, c], np.float32) for c in runs], -1)
+        core = np.zeros((rows.stop - rows.start, len(cols)), bool)
+        core[t.core] = True
+        item = self._pack(x, t0, lambda a: np.concatenate([a[:, t0:t0 + self.window, rows, c] for c in runs], -1),
+                          (rows, cols), core)
+        item["origin"] = torch.tensor([t.read_rows[0], int(cols[0])])
+        item["scale"] = torch.from_numpy(np.ascontiguousarray(self.scale[:, rows][..., cols]))
+        return item
+
+    def _pack(self, x: np.ndarray, t0: int, window_of, where: tuple, loss_cells: np.ndarray | None = None) -> dict:
+        """The sample of window ``t0``: ``x`` (T, C, h, w) raw predictors normalised; targets ``window_of(a)``
+        of a (K, time, H, W) array, less the base, over the scale; the mask of finite land loss months (and
+        ``loss_cells``); ``where`` = (rows, cols) of the sample in the grid (orthogonal indices)."""
         x = (x - self.mean) / self.std
         x[~np.isfinite(x)] = 0.0
-        y = np.concatenate([np.asarray(self.targ[:, t0:t1, rows, c], np.float32) for c in runs], axis=-1)
+        y = np.asarray(window_of(self.targ), dtype=np.float32)
         if self.base is not None:
-            y = y - np.concatenate([self.base[:, t0:t1, rows, c] for c in runs], axis=-1)
-        cols = np.asarray(t.read_cols)
+            y = y - window_of(self.base)
+        rows, cols = where
         y = y.transpose(1, 0, 2, 3) / self.scale[None, :, rows][..., cols]
-        core = np.zeros(y.shape[-2:], bool)
-        core[t.core] = True
-        m = np.isfinite(y) & self.land[rows][:, cols][None, None] & core
-        keep = self.loss_months[t0:t1].copy()
+        m = np.isfinite(y) & self.land[rows][:, cols][None, None]
+        if loss_cells is not None:
+            m &= loss_cells
+        keep = self.loss_months[t0:t0 + self.window].copy()
         keep[: self.warmup] = False
         m &= keep[:, None, None, None]
         y[~m] = 0.0
         return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "mask": torch.from_numpy(m),
-                "t0": torch.tensor(t0), "origin": torch.tensor([t.read_rows[0], int(cols[0])]),
-                "scale": torch.from_numpy(np.ascontiguousarray(self.scale[:, rows][..., cols]))}
+                "t0": torch.tensor(t0)}
 
     def _crop(self, rng) -> tuple[int, int, int, int]:
         H, W = self.land.shape
@@ -116,19 +124,9 @@ class WindowDataset(Dataset):
                 cut = int(rng.integers(1, self.window + 1))  # months before `cut` lack the record
                 x[:cut, ch] = clim[self.months[t0:t0 + cut] - 1][:, sl[0], sl[1]]
                 x[:cut, ch_avail] = 0.0
-        x = (x - self.mean) / self.std
-        x[~np.isfinite(x)] = 0.0
-        y = np.asarray(self.targ[:, t0:t1, sl[0], sl[1]], dtype=np.float32)
-        if self.base is not None:
-            y = y - self.base[:, t0:t1, sl[0], sl[1]]
-        y = y.transpose(1, 0, 2, 3) / self.scale[None, :, sl[0], sl[1]]
-        m = np.isfinite(y) & self.land[None, None, sl[0], sl[1]]
-        keep = self.loss_months[t0:t1].copy()
-        keep[: self.warmup] = False
-        m &= keep[:, None, None, None]
-        y[~m] = 0.0
-        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y), "mask": torch.from_numpy(m),
-                "t0": torch.tensor(t0), "origin": torch.tensor([la, lo])}
+        item = self._pack(x, t0, lambda a: a[:, t0:t1, sl[0], sl[1]], sl)
+        item["origin"] = torch.tensor([la, lo])
+        return item
 
 
 def availability_climatologies(pred, channels: list[str]) -> list[tuple[int, int, np.ndarray]]:
@@ -289,12 +287,12 @@ class CubeDataModule(L.LightningDataModule):
                 "val_block": self.val_block,
                 "window": self.window, "warmup": self.warmup, "target_base": self.base.meta()}
 
-    def _dataset(self, starts, loss_months, *, patch, epoch_len=None, train=False) -> WindowDataset:
+    def _dataset(self, starts, loss_months, *, patch, epoch_len=None, train=False, tiles=None) -> WindowDataset:
         return WindowDataset(self.pred, self.targ, starts=starts, loss_months=loss_months, land=self.land,
                              mean=self.mean, std=self.std, scale=self.scale, window=self.window,
                              warmup=self.warmup, months=self.months, patch=patch, seed=self.seed,
                              epoch_len=epoch_len, dropout=self.dropout if train else (),
-                             p_dropout=self.p_dropout, base=self.base_field, times=self.times)
+                             p_dropout=self.p_dropout, base=self.base_field, times=self.times, tiles=tiles)
 
     def train_starts(self) -> np.ndarray:
         """Window starts whose loss part holds a training month and which end by ``train_end``."""
@@ -323,8 +321,6 @@ class CubeDataModule(L.LightningDataModule):
                           persistent_workers=False, drop_last=False)
 
     def val_dataloader(self) -> DataLoader:
-        ds = self._dataset(self.val_starts(), self.split.val, patch=None)
-        ds.tiles = list(self.val_tiles) if self.val_tiles else None  # set by gtws_dl.training (needs the net)
-        if ds.tiles:
-            ds.epoch_len = len(ds.starts) * len(ds.tiles)
+        # in tiles when gtws_dl.training planned them (it needs the net's halo)
+        ds = self._dataset(self.val_starts(), self.split.val, patch=None, tiles=self.val_tiles)
         return DataLoader(ds, batch_size=1, shuffle=False, num_workers=self.num_workers)

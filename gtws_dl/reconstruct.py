@@ -288,7 +288,7 @@ def read_batch(
     """
     _, nc, H, W = pred.shape
     r0, r1 = rows if rows is not None else (0, H)
-    runs = _runs(np.arange(W) if cols is None else np.asarray(cols))
+    runs = tiling.column_runs(np.arange(W) if cols is None else np.asarray(cols))
     L = max(len(b[0]) for b in group)
     x = np.zeros((len(group), L, nc, r1 - r0, sum(b - a for a, b in runs)), dtype=np.float32)
     for j, (idx, _, _) in enumerate(group):
@@ -299,12 +299,6 @@ def read_batch(
         x[j, : len(idx)] = xb / std  # left-aligned: the padding comes after the block's months
     x[~np.isfinite(x)] = 0.0
     return torch.from_numpy(x).pin_memory() if pin else x
-
-
-def _runs(cols: np.ndarray) -> list[tuple[int, int]]:
-    """Contiguous runs [a, b) of a column index list (a tile across the dateline has two)."""
-    cut = np.flatnonzero(np.diff(cols) != 1) + 1
-    return [(int(c[0]), int(c[-1]) + 1) for c in np.split(cols, cut)]
 
 
 def _split(y: np.ndarray, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:

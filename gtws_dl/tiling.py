@@ -39,11 +39,23 @@ class Tile:
     wraps: bool  # the tile spans the full longitude: the network wraps around by itself
 
     @property
+    def col_runs(self) -> list[slice]:
+        """The columns read as contiguous slices (a tile across the dateline has two)."""
+        return [slice(a, b) for a, b in column_runs(self.read_cols)]
+
+    @property
     def core(self) -> tuple[slice, slice]:
         """Where the core lies inside the tile's output (rows, cols)."""
         c0 = int(np.flatnonzero(self.read_cols == self.cols[0])[0])
         r0 = self.rows[0] - self.read_rows[0]
         return slice(r0, r0 + self.rows[1] - self.rows[0]), slice(c0, c0 + self.cols[1] - self.cols[0])
+
+
+def column_runs(cols: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous runs [a, b) of a column index list (a tile across the dateline has two)."""
+    cols = np.asarray(cols)
+    cut = np.flatnonzero(np.diff(cols) != 1) + 1
+    return [(int(c[0]), int(c[-1]) + 1) for c in np.split(cols, cut)]
 
 
 def plan(net: torch.nn.Module, T: int, shape: tuple[int, int], tile: tuple[int, int],

@@ -30,8 +30,8 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from gtws_dl.conventions import BASELINE
+from gtws_dl.cube import file_index
 from gtws_dl.cube.centres import check_centre_baselines, check_centre_scales
-from gtws_dl.cube.file_index import era5_file_months, remember_months
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.periods import Periods, as_last_time, resolve_periods, resolved_spec
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION
@@ -183,7 +183,6 @@ class CubeBuilder:
         if not self.plausibility.skips("lwe_thickness"):  # data.plausibility.skip waives this check too
             check_centre_scales(spread, paths)
         check_centre_baselines(used, paths, (b0, b1))
-        self._grace_index = out  # recorded in the cube's file index once the cube is written
         return out
 
     def _open_centre(self, files: dict[str, list[Path]], c: str) -> tuple[Path, xr.DataArray]:
@@ -227,10 +226,11 @@ class CubeBuilder:
                            "spread over several cube cells (no detail at %g deg); download ERA5 at %g deg or finer "
                            "(the CDS request's 'grid'), or build the cube at grid.res=%g", spacing, g.res, g.res,
                            g.res, spacing)
+        grace = self._grace_months(files)
         self.periods = resolve_periods(
             start=s.start, end=s.end, stats_period=s.stats_period, baseline=s.baseline, val_months=s.val_months,
             gap_months=s.gap_months, era5_times=pd.DatetimeIndex(era5["time"].values), era5_files=files["era5"],
-            grace=self._grace_months(files))
+            grace=grace)
         self.periods.log()
         self.times = self.periods.times
         fp = _fingerprint(resolved_spec(s, self.periods), g, inputs)
@@ -250,10 +250,14 @@ class CubeBuilder:
                             stats_period=self.periods.stats.strings(), chunk_months=s.chunk_months, chunk_lat=s.chunk_lat,
                             units=units, n_targets=len(s.grace))
         try:
-            return self._write(writer, era5, extra, channels, files, fp, inputs, progress)
+            manifest = self._write(writer, era5, extra, channels, files, fp, inputs, progress)
         except BaseException:
             writer.abort()  # the previous cube (if any) stays as it was
             raise
+        # the index the monthly update picks its files with: the ERA5 files' months and the mascon files'
+        file_index.era5_file_months(files["era5"], self.out_dir)
+        file_index.record({path: months for months, path in grace.values()}, self.out_dir)
+        return manifest
 
     def _write(self, writer, era5, extra, channels, files, fp, inputs, progress) -> dict:
         s, g = self.spec, self.grid
@@ -279,9 +283,6 @@ class CubeBuilder:
         manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
                                  periods=self.periods.to_manifest(), plausibility=self.plausibility.record(),
                                  era5t_months=prelim, era5_source=era5_signature(era5, s.variables), data_kind=s.kind)
-        era5_file_months(files["era5"], self.out_dir)  # the index the monthly update picks its files with
-        for months, path in getattr(self, "_grace_index", {}).values():
-            remember_months(path, months, self.out_dir)
         LOGGER.info("cube written to %s (%d channels, %d months)", self.out_dir, len(channels), nt)
         return manifest
 

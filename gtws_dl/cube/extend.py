@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from gtws_dl.cube import file_index
 from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
-from gtws_dl.cube.file_index import era5_file_months, remember_months, remembered_months
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.store import open_cube
 from gtws_dl.cube.writer import check_land_finite
@@ -73,7 +72,7 @@ def _needed_files(spec: CubeSpec, since: pd.Timestamp,
     """The ERA5 files that hold a month at or after ``since`` (from their time axes, or the cube's index of
     them: :mod:`gtws_dl.cube.file_index`)."""
     files = resolve_files(spec.era5, what="ERA5 (data.era5_dir)")
-    months = era5_file_months(files, cube_dir, write=False)  # recorded by apply_update: a refusal writes nothing
+    months = file_index.era5_file_months(files, cube_dir, write=False)  # recorded by apply_update: a refusal writes nothing
     return [f for f in files if (months[f] >= since).any()], months
 
 
@@ -235,12 +234,12 @@ def _append_targets(plan: CubeUpdate, builder: CubeBuilder, files: dict, bands) 
         if f"grace_{c}" not in files:
             continue
         path = files[f"grace_{c}"][0]
-        known = remembered_months(path, plan.cube_dir)  # an unchanged file with no new month: not opened
+        known = file_index.remembered_months(path, plan.cube_dir)  # an unchanged file with no new month: not opened
         if known is not None and not len(new.intersection(known)):
             out[c] = []
             continue
         _, da = builder._open_centre(files, c)
-        remember_months(path, da["time"].values, plan.cube_dir)
+        file_index.record({path: da["time"].values}, plan.cube_dir)
         common = new.intersection(pd.DatetimeIndex(da["time"].values))
         out[c] = [f"{m:%Y-%m}" for m in common]
         if not len(common):

@@ -5,7 +5,7 @@ The monthly update must find the files holding months after the cube's last fina
 file's time axis costs ~2-30 ms a file; the index keeps the months of every file it has read, keyed by the
 file's resolved path, size and modification time, so an update opens only the files that are new or changed.
 A stale or unreadable index is ignored (rebuilt), never trusted: any change of size or mtime re-reads the file.
-The update also remembers the months of the mascon files it opened (:func:`remember_months`), so an unchanged
+The update also records the months of the mascon files it opened (:func:`record`), so an unchanged
 GRACE file with no month after the cube's record is not opened again (:func:`remembered_months`).
 """
 
@@ -38,18 +38,18 @@ def _load(cube_dir: str | Path) -> dict:
         return {}
 
 
-def remembered_months(path: str | os.PathLike, cube_dir: str | Path) -> pd.DatetimeIndex | None:
-    """The months the index holds for ``path`` if the file is unchanged since, else None."""
-    name, stamp = _key(Path(path))
-    entry = _load(cube_dir).get(name)
+def _lookup(index: dict, path: Path) -> pd.DatetimeIndex | None:
+    """The months ``index`` holds for ``path`` if the file is unchanged since (same size and mtime), else None."""
+    name, stamp = _key(path)
+    entry = index.get(name)
     if not entry or entry.get("stat") != stamp:
         return None
     return pd.DatetimeIndex(pd.to_datetime(entry["months"], format="%Y-%m"))
 
 
-def remember_months(path: str | os.PathLike, months, cube_dir: str | Path) -> None:
-    """Record the months of ``path`` (as it is now) in the index of ``cube_dir``."""
-    record({Path(path): months}, cube_dir)
+def remembered_months(path: str | os.PathLike, cube_dir: str | Path) -> pd.DatetimeIndex | None:
+    """The months the index of ``cube_dir`` holds for ``path`` if the file is unchanged since, else None."""
+    return _lookup(_load(cube_dir), Path(path))
 
 
 def record(months: Mapping[Path, pd.DatetimeIndex], cube_dir: str | Path) -> None:
@@ -70,13 +70,11 @@ def era5_file_months(files: Sequence[str | os.PathLike], cube_dir: str | Path, *
     out: dict[Path, pd.DatetimeIndex] = {}
     read = 0
     for f in map(Path, files):
-        name, stamp = _key(f)
-        entry = index.get(name)
-        if entry and entry.get("stat") == stamp:
-            out[f] = pd.DatetimeIndex(pd.to_datetime(entry["months"], format="%Y-%m"))
-            continue
-        out[f] = era5_io.file_months(f)
-        read += 1
+        known = _lookup(index, f)
+        if known is None:
+            known = era5_io.file_months(f)
+            read += 1
+        out[f] = known
     if read:
         LOGGER.debug("read the time axes of %d of %d ERA5 files", read, len(out))
         if write and Path(cube_dir).is_dir():

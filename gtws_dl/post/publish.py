@@ -97,7 +97,7 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
                                cell_area=area, attrs=attrs, twsa_std=twsa_std, preliminary=prelim,
                                zarr_copy=zarr_copy, extra=extra)
         written[centre] = p
-        resid, coef = banded_pair(lambda r0, r1, c=centre: f.residual_and_coefficients(c, r0, r1),
+        resid, coef = banded_parts(lambda r0, r1, c=centre: f.residual_and_coefficients(c, r0, r1),
                                   ((len(times), H, W), np.float32), ((len(f.coefficient_names), H, W), np.float64),
                                   rows=rows)
         dd_attrs = {**attrs, "title": attrs["title"] + ", detrended and deseasonalized",
@@ -125,10 +125,10 @@ def band_rows(n_months: int, n_lon: int, memory_gb: float) -> int:
 def banded(fn, shape: tuple[int, ...], rows: int, dtype=np.float32):
     """A lazy (..., lat, lon) dask array whose latitude bands of ``rows`` are ``fn(r0, r1)``: computed when
     written, band by band, so a whole field is never in memory."""
-    return banded_pair(lambda r0, r1: (fn(r0, r1),), (shape, dtype), rows=rows)[0]
+    return banded_parts(lambda r0, r1: (fn(r0, r1),), (shape, dtype), rows=rows)[0]
 
 
-def banded_pair(fn, *specs, rows: int):
+def banded_parts(fn, *specs, rows: int):
     """Lazy dask arrays, one per ``(shape, dtype)`` of ``specs`` ((..., lat, lon) each), whose latitude bands are
     the parts of ``fn(r0, r1)`` (a tuple): the parts of a band come from one task, so written together (one
     ``to_netcdf``) they are computed once."""
