@@ -38,6 +38,19 @@ def speed_options(cfg: DictConfig) -> dict[str, bool]:
     return {key: check_flag(key, cfg.get(key, default), default) for key, default in SPEED_OPTIONS.items()}
 
 
+def reconstruct_options(cfg: DictConfig) -> dict:
+    """The keyword arguments of :func:`~gtws_dl.reconstruct.reconstruct` from an infer (or update) config."""
+    return {
+        "device": cfg.device,
+        "amp": bool(cfg.amp),
+        "batch_windows": int(cfg.get("batch_windows") or 4),
+        "tile": tuple(cfg.tile) if cfg.get("tile") else None,
+        "memory_gb": None if cfg.get("memory_gb") is None else float(cfg.memory_gb),
+        "carry_state": check_flag("carry_state", cfg.get("carry_state", False), False),
+        **speed_options(cfg),
+    }
+
+
 def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
     """Every check of :func:`infer` that needs no output: returns (module, cube manifest).
 
@@ -90,14 +103,7 @@ def infer(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.recon_dir) / f"{cfg.target.name}.zarr"
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out.parent, prefix=f"{out.name}.")  # whole-store temps of a killed run (ensembles)
-    kwargs = {
-        "device": cfg.device,
-        "amp": bool(cfg.amp),
-        "batch_windows": int(cfg.get("batch_windows") or 4),
-        "tile": tuple(cfg.tile) if cfg.get("tile") else None,
-        "memory_gb": None if cfg.get("memory_gb") is None else float(cfg.memory_gb),
-        **speed_options(cfg),
-    }
+    kwargs = reconstruct_options(cfg)
     if members:  # ensemble mean -> twsa, total spread -> twsa_std
         modules = [m for m, _ in checked]  # loaded by preflight, not again
         recon = reconstruct_ensemble(members, cfg.paths.cube_dir, out, modules=modules, **kwargs)

@@ -167,6 +167,27 @@ def read_memory_state(path: str | Path, token: str) -> tuple[int, np.ndarray] | 
     return int(arr.attrs["month_index"]), np.asarray(arr[:], np.float32)
 
 
+def state_array(path: str | Path, name: str, n_vars: int, shape: tuple[int, int]) -> zarr.Array:
+    """The carried recurrent state ``name`` (state variable, lat, lon) float32 of the store (created, zeros, where
+    it is missing or of another shape; :mod:`gtws_dl.carry`). Its ``month_index`` attribute says before which
+    month it stands (-1: being written, not valid); ``token`` what it was computed with."""
+    group = zarr.open_group(path, mode="r+")
+    full = (int(n_vars), *map(int, shape))
+    if name in group and tuple(group[name].shape) == full:
+        return group[name]
+    chunks = (full[0], min(full[1], 128), min(full[2], 128))
+    arr = group.create_array(name, shape=full, dtype="float32", chunks=chunks, fill_value=0.0, overwrite=True,
+                             dimension_names=("state", "lat", "lon"))
+    arr.attrs.update({"month_index": -1, "long_name": "recurrent state of the network before month_index"})
+    return arr
+
+
+def state_index(arr: zarr.Array, token: str) -> int | None:
+    """The month before which the carried state ``arr`` stands, if it is valid and was made with ``token``."""
+    index = int(arr.attrs.get("month_index", -1))
+    return index if index >= 0 and arr.attrs.get("token") == token else None
+
+
 def mark_complete(path: str | Path) -> None:
     """Set the ``complete`` attribute: the store is finished and readers accept it."""
     zarr.open_group(path, mode="r+").attrs["complete"] = True

@@ -26,14 +26,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from gtws_dl import recon_store, tiling
+from gtws_dl import carry, recon_store, tiling
+from gtws_dl.blocks import Run, forward_tile, predict_tiled, read_batch  # noqa: F401  (predict_tiled: API)
 from gtws_dl.checkpoint import check_compatible, load_checkpoint
 from gtws_dl.cube.store import open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
 from gtws_dl.hashing import sha256_json
 from gtws_dl.lock import OutputLock
 from gtws_dl.models.accel import accelerate, decelerate
-from gtws_dl.models.module import split_output
 from gtws_dl.prefetch import prefetched
 
 LOGGER = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ def reconstruct(
     channels_last: bool = False,
     compile: bool = False,
     first_month: int | None = None,
+    carry_state: bool = False,
 ) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
@@ -91,6 +92,7 @@ def reconstruct(
                 progress=progress,
                 prefetch=prefetch,
                 first_month=first_month,
+                carry_state=carry_state,
             )
         finally:  # the caller's module comes back as it was given (but on the inference device)
             if channels_last or compile:
@@ -99,7 +101,7 @@ def reconstruct(
 
 def _reconstruct(
     module, cube_dir, out_path, *, ckpt_path, device, amp, batch_windows, tile, memory_gb, progress, prefetch,
-    first_month=None,
+    first_month=None, carry_state=False,
 ) -> Path:
     """Predict every month of the cube into ``out_path`` (Zarr); resumes an unfinished run.
 
@@ -114,6 +116,8 @@ def _reconstruct(
     prefetch : read and normalise batch i+1 on a background thread during the forward pass of batch i
         (:func:`~gtws_dl.prefetch.prefetched`); on CUDA the batch is staged in pinned host memory and copied
         asynchronously. The outputs are bit-identical either way.
+    carry_state : carry the recurrent state from block to block instead of a warm-up per block
+        (:mod:`gtws_dl.carry`; each month computed once); ignored (logged) for a net without a state
     channels_last, compile : see :func:`gtws_dl.models.accel.accelerate` (applied by :func:`reconstruct`)
     """
     manifest, pred_g, _ = open_cube(cube_dir)
@@ -122,6 +126,14 @@ def _reconstruct(
     window, warmup = int(norm["window"]), int(norm["warmup"])
     stride = window - warmup
     net = getattr(module, "net", module)
+    if carry_state and not carry.supports(net):
+        LOGGER.info("carry_state: %s has no recurrent state to carry; windows as usual", type(net).__name__)
+        carry_state = False
+    if carry_state and first_month is not None and not carry.has_kept(out_path, ckpt_path, stride, warmup):
+        LOGGER.warning("carry_state: %s keeps no carried state for this checkpoint (reconstructed in windows, or by "
+                       "an earlier version): the update goes on in windows, as the store was made (re-run "
+                       "infer.py for a record with the state carried)", out_path)
+        carry_state = False
     if getattr(net, "lags", None) and int(getattr(net, "receptive_per_step", 1)) == 0:
         # a stateless net (U-Net) sees only its last `lags` months: any blocking gives the same outputs, so
         # longer blocks with the minimal spin-up read the cube fewer times and waste fewer months
@@ -131,12 +143,11 @@ def _reconstruct(
     land = np.asarray(pred_g["land_mask"][:], dtype=bool)
     nt, nc, H, W = pred.shape
     targets = list(norm["targets"])
-    mean = np.asarray(norm["mean"], dtype=np.float32)[:, None, None]
-    std = np.asarray(norm["std"], dtype=np.float32)[:, None, None]
-    scale = module.target_scale.detach().cpu().numpy().astype(np.float32)[:, None]  # (K, 1, H, W) mm
-    base = module.base() if hasattr(module, "base") else None  # per-cell base (gtws_dl.target_base), mm
     likelihood = str(getattr(module, "likelihood", "mse"))
     times = pd.date_range(manifest["time"]["start"], periods=nt, freq="MS")
+    prelim = sorted(manifest.get("era5t_months") or [])
+    keep_at = int(times.get_loc(pd.Timestamp(prelim[0]))) if prelim else nt  # states kept here for updates
+    base = module.base() if hasattr(module, "base") else None  # per-cell base (gtws_dl.target_base), mm
     base_at = None  # f(i0, i1) -> the base of those months (K, n, H, W) mm, memories streamed from the cube
     memory = None  # its stream of forcing memories, kept at the first ERA5T month for the next update
     if base is not None and base.kind != "none":
@@ -144,8 +155,7 @@ def _reconstruct(
         memory = base.memory_stream(*args, where=str(cube_dir))
         if memory is not None:
             memory_token = sha256_json([base.meta(), norm["channels"], norm["mean"], norm["std"]])
-            prelim = sorted(manifest.get("era5t_months") or [])
-            memory.keep_at = int(times.get_loc(pd.Timestamp(prelim[0]))) if prelim else nt
+            memory.keep_at = keep_at
             kept = recon_store.read_memory_state(out_path, memory_token) if first_month is not None else None
             if kept is not None and kept[0] <= first_month:  # an update: months before it are unchanged
                 memory.resume(*kept)
@@ -159,17 +169,17 @@ def _reconstruct(
 
     out_path = Path(out_path)
     fp = recon_store.fingerprint(ckpt_path, manifest)
-    blocks = _blocks(nt, stride, warmup)
-    groups = [blocks[i : i + batch_windows] for i in range(0, len(blocks), batch_windows)]
+    blocks = carry.schedule(nt, stride, warmup) if carry_state else _blocks(nt, stride, warmup)
+    per_batch = carry.PROGRESS_KEY if carry_state else batch_windows  # what the progress file records
+    per = 1 if carry_state else batch_windows  # blocks per batch: the carried state runs one block after another
+    groups = [blocks[i : i + per] for i in range(0, len(blocks), per)]
     if first_month is not None:  # an update: only the groups holding months >= first_month are computed
         recon_store.extend(out_path, times)
         done = {gi for gi, g in enumerate(groups) if max(k1 for _, _, k1 in g) <= first_month}
     else:
-        done = recon_store.read_progress(out_path, fingerprint=fp, batch_windows=batch_windows)
+        done = recon_store.read_progress(out_path, fingerprint=fp, batch_windows=per_batch)
     if done and first_month is None:
         LOGGER.info("resuming %s: %d batches already done", out_path, len(done))
-    if done and len(done) == len(groups):
-        LOGGER.info("%s is already complete for this checkpoint and cube", out_path)
     if not done and first_month is None:
         check_free_space(
             out_path.parent,
@@ -187,10 +197,36 @@ def _reconstruct(
             std_long_name=None if likelihood == "mse" else f"predicted standard deviation ({likelihood} head)",
             attrs={"checkpoint": str(ckpt_path), "cube": str(cube_dir)},
         )
-    writer = recon_store.BlockWriter(out_path)
+    scale = module.target_scale.detach().cpu().numpy().astype(np.float32)[:, None]  # (K, 1, H, W) mm
+    run = Run(module, pred, land, np.asarray(norm["mean"], dtype=np.float32)[:, None, None],
+              np.asarray(norm["std"], dtype=np.float32)[:, None, None], likelihood, scale, base_at, dev, autocast,
+              recon_store.BlockWriter(out_path))
+    if carry_state:
+        carry.reconstruct_carried(run, out_path, n_months=nt, stride=stride, warmup=warmup, tile=tile,
+                                  memory_gb=memory_gb, tok=carry.token(ckpt_path, stride, warmup), fingerprint=fp,
+                                  keep_at=keep_at, first_month=first_month, progress=progress, prefetch=prefetch)
+    else:
+        _reconstruct_windows(run, out_path, groups, done, tile=tile, memory_gb=memory_gb, fingerprint=fp,
+                             batch_windows=batch_windows, first_month=first_month, progress=progress,
+                             prefetch=prefetch)
+    if memory is not None and memory.kept is not None:
+        recon_store.write_memory_state(out_path, memory.keep_at, memory.kept, memory_token)
+    if first_month is not None:  # the extended store is complete for this checkpoint and the updated cube
+        recon_store.write_progress(out_path, set(range(len(groups))), fingerprint=fp, batch_windows=per_batch)
+    recon_store.mark_complete(out_path)  # readers refuse a store without it
+    return out_path
+
+
+def _reconstruct_windows(run: Run, out_path: Path, groups, done: set[int], *, tile, memory_gb, fingerprint: str,
+                         batch_windows: int, first_month: int | None, progress: bool, prefetch: bool) -> None:
+    """The windowed loop: each batch of blocks restarts from a zero state after its warm-up."""
+    net, pred, land = run.net, run.pred, run.land
+    _, nc, H, W = pred.shape
+    if done and len(done) == len(groups):
+        LOGGER.info("%s is already complete for this checkpoint and cube", out_path)
     todo = [gi for gi in range(len(groups)) if gi not in done]
-    pin = dev.type == "cuda"
-    L = max(len(b[0]) for b in blocks)
+    pin = run.dev.type == "cuda"
+    L = max(len(b[0]) for g in groups for b in g)
     if tile is None and memory_gb is not None:
         tile = tiling.auto_tile(net, L, nc, (H, W), windows=batch_windows, memory_gb=memory_gb)
     tiles = None if tile is None or (tile[0] >= H and tile[1] >= W) else tiling.plan(net, L, (H, W), tile, land)
@@ -200,10 +236,7 @@ def _reconstruct(
 
     def load(item: tuple[int, int]) -> np.ndarray | torch.Tensor:
         gi, ti = item
-        if tiles is None:
-            return read_batch(pred, groups[gi], mean, std, pin=pin)
-        t = tiles[ti]
-        return read_batch(pred, groups[gi], mean, std, rows=t.read_rows, cols=t.read_cols)
+        return run.read(groups[gi], None if tiles is None else tiles[ti], pin=pin and tiles is None)
 
     y = None
     # closing(): an error in the forward pass stops the reader thread at once, not when the traceback is freed
@@ -212,16 +245,16 @@ def _reconstruct(
                    initial=len(groups) - len(todo), disable=not progress)
         for (gi, ti), x in batches:
             group = groups[gi]
-            with autocast:
+            with run.autocast:
                 if tiles is None:
-                    y = predict_tiled(module, x, dev)
+                    y = predict_tiled(run.module, x, run.dev)
                 else:  # one window per forward: the budget holds one window's activations
                     t = tiles[ti]
                     keep = max(k1 - k0 for _, k0, k1 in group)  # only the kept months are assembled
                     if ti == 0:
                         y = None
                     for j, (idx, k0, k1) in enumerate(group):
-                        yt = forward_tile(module, x[j : j + 1], dev, t)
+                        yt = forward_tile(run.module, x[j : j + 1], run.dev, t)
                         if y is None:
                             y = np.full((len(group), keep, yt.shape[2], H, W), np.nan, dtype=np.float32)
                         n = len(idx)  # the block's months; the padding after them is not kept
@@ -231,121 +264,13 @@ def _reconstruct(
                         continue
             # where each block's kept months start in y: after its spin-up (whole fields), at 0 (tiles)
             offsets = [0 if tiles is not None else len(idx) - (k1 - k0) for idx, k0, k1 in group]
-            _write_group(writer, group, y, offsets, likelihood, scale, base_at, land, first_month or 0)
+            run.write(group, y, offsets, first_month or 0)
             y = None
             done.add(gi)
             if first_month is None:
-                recon_store.write_progress(out_path, done, fingerprint=fp, batch_windows=batch_windows)
+                recon_store.write_progress(out_path, done, fingerprint=fingerprint, batch_windows=batch_windows)
             bar.update()
         bar.close()
-    if memory is not None and memory.kept is not None:
-        recon_store.write_memory_state(out_path, memory.keep_at, memory.kept, memory_token)
-    if first_month is not None:  # the extended store is complete for this checkpoint and the updated cube
-        recon_store.write_progress(out_path, set(range(len(groups))), fingerprint=fp, batch_windows=batch_windows)
-    recon_store.mark_complete(out_path)  # readers refuse a store without it
-    return out_path
-
-
-def _write_group(writer, group, y, offsets, likelihood, scale, base_at, land, first: int = 0) -> None:
-    """Scale the outputs [B, L, K(, 2K), H, W] of one batch of blocks to mm, add the base, mask the ocean and
-    write the kept months of each block (those from month index ``first`` on); ``offsets[j]``: where block
-    ``j``'s kept months start in ``y``."""
-    y, y_std = _split(y, likelihood)
-    for j, (_, k0, k1) in enumerate(group):
-        a = max(k0, first)  # an update writes only its months
-        if a >= k1:
-            continue
-        sl = slice(offsets[j] + a - k0, offsets[j] + k1 - k0)
-        keep = y[j, sl].transpose(1, 0, 2, 3) * scale  # (K, months, H, W)
-        if base_at is not None:
-            keep += base_at(a, k1)
-        keep[:, :, ~land] = np.nan
-        sd = None
-        if y_std is not None:
-            sd = y_std[j, sl].transpose(1, 0, 2, 3) * scale
-            sd[:, :, ~land] = np.nan
-        writer.write(a, keep, sd)
-
-
-def read_batch(
-    pred,
-    group: list[tuple[np.ndarray, int, int]],
-    mean: np.ndarray,
-    std: np.ndarray,
-    *,
-    pin: bool = False,
-    rows: tuple[int, int] | None = None,
-    cols: np.ndarray | None = None,
-) -> np.ndarray | torch.Tensor:
-    """Normalised inputs of a batch of blocks: [B, L, C, h, w] float32, L = the longest block, NaN → 0.
-
-    ``pred``: the cube's (time, channel, lat, lon) predictor array (Zarr or numpy), physical units; ``mean``,
-    ``std``: (C, 1, 1) training statistics. Shorter blocks are left-aligned (zeros after them: a causal network's
-    outputs over the block do not depend on them). ``rows``
-    (r0, r1) and ``cols`` (column indices, e.g. a tile's across the dateline): read only that region (default
-    the whole field). ``pin``: return a torch tensor in page-locked host memory, ready for an asynchronous copy
-    to the GPU.
-    """
-    _, nc, H, W = pred.shape
-    r0, r1 = rows if rows is not None else (0, H)
-    runs = tiling.column_runs(np.arange(W) if cols is None else np.asarray(cols))
-    L = max(len(b[0]) for b in group)
-    x = np.zeros((len(group), L, nc, r1 - r0, sum(b - a for a, b in runs)), dtype=np.float32)
-    for j, (idx, _, _) in enumerate(group):
-        # contiguous read of the block's months, then the first-block repeat by fancy indexing
-        lo, hi = int(idx.min()), int(idx.max()) + 1
-        parts = [np.asarray(pred[lo:hi, :, r0:r1, a:b], dtype=np.float32) for a, b in runs]
-        xb = (np.concatenate(parts, axis=-1)[idx - lo] if len(parts) > 1 else parts[0][idx - lo]) - mean
-        x[j, : len(idx)] = xb / std  # left-aligned: the padding comes after the block's months
-    x[~np.isfinite(x)] = 0.0
-    return torch.from_numpy(x).pin_memory() if pin else x
-
-
-def _split(y: np.ndarray, likelihood: str) -> tuple[np.ndarray, np.ndarray | None]:
-    return split_output(y, likelihood) if likelihood != "mse" else (y, None)
-
-
-def predict_tiled(
-    module: torch.nn.Module,
-    x: np.ndarray | torch.Tensor,
-    dev: torch.device,
-    *,
-    tile: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Run the network on ``x`` [B, T, C, H, W] whole or in overlapping tiles; returns [B, T, K, H, W] float32.
-
-    ``x``: a numpy array or a CPU tensor (pinned: copied to ``dev`` asynchronously). Tiles, halos and seams:
-    :mod:`gtws_dl.tiling` (seams identical to the untiled result up to floating-point summation order).
-    """
-    B, T, C, H, W = x.shape
-    net = getattr(module, "net", module)
-    if tile is None or (tile[0] >= H and tile[1] >= W):
-        xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
-        y, _ = module(xt.to(dev, non_blocking=True))  # asynchronous from pinned memory (read_batch(pin=True))
-        return y.float().cpu().numpy()
-    if isinstance(x, torch.Tensor):
-        x = x.numpy()
-    out: np.ndarray | None = None
-    for t in tiling.plan(net, T, (H, W), tile):
-        lo, hi = t.read_rows
-        y = forward_tile(module, x[:, :, :, lo:hi][..., t.read_cols], dev, t)
-        if out is None:
-            out = np.empty((B, T, y.shape[2], H, W), dtype=np.float32)
-        out[..., slice(*t.rows), slice(*t.cols)] = y[(..., *t.core)]
-    return out
-
-
-def forward_tile(module: torch.nn.Module, x: np.ndarray, dev: torch.device, t: tiling.Tile) -> np.ndarray:
-    """The network's outputs [B, T, K, h, w] on one tile's inputs [B, T, C, h, w] (halo included): wrapping in
-    longitude only where the tile spans the whole (global) longitude."""
-    net = getattr(module, "net", module)
-    circular = bool(getattr(net, "lon_circular", False))
-    net.lon_circular = circular and t.wraps
-    try:
-        y, _ = module(torch.from_numpy(np.ascontiguousarray(x)).to(dev))
-        return y.float().cpu().numpy()
-    finally:
-        net.lon_circular = circular
 
 
 def reconstruct_ensemble(

@@ -254,6 +254,7 @@ class InferSchema(TargetedSchema):
     prefetch: Any = _flag(True)
     channels_last: Any = _flag(False)
     compile: Any = _flag(False)
+    carry_state: Any = _flag(False)
     products: ProductsSchema = node(ProductsSchema)
 
 

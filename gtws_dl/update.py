@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gtws_dl.config import command, conf_dir, grid_from, validate_config
 from gtws_dl.cube.extend import apply_update, plan_update
-from gtws_dl.inference import _publish, preflight, speed_options
+from gtws_dl.inference import _publish, preflight, reconstruct_options, speed_options
 from gtws_dl.ingest import spec_from
 from gtws_dl.journal import Journal, exchange, link_tree, remove
 from gtws_dl.lock import OutputLock
@@ -75,10 +75,7 @@ def update(cfg: DictConfig) -> dict:
         journal.begin([cube_dir, *stores, *(progress_path(s) for s in stores), products_dir, stage],
                       info=plan.summary())
         manifest = apply_update(plan, opened, spec, grid, progress=bool(cfg.get("progress", True)))
-        kwargs = {"device": cfg.device, "amp": bool(cfg.amp), "batch_windows": int(cfg.get("batch_windows") or 4),
-                  "tile": tuple(cfg.tile) if cfg.get("tile") else None,
-                  "memory_gb": None if cfg.get("memory_gb") is None else float(cfg.memory_gb),
-                  **speed_options(cfg), "first_month": plan.first}
+        kwargs = {**reconstruct_options(cfg), "first_month": plan.first}
         module = checked[0][0]
         if members:
             for (mod, _), ckpt, store in zip(checked, members, member_stores, strict=True):

@@ -24,7 +24,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("gtws_dl.data", "gtws_dl.cells", "gtws_dl.target_base")),
     ("models", ("gtws_dl.models",)),
     ("learn + reconstruct", ("gtws_dl.checkpoint", "gtws_dl.training", "gtws_dl.reconstruct", "gtws_dl.tiling",
-                             "gtws_dl.recon_store", "gtws_dl.prefetch")),
+                             "gtws_dl.recon_store", "gtws_dl.prefetch", "gtws_dl.blocks", "gtws_dl.carry")),
     ("post", ("gtws_dl.post",)),
     ("infer", ("gtws_dl.inference", "gtws_dl.update")),
     ("evaluate", ("gtws_dl.evaluate",)),

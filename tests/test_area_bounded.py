@@ -9,6 +9,7 @@ import zarr
 from bad_inputs.builders import module_for, save_checkpoint
 from hydra import compose, initialize_config_dir
 
+import gtws_dl.blocks as blocks
 import gtws_dl.reconstruct as recon
 from gtws_dl import tiling
 from gtws_dl.checkpoint import load_checkpoint
@@ -65,8 +66,8 @@ def test_land_tiles_equal_the_whole_field_and_ocean_tiles_are_not_computed(synth
     every, on_land = tiling.plan(net, 12, land.shape, (3, 4)), tiling.plan(net, 12, land.shape, (3, 4), land)
     assert len(on_land) < len(every)  # the synthetic continent leaves ocean-only tiles
     reads = []
-    read = recon.read_batch
-    monkeypatch.setattr(recon, "read_batch", lambda *a, **k: reads.append(k) or read(*a, **k))
+    read = blocks.read_batch
+    monkeypatch.setattr(blocks, "read_batch", lambda *a, **k: reads.append(k) or read(*a, **k))
     tiled = _recon(cube, ckpt, tmp_path / "tiled.zarr", tile=(3, 4))
     np.testing.assert_array_equal(np.isnan(tiled), np.isnan(whole))
     np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(whole)))

@@ -12,6 +12,7 @@ import torch
 import zarr
 from bad_inputs.builders import infer_cfg, module_for, save_checkpoint
 
+import gtws_dl.blocks as blocks
 import gtws_dl.reconstruct as recon
 from gtws_dl.checkpoint import load_checkpoint
 from gtws_dl.config import ConfigError
@@ -51,7 +52,7 @@ def test_prefetch_gives_bit_identical_reconstruction(synthetic_cube, ckpt, refer
 def test_reader_error_propagates_and_the_run_resumes(synthetic_cube, ckpt, reference, tmp_path, monkeypatch):
     """A read that fails in the background thread raises its own error in the caller (no hang); the batches
     finished before it are kept, and the re-run completes them bit-identically to an uninterrupted run."""
-    read, threads = recon.read_batch, []
+    read, threads = blocks.read_batch, []
 
     def failing(pred, group, *a, **k):
         threads.append(threading.current_thread().name)
@@ -59,7 +60,7 @@ def test_reader_error_propagates_and_the_run_resumes(synthetic_cube, ckpt, refer
             raise OSError("simulated unreadable chunk predictors/c/3/0/0/0")
         return read(pred, group, *a, **k)
 
-    monkeypatch.setattr(recon, "read_batch", failing)
+    monkeypatch.setattr(blocks, "read_batch", failing)
     out = tmp_path / "csr.zarr"
     t0 = time.perf_counter()
     with pytest.raises(OSError, match=r"simulated unreadable chunk predictors/c/3/0/0/0"):
@@ -69,7 +70,7 @@ def test_reader_error_propagates_and_the_run_resumes(synthetic_cube, ckpt, refer
     assert json.loads((tmp_path / "csr.zarr.progress.json").read_text())["done"] == [0, 1, 2]
     assert not any(t.name.startswith("gtws-prefetch") for t in threading.enumerate())  # no thread left behind
 
-    monkeypatch.setattr(recon, "read_batch", read)
+    monkeypatch.setattr(blocks, "read_batch", read)
     calls = []
     monkeypatch.setattr(recon, "predict_tiled", lambda *a, **k: calls.append(1) or _predict(*a, **k))
     np.testing.assert_array_equal(

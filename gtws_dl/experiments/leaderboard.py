@@ -100,7 +100,8 @@ def run_deep(cfg: DictConfig, name: str, spec: dict, seed: int) -> dict:
     module = load_checkpoint(ckpt)
     t0 = time.perf_counter()
     recon = reconstruct(module, cfg.paths.cube_dir, folder / "recon.zarr", ckpt_path=ckpt, device="auto",
-                        batch_windows=int(cfg.batch_windows), progress=False)
+                        batch_windows=int(cfg.batch_windows), carry_state=bool(cfg.get("carry_state", True)),
+                        progress=False)
     info = {"recon": str(recon), "train_seconds": summary["train_seconds"],
             "recon_seconds": time.perf_counter() - t0, "parameters": summary["parameters"],
             "split": summary["split"], "likelihood": summary.get("likelihood", "mse")}
