@@ -106,8 +106,9 @@ def render_area(res: dict) -> str:
 
 
 def replace_section(markdown: str, section: str) -> str:
-    """``markdown`` with its area section replaced by ``section`` (appended if absent)."""
-    pat = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+    """``markdown`` with the section of ``section``'s heading (its first line) replaced by it (appended if
+    absent)."""
+    pat = re.compile(re.escape(section.splitlines()[0]) + r".*?(?=\n## |\Z)", re.S)
     if pat.search(markdown):
         return pat.sub(lambda _: section.rstrip("\n"), markdown, count=1).rstrip("\n") + "\n"
     return markdown.rstrip("\n") + "\n\n" + section

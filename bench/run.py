@@ -27,6 +27,7 @@ from bench.area import bench_area, render_area, replace_section
 from bench.chunks import ChunkParams, run_chunks
 from bench.cubes import CubeSize, build_cube, build_module, compose_train, even, predictor_encoding
 from bench.report import command_line, machine, now, render
+from bench.useful import bench_useful, render_useful
 
 LOGGER = logging.getLogger("bench")
 
@@ -75,6 +76,8 @@ class BenchParams:
     chunks: ChunkParams = field(default_factory=ChunkParams)
     # area scaling of every stage's memory (bench/area.py: four commands on two 0.25 deg boxes, ~5 min)
     area: bool = True
+    # useful compute: FLOPs per land cell-month, windows vs carried state (bench/useful.py, ~40 s)
+    useful: bool = True
 
     def scaled(self, scale: float) -> BenchParams:
         """Months × scale, grid cells × scale (latitudes × √scale)."""
@@ -401,6 +404,7 @@ def run_all(
         chunks = bench_chunks(p, tmp)
         speed = bench_speed_options(p, tmp, str(dev))
         area = bench_area(tmp) if p.area else None
+        useful = bench_useful(tmp) if p.useful else None
         chunks_main, encoding = predictor_encoding(main["cube"])
     params_out = {
         **asdict(p),
@@ -423,12 +427,15 @@ def run_all(
         "chunks": chunks,
         "speed_options": speed,
         "area": area,
+        "useful": useful,
         "date": now(),
         "command": command or command_line(),
         "wall_s": time.perf_counter() - t0,
     }
     res["notes"] = _notes(res)
-    res["markdown"] = render(res) if area is None else replace_section(render(res), render_area(area))
+    res["markdown"] = render(res)
+    for section in ([render_area(area)] if area else []) + ([render_useful(useful)] if useful else []):
+        res["markdown"] = replace_section(res["markdown"], section)
     if out is not None:
         Path(out).write_text(res["markdown"])
         print(f"wrote {out} ({res['wall_s']:.0f} s)", flush=True)

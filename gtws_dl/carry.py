@@ -159,17 +159,14 @@ def reconstruct_carried(
     if start >= len(blocks):
         return
 
-    if tile is None and memory_gb is not None:
-        L0 = max(len(b[0]) for b in blocks[start:])
-        tile = tiling.auto_tile(net, L0, nc, (H, W), windows=1, memory_gb=memory_gb)
-    whole = tile is None or (tile[0] >= H and tile[1] >= W)
-    plans: dict[int, list[tiling.Tile]] = {}
-    if not whole:
-        for idx, _, _ in blocks[start:]:
-            if len(idx) not in plans:
-                plans[len(idx)] = tiling.plan(net, len(idx), (H, W), tile, active)
-        LOGGER.info("carried state: %d tiles of up to %dx%d cells within %d cells of land", len(next(iter(
-            plans.values()))), *tile, reach)
+    lengths = sorted({len(b[0]) for b in blocks[start:]})  # months per block: the spin-up block's, the others'
+    sizes = {L: tile if tile is not None or memory_gb is None else
+             tiling.auto_tile(net, L, nc, (H, W), windows=1, memory_gb=memory_gb) for L in lengths}
+    whole = all(t is None or (t[0] >= H and t[1] >= W) for t in sizes.values())
+    plans = {} if whole else {L: tiling.plan(net, L, (H, W), sizes[L] or (H, W), active) for L in lengths}
+    for L, p in plans.items():  # each tiling writes the whole state, so blocks of different lengths may differ
+        LOGGER.info("carried state, blocks of %d months: %d tiles of up to %dx%d cells within %d cells of land",
+                    L, len(p), *(sizes[L] or (H, W)), reach)
     todo = list(range(start, len(blocks)))
     items = [(k, ti) for k in todo for ti in range(1 if whole else len(plans[len(blocks[k][0])]))]
 

@@ -39,6 +39,7 @@ TINY_CHUNKS = ChunkParams(
 
 TINY = BenchParams(
     area=False,  # bench/area.py runs the four commands on two 0.25 deg boxes (minutes): test_area_section below
+    useful=False,  # bench/useful.py: test_useful_compute_counts_fewer_flops_with_the_carried_state below
     nlat=8,
     months=36,
     channels=4,
@@ -220,3 +221,22 @@ def test_area_section_replaces_its_own_section_only():
     new = replace_section(doc, sec)
     assert "old" not in new and "## One\ntext" in new and "## Two\nkept" in new and new.count(SECTION) == 1
     assert replace_section("# b\n", sec).endswith(sec)
+
+
+def test_useful_compute_counts_fewer_flops_with_the_carried_state():
+    """The tile plans of both modes on a real land mask: carrying the state computes each month once and reads
+    a block's halo, so it needs well under the windowed FLOPs per land cell-month; the section renders them."""
+    from bench.useful import SECTION, counted_global, render_useful
+    from gtws_dl.models.convlstm import ConvLSTM
+
+    net = ConvLSTM(31, 3, hidden=[32, 32], encoder=32, lon_circular=True)
+    g = counted_global(net, 3e5, res=1.0, months=120, memory_gb=0.5)  # tiles at 1 deg with this budget
+    assert g["windows"]["tile"] is not None and g["carried"]["tile"] is not None
+    assert g["carried"]["tile"][0] > g["windows"]["tile"][0]  # a block's halo and activations: larger tiles
+    assert g["ratio"] > 2.0  # more than the warm-up alone
+    w = {"seconds": 2.0, "flops": 2e12, "land_cell_months": 10**6}
+    measured = {"windows": w, "carried": {**w, "seconds": 1.0, "flops": 1e12}, "ratio": 2.0, "speedup": 2.0,
+                "shape": [90, 180], "months": 120,
+                "diff": {"median_mm": 0.003, "p99_mm": 0.4, "max_mm": 3.0, "std_mm": 200.0}}
+    sec = render_useful({"measured": measured, "global": g, "per_cell_month": 3e5})
+    assert sec.startswith(SECTION) and "| 2.00 |" in sec and f"| {g['ratio']:.2f} |" in sec
