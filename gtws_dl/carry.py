@@ -14,6 +14,9 @@ the state is kept in the store in two buffers that alternate by block (:func:`gt
 each tile reads its region of the previous one and writes its core into the next, so tiled and whole-field runs
 agree up to summation order.
 
+One block runs as a batch of one, whose CPU convolutions round differently with the number of torch threads
+(≈ 1e-7 relative): a run resumed with another thread count is equal within that, not bit for bit.
+
 Resume: the store keeps the state after the last block written, so an interrupted run goes on at the next
 block. Update: the state at the start of the block holding the first ERA5T month is kept too
 (``recurrent_state_kept``), so an update computes only the blocks from there.

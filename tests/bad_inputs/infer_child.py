@@ -17,6 +17,7 @@ torch.set_num_threads(2)  # as tests/conftest.py: same summation order as the re
 
 from builders import infer_cfg  # noqa: E402
 
+import gtws_dl.carry as carry  # noqa: E402
 import gtws_dl.reconstruct as recon  # noqa: E402
 from gtws_dl.inference import infer  # noqa: E402
 
@@ -25,18 +26,21 @@ slow = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
 count = Path(sys.argv[5]) if len(sys.argv) > 5 else None
 mark = Path(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6] else None
 
-_predict = recon.predict_tiled
+_predict, _run_net = recon.predict_tiled, carry.run_net
 
 
-def counted(*a, **k):
-    if count is not None:
-        with open(count, "a") as f:
-            f.write("batch\n")
-    time.sleep(slow)
-    return _predict(*a, **k)
+def _counting(fn):
+    def counted(*a, **k):
+        if count is not None:
+            with open(count, "a") as f:
+                f.write("batch\n")
+        time.sleep(slow)
+        return fn(*a, **k)
+    return counted
 
 
-recon.predict_tiled = counted
+recon.predict_tiled = _counting(_predict)  # windowed batches (carry_state=false)
+carry.run_net = _counting(_run_net)  # carried blocks (the default)
 _replace = os.replace
 
 

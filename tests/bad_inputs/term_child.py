@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+torch.set_num_threads(2)  # as tests/conftest.py: the same summation order as the reference run
 stage, mark, overrides = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
 
 
