@@ -46,6 +46,7 @@ KINDS = ("none", "seasonal_trend", "forcing_memory")
 MEMORY: dict[str, tuple[float, ...]] = {"tp": (1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0), "t2m": (3.0, 12.0),
                                         "swvl1": (0.0,), "sd": (0.0,)}
 SPINUP_MONTHS = 120  # the memories start from each cell's mean of the cube's first months
+FIT_MEMORY_MB = 512.0  # the forcing_memory fit's float64 working set per latitude band
 RIDGE = 1e-3  # λ of the per-cell ridge (× the cell's training months), on normalised memories
 
 
@@ -243,9 +244,11 @@ def fit_target_base(targ: np.ndarray, times: pd.DatetimeIndex, train: np.ndarray
     return TargetBase(kind, coef, float(t_ref), lo, hi)
 
 
-def _fit_memory(targ, times, train, pred, channels, mean, std, memory) -> TargetBase:
+def _fit_memory(targ, times, train, pred, channels, mean, std, memory, *, memory_mb: float | None = None
+                ) -> TargetBase:
     """Per-cell ridge of the targets on 12 monthly effects + the forcing memories + a linear trend, normal equations
-    accumulated over blocks of months (memory bounded by the cells, not the record).
+    accumulated over blocks of months, in latitude bands of about ``memory_mb`` (default :data:`FIT_MEMORY_MB`) of
+    float64: memory bounded in time and in area.
 
     The trend is fitted, not kept (GRACE-REC detrends before it regresses): the memories explain the variability
     about the GRACE-era trend, and that trend (ice sheets, glaciers, pumping: storage the forcing cannot explain)
@@ -255,39 +258,55 @@ def _fit_memory(targ, times, train, pred, channels, mean, std, memory) -> Target
     p = n_coefficients("forcing_memory", memory) + 1  # + the trend column (dropped after the fit)
     t = decimal_year(times)
     t_mid = 0.5 * (float(t[train[0]]) + float(t[train[-1]]))
-    mem = ForcingMemory(pred, channels, mean, std, memory)
-    A = np.zeros((K, H * W, p, p))
-    b = np.zeros((K, H * W, p))
-    n = np.zeros((K, H * W))
     in_train = np.zeros(T, bool)
     in_train[train] = True
     last = int(train[-1]) + 1
-    for i0 in range(0, last, 120):
-        i1 = min(last, i0 + 120)
+    block = min(120, last)
+    per_row = 8.0 * W * (K * p * (p + 2) + 2 * block * p)  # A, b, n and the design matrix D with its masked copy
+    rows = max(1, min(H, int((memory_mb or FIT_MEMORY_MB) * 2**20 // per_row)))
+    coef = np.zeros((K, p, H, W), np.float32)
+    for r0 in range(0, H, rows):
+        band = slice(r0, min(H, r0 + rows))
+        mem = ForcingMemory(pred, channels, mean, std, memory, rows=band, block=block)
+        coef[:, :, band] = _fit_memory_band(targ, times, t, t_mid, in_train, last, block, mem, p, band)
+    coef = coef[:, :-1]  # the trend is not part of the base
+    LOGGER.info("forcing_memory base fitted on %d training months (%s): memories %s",
+                len(train), f"{times[train[0]]:%Y-%m}..{times[train[-1]]:%Y-%m}", memory)
+    return TargetBase("forcing_memory", coef, 0.0, float(t[train[0]]), float(t[train[-1]]),
+                      memory={k: tuple(float(x) for x in v) for k, v in memory.items()}, start=f"{times[0]:%Y-%m}")
+
+
+def _fit_memory_band(targ, times, t, t_mid, in_train, last: int, block: int, mem: ForcingMemory, p: int,
+                     rows: slice) -> np.ndarray:
+    """The coefficients (K, p, h, W) float32 of :func:`_fit_memory` for the latitude ``rows`` (``mem``: their
+    forcing memories)."""
+    K, _, _, W = targ.shape
+    h = rows.stop - rows.start
+    A = np.zeros((K, h * W, p, p))
+    b = np.zeros((K, h * W, p))
+    n = np.zeros((K, h * W))
+    for i0 in range(0, last, block):
+        i1 = min(last, i0 + block)
         m = mem.months(i0, i1)
         sel = np.flatnonzero(in_train[i0:i1])
         if not len(sel):
             continue
         month = np.eye(12)[times[i0:i1].month.values - 1][sel]
         trend = ((t[i0:i1][sel] - t_mid) / 10.0)[:, None, None]  # decades
-        D = np.concatenate([np.broadcast_to(month[:, :, None], (len(sel), 12, H * W)),
-                            m[sel].reshape(len(sel), -1, H * W),
-                            np.broadcast_to(trend, (len(sel), 1, H * W))], axis=1).astype(np.float64)  # (n, p, cells)
+        D = np.concatenate([np.broadcast_to(month[:, :, None], (len(sel), 12, h * W)),
+                            m[sel].reshape(len(sel), -1, h * W),
+                            np.broadcast_to(trend, (len(sel), 1, h * W))], axis=1).astype(np.float64)  # (n, p, cells)
         for k in range(K):
-            y = np.asarray(targ[k, i0:i1], np.float64)[sel].reshape(len(sel), H * W)
+            y = np.asarray(targ[k, i0:i1, rows], np.float64)[sel].reshape(len(sel), h * W)
             ok = np.isfinite(y)
             Dm = D * ok[:, None, :]
             A[k] += np.einsum("npc,nqc->cpq", Dm, D)
             b[k] += np.einsum("npc,nc->cp", Dm, np.where(ok, y, 0.0))
             n[k] += ok.sum(0)
-    coef = np.zeros((K, p, H * W), np.float32)
+    coef = np.zeros((K, p, h * W), np.float32)
     for k in range(K):
         fit = n[k] > p  # cells with more training months than coefficients
         if fit.any():
             Ak = A[k][fit] + (RIDGE * n[k][fit])[:, None, None] * np.eye(p)[None]
             coef[k][:, fit] = np.linalg.solve(Ak, b[k][fit][..., None])[..., 0].T
-    coef = coef[:, :-1]  # the trend is not part of the base
-    LOGGER.info("forcing_memory base fitted on %d training months (%s): memories %s",
-                len(train), f"{times[train[0]]:%Y-%m}..{times[train[-1]]:%Y-%m}", memory)
-    return TargetBase("forcing_memory", coef.reshape(K, p - 1, H, W), 0.0, float(t[train[0]]), float(t[train[-1]]),
-                      memory={k: tuple(float(x) for x in v) for k, v in memory.items()}, start=f"{times[0]:%Y-%m}")
+    return coef.reshape(K, p, h, W)

@@ -210,6 +210,28 @@ def test_forcing_memory_base_recovers_a_slow_store_and_holds_it_before_the_fit()
         base.over(pred[120:], times[120:], ["tp"], mean, std)
 
 
+def test_forcing_memory_fit_in_latitude_bands_equals_the_whole_field_fit():
+    """The per-cell fit streamed band by band (memory bounded in area: the 0.25 deg global fit's design matrix was
+    tens of GB) gives the coefficients of one whole-field pass."""
+    from gtws_dl.target_base import _fit_memory
+
+    times = pd.date_range("1990-01", "2012-12", freq="MS")
+    T, H, W = len(times), 7, 5
+    rng = np.random.default_rng(4)
+    pred = rng.gamma(2.0, 1.5, (T, 2, H, W)).astype(np.float32)
+    mean, std = pred.mean(axis=(0, 2, 3)), pred.std(axis=(0, 2, 3))
+    y = rng.normal(0, 10, (2, T, H, W)).astype(np.float32) + 5 * pred[:, 0][None]
+    y[:, times < "2002-04"] = np.nan
+    y[1, :, 0, 0] = np.nan  # a cell without data
+    train = np.flatnonzero(times >= "2002-04")
+    memory = {"tp": (3.0, 24.0), "t2m": (12.0,)}
+    whole = _fit_memory(y, times, train, pred, ["tp", "t2m"], mean, std, memory, memory_mb=1e3)
+    banded = _fit_memory(y, times, train, pred, ["tp", "t2m"], mean, std, memory, memory_mb=1e-3)  # 1-row bands
+    assert np.abs(whole.coef).max() > 0.1
+    np.testing.assert_allclose(banded.coef, whole.coef, rtol=1e-5, atol=1e-6)
+    assert not whole.coef[1, :, 0, 0].any()
+
+
 def test_datamodule_forcing_memory_learns_the_residual_of_the_memory_model(synthetic_cube):
     """The synthetic target is 40 × a 6-month memory of tp + a seasonal cycle: the base explains most of it, the
     network's targets are what it leaves, and (twsa − base) / scale round-trips."""

@@ -63,18 +63,17 @@ def ice_fields(grid: Grid, lf: np.ndarray, z: np.ndarray, ice: list[dict]) -> li
 _GRACE_BLOCK = 12  # GRACE months per block of the GRACE stage (memory: a year of fields, not the era)
 
 
-def _smoothed_grace_truth(truth: GridFile, w: np.ndarray, i0: int, grid: Grid, footprint_km: float) -> np.ndarray:
-    """GRACE-month means of the truth (weights ``w`` (GRACE month, month ``i0 + j``)) seen through the Gaussian
-    footprint, (GRACE month, lat, lon) float64; the truth is read one block of months at a time."""
-    out = np.empty((w.shape[0], *grid.shape))
+def _smoothed_grace_truth(truth: GridFile, w: np.ndarray, i0: int, grid: Grid, footprint_km: float):
+    """Blocks ``(g0, g1, fields)`` of the GRACE-month means of the truth (weights ``w`` (GRACE month, month
+    ``i0 + j``)) seen through the Gaussian footprint, ``fields`` (g1 - g0, lat, lon) float64 for GRACE months
+    g0..g1; the truth is read one block of months at a time, and no block is kept."""
     for g0 in range(0, w.shape[0], _GRACE_BLOCK):
         g1 = min(w.shape[0], g0 + _GRACE_BLOCK)
         cols = np.flatnonzero(w[g0:g1].any(axis=0))
         a, b = int(cols[0]), int(cols[-1]) + 1
         tr = truth.read("twsa", i0 + a, i0 + b)
         obs = np.tensordot(w[g0:g1, a:b], np.nan_to_num(tr), axes=(1, 0))
-        out[g0:g1] = gr.smooth(obs, grid, footprint_km)
-    return out
+        yield g0, g1, gr.smooth(obs, grid, footprint_km)
 
 
 def _month_days(months: np.ndarray) -> np.ndarray:
@@ -308,26 +307,28 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
         i0 = int(np.searchsorted(months, max(need0, months[0])))
         i1 = int(np.searchsorted(months, min(need1, months[-1]))) + 1
         w = gr.span_weights(gm, months[i0:i1])
-        sm = _smoothed_grace_truth(truth, w, i0, grid, cfg.footprint_km)  # (GRACE month, lat, lon), in blocks
         tmid, tb = gr.time_coords(gm)
         dec = 2002.0 + tmid / 365.25
         in_base = (dec >= 2004.0) & (dec < 2010.0)
         missing = [str(m) for m in np.arange(gm[0], gm[-1] + 1) if m not in set(gm)]
-        for ci, centre in enumerate(CENTRES):
-            cg = gr.centre_grid(grid, float(cfg.grace_res[centre]))
-            field = gr.block_mean(sm, grid, cg)
-            rng_g = np.random.default_rng([cfg.seed, 303, ci])
-            lat_c, cm_ = Lattice(cg), np.empty(field.shape)
-            for b0 in range(0, len(gm), _GRACE_BLOCK):  # the same draws as one call: one stream, in order
-                b1 = min(len(gm), b0 + _GRACE_BLOCK)
-                noise = lat_c.random_fields(rng_g, b1 - b0, cfg.grace_noise_km) * float(cfg.grace_noise_mm[centre])
-                cm_[b0:b1] = (field[b0:b1] + noise) / 10.0
-            del field, noise
-            cm_ -= cm_[in_base].mean(axis=0)
-            grace_files.append(write_mascon(out / "grace", centre, cg, gm, tmid, tb, cm_, missing,
-                                            time_last=(centre == "gsfc" and cfg.gsfc_time_last)))
+        # one block of GRACE months at a time for every centre (each centre's noise is its own stream, drawn in
+        # the same blocks and order); each centre's record is kept in the dtype its file stores
+        cgs = {c: gr.centre_grid(grid, float(cfg.grace_res[c])) for c in CENTRES}
+        lats = {c: Lattice(cg) for c, cg in cgs.items()}
+        rngs = {c: np.random.default_rng([cfg.seed, 303, ci]) for ci, c in enumerate(CENTRES)}
+        cms = {c: np.empty((len(gm), *cg.shape), dtype=np.float64 if c == "jpl" else np.float32)
+               for c, cg in cgs.items()}
+        for g0, g1, sm in _smoothed_grace_truth(truth, w, i0, grid, cfg.footprint_km):
+            for c in CENTRES:
+                noise = lats[c].random_fields(rngs[c], g1 - g0, cfg.grace_noise_km) * float(cfg.grace_noise_mm[c])
+                cms[c][g0:g1] = (gr.block_mean(sm, grid, cgs[c]) + noise) / 10.0
+        del sm, noise
+        for c in CENTRES:
+            cm_ = cms.pop(c)
+            cm_ -= cm_[in_base].mean(axis=0, dtype=np.float64).astype(cm_.dtype)
+            grace_files.append(write_mascon(out / "grace", c, cgs[c], gm, tmid, tb, cm_, missing,
+                                            time_last=(c == "gsfc" and cfg.gsfc_time_last)))
             del cm_
-        del sm
     paths = [truth.close(), comp.close(), lc_f.close()]
     paths += [x.close() for x in (lai_f, sif_f) if x is not None]
     elapsed = time.perf_counter() - t_start
