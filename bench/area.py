@@ -114,17 +114,23 @@ def replace_section(markdown: str, section: str) -> str:
     return markdown.rstrip("\n") + "\n\n" + section
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench.area", description=__doc__.splitlines()[0])
+def section_main(name: str, doc: str, run, render, argv: list[str] | None = None) -> None:
+    """The command of one benchmark that owns a section of ``BENCHMARKS.md``: ``python -m bench.<name> [--work DIR]
+    [--out FILE]`` runs ``run(scratch_dir)`` and replaces the section ``render(result)`` in ``--out``."""
+    ap = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=doc.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: system temp)")
     ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="report whose section is replaced")
     a = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="gtws-area-", dir=a.work) as tmp:
-        res = bench_area(Path(tmp))
-    section = render_area(res)
+    with tempfile.TemporaryDirectory(prefix=f"gtws-{name}-", dir=a.work) as tmp:
+        res = run(Path(tmp))
+    section = render(res)
     text = a.out.read_text() if a.out.exists() else "# gtws-dl benchmarks\n"
     a.out.write_text(replace_section(text, section))
     print(section)
+
+
+def main(argv: list[str] | None = None) -> None:
+    section_main("area", __doc__, bench_area, render_area, argv)
 
 
 if __name__ == "__main__":

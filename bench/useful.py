@@ -14,8 +14,6 @@ section of ``BENCHMARKS.md``:
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 import zarr
 
-from bench.area import replace_section
+from bench.area import section_main
 from bench.cubes import CubeSize, build_cube, build_module, compose_train
 from bench.inference import forward_flops
 from gtws_dl import carry, tiling
@@ -168,17 +166,7 @@ def render_useful(res: dict, command: str = "python -m bench.useful") -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    a.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
-    a.add_argument("--work", type=Path, default=None)
-    args = a.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    with tempfile.TemporaryDirectory(prefix="gtws-useful-", dir=args.work) as tmp:
-        res = bench_useful(Path(tmp))
-    section = render_useful(res)
-    text = args.out.read_text() if args.out.exists() else "# gtws-dl benchmarks\n"
-    args.out.write_text(replace_section(text, section))
-    print(section)
+    section_main("useful", __doc__, bench_useful, render_useful, argv)
 
 
 if __name__ == "__main__":
