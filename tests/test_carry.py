@@ -127,3 +127,17 @@ def test_an_update_starts_from_the_kept_state_and_equals_a_straight_run(syntheti
     updated = _recon(cube, ckpt, out, first_month=first_t)
     assert len(seen) == 1  # one block: the one holding the first ERA5T month
     np.testing.assert_array_equal(updated, whole)
+
+
+def test_a_store_made_in_windows_is_updated_in_windows(synthetic_cube, ckpt, tmp_path, caplog):
+    """An update with carry_state=true of a reconstruction made in windows (or by an earlier version) goes on in
+    windows, so the record stays one computation, and says so."""
+    cube, out = synthetic_cube["dir"], tmp_path / "csr.zarr"
+    kw = {"ckpt_path": ckpt, "device": "cpu", "progress": False}
+    recon.reconstruct(load_checkpoint(ckpt), cube, out, **kw)
+    windowed = zarr.open_group(out, mode="r")["twsa"][:]
+    first = len(synthetic_cube["times"]) - 3
+    caplog.set_level("WARNING")
+    recon.reconstruct(load_checkpoint(ckpt), cube, out, carry_state=True, first_month=first, **kw)
+    assert "keeps no carried state" in caplog.text and "goes on in windows" in caplog.text
+    np.testing.assert_array_equal(zarr.open_group(out, mode="r")["twsa"][:], windowed)
