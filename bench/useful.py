@@ -73,6 +73,11 @@ def measured(module, cube: Path, work: Path) -> dict:
     return out
 
 
+def _read_cells(tiles: list[tiling.Tile]) -> int:
+    """Cells a tile plan reads (cores and halos) per month."""
+    return sum(len(t.read_cols) * (t.read_rows[1] - t.read_rows[0]) for t in tiles)
+
+
 def counted_global(net, per: float, *, res: float = GLOBAL_RES, months: int = GLOBAL_MONTHS,
                    window: int = 24, warmup: int = 12, memory_gb: float = MEMORY_GB, batch_windows: int = 4) -> dict:
     """FLOPs per land cell-month of both modes' tile plans on the global grid of ``res`` deg (no forward)."""
@@ -84,7 +89,7 @@ def counted_global(net, per: float, *, res: float = GLOBAL_RES, months: int = GL
     blocks = _blocks(months, stride, warmup)
     tile = tiling.auto_tile(net, window, CHANNELS, (H, W), windows=batch_windows, memory_gb=memory_gb)
     tiles = tiling.plan(net, window, (H, W), tile, land) if tile else None
-    read = sum(len(t.read_cols) * (t.read_rows[1] - t.read_rows[0]) for t in tiles) if tiles else H * W
+    read = _read_cells(tiles) if tiles else H * W
     res_out["windows"] = {"tile": list(tile) if tile else None, "tiles": len(tiles) if tiles else 1,
                           "cell_months": read * sum(len(b[0]) for b in blocks)}
     # carried: one block of months per forward, a halo of one block (the spin-up block: a window's), tiles
@@ -96,7 +101,7 @@ def counted_global(net, per: float, *, res: float = GLOBAL_RES, months: int = GL
         t = tiling.auto_tile(net, L, CHANNELS, (H, W), windows=1, memory_gb=memory_gb)
         plan = tiling.plan(net, L, (H, W), t, active) if t else None
         tile_c = t if L == stride else tile_c
-        cells = sum(len(t.read_cols) * (t.read_rows[1] - t.read_rows[0]) for t in plan) if plan else H * W
+        cells = _read_cells(plan) if plan else H * W
         cm += cells * L * sum(1 for b in sched if len(b[0]) == L)
         n_tiles = max(n_tiles, len(plan) if plan else 1)
     res_out["carried"] = {"tile": list(tile_c) if tile_c else None, "tiles": n_tiles, "cell_months": cm}

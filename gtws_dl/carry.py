@@ -116,9 +116,9 @@ def reconstruct_carried(
     run: Run,
     out_path: Path,
     *,
-    n_months: int,
+    blocks: list[Block],
+    done: set[int],
     stride: int,
-    warmup: int,
     tile: tuple[int, int] | None,
     memory_gb: float | None,
     tok: str,
@@ -129,11 +129,11 @@ def reconstruct_carried(
     prefetch: bool = True,
 ) -> None:
     """Predict the months of the store ``out_path`` (made by :func:`gtws_dl.recon_store.create_template`)
-    with the state carried; ``first_month``: an update (only months from it are written); ``keep_at``: the
-    first ERA5T month (the state at the start of its block is kept for the next update)."""
+    with the state carried: ``blocks`` of :func:`schedule`, ``done`` those the progress file records as
+    written; ``first_month``: an update (only months from it are written); ``keep_at``: the first ERA5T month
+    (the state at the start of its block is kept for the next update)."""
     net = run.net
     _, nc, H, W = run.pred.shape
-    blocks = schedule(n_months, stride, warmup)
     reach = stride * int(net.receptive_per_step)
     active = active_cells(run.land, reach, bool(getattr(net, "lon_circular", False)))
     V = n_state(net)
@@ -149,16 +149,11 @@ def reconstruct_carried(
         else:
             LOGGER.warning("%s keeps no carried state for this checkpoint before month %d: the update recomputes "
                            "the record from its start", out_path, first_month)
-    else:
-        done = recon_store.read_progress(out_path, fingerprint=fingerprint, batch_windows=PROGRESS_KEY)
-        while done:  # the longest prefix of finished blocks whose end state is kept
-            last = max(done)
-            arr = bufs[last % 2]
-            if done == set(range(last + 1)) and recon_store.state_index(arr, tok) == blocks[last][2]:
-                start, prev = last + 1, arr
-                LOGGER.info("resuming %s at block %d of %d (carried state)", out_path, start, len(blocks))
-                break
-            done = set()  # nothing usable: start again
+    elif done:  # a resume: the finished blocks must be a prefix whose end state is kept, else start again
+        last = max(done)
+        if done == set(range(last + 1)) and recon_store.state_index(bufs[last % 2], tok) == blocks[last][2]:
+            start, prev = last + 1, bufs[last % 2]
+            LOGGER.info("resuming %s at block %d of %d (carried state)", out_path, start, len(blocks))
     if start >= len(blocks):
         return
 

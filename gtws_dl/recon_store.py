@@ -159,12 +159,8 @@ def write_memory_state(path: str | Path, index: int, state: np.ndarray, token: s
 def read_memory_state(path: str | Path, token: str) -> tuple[int, np.ndarray] | None:
     """``(index, state)`` kept by :func:`write_memory_state` with the same ``token``, else None."""
     group = zarr.open_group(path, mode="r")
-    if MEMORY_STATE not in group:
-        return None
-    arr = group[MEMORY_STATE]
-    if arr.attrs.get("token") != token:
-        return None
-    return int(arr.attrs["month_index"]), np.asarray(arr[:], np.float32)
+    index = state_index(group[MEMORY_STATE], token) if MEMORY_STATE in group else None
+    return None if index is None else (index, np.asarray(group[MEMORY_STATE][:], np.float32))
 
 
 def state_array(path: str | Path, name: str, n_vars: int, shape: tuple[int, int]) -> zarr.Array:

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gtws_dl import carry, recon_store, tiling
-from gtws_dl.blocks import Run, forward_tile, predict_tiled, read_batch  # noqa: F401  (predict_tiled: API)
+from gtws_dl.blocks import Run, forward_tile, predict_tiled, read_batch  # noqa: F401  (read_batch: re-exported)
 from gtws_dl.checkpoint import check_compatible, load_checkpoint
 from gtws_dl.cube.store import open_cube
 from gtws_dl.diskspace import check_free_space, float32_bytes
@@ -202,7 +202,7 @@ def _reconstruct(
               np.asarray(norm["std"], dtype=np.float32)[:, None, None], likelihood, scale, base_at, dev, autocast,
               recon_store.BlockWriter(out_path))
     if carry_state:
-        carry.reconstruct_carried(run, out_path, n_months=nt, stride=stride, warmup=warmup, tile=tile,
+        carry.reconstruct_carried(run, out_path, blocks=blocks, done=done, stride=stride, tile=tile,
                                   memory_gb=memory_gb, tok=carry.token(ckpt_path, stride, warmup), fingerprint=fp,
                                   keep_at=keep_at, first_month=first_month, progress=progress, prefetch=prefetch)
     else:
