@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import socket
+import sys
+import time
 from pathlib import Path
 
 
@@ -85,6 +87,52 @@ def remove_stale_temps(directory: Path, prefix: str = "", *, mine: bool = False)
                 removed.append(p)
                 break
     return removed
+
+
+def remove_tree(path: Path, *, quiet_s: float = 0.2, timeout_s: float = 30.0) -> None:
+    """Remove a temp folder after a failed write, including chunks that land after the failure.
+
+    Zarr v3 writes chunks as concurrent tasks and re-raises the first error without cancelling the others
+    (measured: a store removed just after an ``ENOSPC`` was back 0.3 s later in 30 of 30 tries). So: wait for
+    zarr's pending tasks, remove, and remove again until ``path`` stays absent for ``quiet_s`` seconds.
+    Nothing to wait for when ``path`` does not exist (the usual case after a successful rename).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    _settle_zarr_writes(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.02)
+
+
+def _settle_zarr_writes(timeout_s: float) -> None:
+    """Wait (up to ``timeout_s``) for the tasks still running on zarr's I/O event loop, if zarr is in use."""
+    if "zarr.core.sync" not in sys.modules:
+        return
+    import asyncio
+
+    loop = sys.modules["zarr.core.sync"].loop[0]
+    if loop is None or not loop.is_running():
+        return
+
+    async def drain() -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=timeout_s)
+
+    try:
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout_s + 1)
+    except Exception:  # a cleanup helper: the polling in remove_tree still removes late chunks
+        pass
 
 
 def remove_stale_temps_under(*directories: Path, prefix: str = "", mine: bool = False) -> list[Path]:

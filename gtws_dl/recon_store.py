@@ -27,7 +27,7 @@ import zarr
 from gtws_dl.cube.store import lazy_nan
 from gtws_dl.diskspace import disk_full_is_an_error
 from gtws_dl.hashing import sha256_path
-from gtws_dl.lock import write_text_atomic
+from gtws_dl.lock import remove_tree, write_text_atomic
 from gtws_dl.zarr_time import extend_time
 
 DIMS = ("target", "time", "lat", "lon")
@@ -205,15 +205,18 @@ def _write_whole(out_path: Path, variables: dict, coords: dict, attrs: dict, chu
     ds = xr.Dataset(variables, coords=coords, attrs={**attrs, "complete": True})
     tmp = out_path.with_name(f"{out_path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    ds.to_zarr(
-        tmp,
-        mode="w",
-        consolidated=False,
-        zarr_format=3,
-        encoding={v: {"chunks": chunks} for v in variables},
-    )
-    shutil.rmtree(out_path, ignore_errors=True)
-    os.replace(tmp, out_path)
+    try:
+        ds.to_zarr(
+            tmp,
+            mode="w",
+            consolidated=False,
+            zarr_format=3,
+            encoding={v: {"chunks": chunks} for v in variables},
+        )
+        shutil.rmtree(out_path, ignore_errors=True)
+        os.replace(tmp, out_path)
+    finally:
+        remove_tree(tmp)  # after a failure zarr may still be writing chunks into it
     return out_path
 
 

@@ -28,7 +28,7 @@ from gtws_dl.diskspace import DiskSpaceError
 from gtws_dl.grid import Grid
 from gtws_dl.ingest import ingest
 from gtws_dl.io.errors import InputFileError
-from gtws_dl.lock import InputsInUseError, OutputLockedError
+from gtws_dl.lock import InputsInUseError, OutputLockedError, remove_tree
 from gtws_dl.post.products import write_twsa_product
 from gtws_dl.recon_store import BlockWriter, create_template
 from gtws_dl.twin import __main__ as twin_cmd
@@ -387,3 +387,17 @@ def test_a_really_full_disk_while_writing_a_product_or_a_twin_is_one_disk_space_
     assert re.match(r"DiskSpaceError: output .*the disk (is full|filled up)", res.stderr), res.stderr[-3000:]
     assert len(res.stderr.strip().splitlines()) == 1
     assert [p for p in (tiny_disk / "run").rglob("*") if ".tmp-" in p.name] == []
+
+
+def test_a_zarr_store_that_failed_on_a_full_disk_stays_removed(tiny_disk):
+    """Zarr keeps writing the other chunks after the first ENOSPC: a plain rmtree right after the error sees the
+    store come back (the CI failure of a ``.zarr.tmp-<pid>`` left in products/); remove_tree outlasts them."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        tmp = tiny_disk / f"x{i}.zarr.tmp"
+        ds = xr.Dataset({v: (("t", "y", "x"), rng.random((24, 90, 180), dtype=np.float32)) for v in "ab"})
+        with pytest.raises(OSError):
+            ds.to_zarr(tmp, mode="w", consolidated=False, encoding={v: {"chunks": (1, 90, 180)} for v in "ab"})
+        remove_tree(tmp)
+        time.sleep(0.3)
+        assert not tmp.exists()

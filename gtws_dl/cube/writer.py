@@ -23,7 +23,7 @@ from gtws_dl.cube.store import CUBE_FORMAT_VERSION, lazy_nan
 from gtws_dl.diskspace import check_free_space, check_writable, disk_full_is_an_error, float32_bytes
 from gtws_dl.grid import Grid
 from gtws_dl.io.errors import InputFileError
-from gtws_dl.lock import remove_stale_temps
+from gtws_dl.lock import remove_stale_temps, remove_tree
 
 LOGGER = logging.getLogger(__name__)
 
@@ -167,8 +167,8 @@ class CubeWriter:
 
     def abort(self) -> None:
         """Drop the temp stores; the cube directory is left as it was before this writer."""
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        shutil.rmtree(self._tmp_targets, ignore_errors=True)
+        remove_tree(self._tmp)  # after a failure zarr may still be writing chunks into them
+        remove_tree(self._tmp_targets)
         if self._created_dir and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
             self.out_dir.rmdir()
 

@@ -30,7 +30,7 @@ import xarray as xr
 from gtws_dl import __version__
 from gtws_dl.diskspace import disk_full_is_an_error
 from gtws_dl.grid import EARTH_RADIUS_M, Grid
-from gtws_dl.lock import remove_stale_temps
+from gtws_dl.lock import remove_stale_temps, remove_tree
 from gtws_dl.post.manifest import check_product, set_aside
 
 LOGGER = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ def _write_zarr_atomic(ds: xr.Dataset, target: Path) -> None:
             os.replace(target, old)
         os.replace(tmp, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)  # after a failure zarr may still be writing chunks into it
         shutil.rmtree(old, ignore_errors=True)
     LOGGER.info("wrote %s", target)
 
