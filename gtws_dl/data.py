@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from gtws_dl.config import ConfigError
 from gtws_dl.cube.store import check_cube_targets, cube_location, open_cube
 from gtws_dl.split import available_months, time_split
-from gtws_dl.target_base import MEMORY, fit_target_base
+from gtws_dl.target_base import MEMORY, base_of_every_month, fit_target_base
 
 LOGGER = logging.getLogger(__name__)
 
@@ -248,20 +248,28 @@ class CubeDataModule(L.LightningDataModule):
         # the base of every month (K, T, H, W) mm, as large as the targets held above; None for "none"
         self.base_field = None
         if self.base.kind != "none":
-            at = self.base.over(self.pred, self.times, self.channels, self.mean, self.std, where=str(self.cube_dir))
-            self.base_field = np.concatenate([at(i0, min(len(self.times), i0 + 120))
-                                              for i0 in range(0, len(self.times), 120)], axis=1)
-        # per-cell target scale (K, H, W), mm: every land cell weighs alike in the loss, whatever its amplitude
-        resid = self.targ[:, self.split.train]
-        if self.base_field is not None:
-            resid = resid - self.base_field[:, self.split.train]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN ocean cells
-            sd = np.nanstd(resid, axis=1)
-        self.scale = np.where(np.isfinite(sd), np.maximum(sd, self.min_scale_mm), 1.0).astype(np.float32)
+            self.base_field = base_of_every_month(self.base, self.pred, self.times, self.channels, self.mean,
+                                                  self.std, where=str(self.cube_dir))
+        self.scale = self._scale()
         self.months = self.times.month.values
         self.dropout = availability_climatologies(self.pred, self.channels) if self.p_dropout > 0 else []
         self._ready = True
+
+    def _scale(self, rows: int = 64) -> np.ndarray:
+        """Per-cell target scale (K, H, W) mm, the std of the training months' residual (target less base), in
+        bands of ``rows`` latitude rows (no whole-field copies): every land cell weighs alike in the loss."""
+        K, _, H, W = self.targ.shape
+        sd = np.empty((K, H, W), np.float32)
+        train = self.split.train
+        for r0 in range(0, H, rows):
+            band = slice(r0, min(H, r0 + rows))
+            resid = self.targ[:, train, band]
+            if self.base_field is not None:
+                resid = resid - self.base_field[:, train, band]
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN ocean cells
+                sd[:, band] = np.nanstd(resid, axis=1)
+        return np.where(np.isfinite(sd), np.maximum(sd, self.min_scale_mm), 1.0).astype(np.float32)
 
     def _memory(self) -> dict:
         """The forcing memories of the ``forcing_memory`` base that this cube's channels allow."""
@@ -309,7 +317,23 @@ class CubeDataModule(L.LightningDataModule):
         stride = self.window - self.warmup
         first = s.val[0] - self.warmup
         starts = np.arange(first, s.val[-1] - self.warmup + 1, stride).clip(0, len(self.times) - self.window)
-        return np.unique(starts)  # a record starting with the validation months clips several starts to 0
+        starts = np.unique(starts)  # a record starting with the validation months clips several starts to 0
+        scored = np.zeros(len(self.times), dtype=bool)
+        for t0 in starts:
+            scored[t0 + self.warmup:t0 + self.window] = True
+        lost = [t for t in s.val if not scored[t]]
+        if lost:
+            span = f"{self.times[lost[0]]:%Y-%m}..{self.times[lost[-1]]:%Y-%m}"
+            fix = (f"ingest forcing from at least {self.warmup} months before the first validation month, "
+                   "or set data.split.val_block=last, or a smaller datamodule.warmup")
+            if len(lost) == len(s.val):
+                raise ConfigError(
+                    f"no validation month can be scored: all {len(lost)} ({span}) fall in the first "
+                    f"datamodule.warmup={self.warmup} months of the record ({self.times[0]:%Y-%m}), which only "
+                    f"spin the model's state up; {fix}")
+            LOGGER.warning("%d validation months (%s) fall in the record's first datamodule.warmup=%d months and are "
+                        "not scored; %s", len(lost), span, self.warmup, fix)
+        return starts
 
     def train_dataloader(self) -> DataLoader:
         ds = self._dataset(self.train_starts(), self.split.train, patch=self.patch,

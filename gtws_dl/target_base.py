@@ -216,6 +216,25 @@ class TargetBase:
                    start=meta.get("start"))
 
 
+def base_of_every_month(base: TargetBase, pred, times: pd.DatetimeIndex, channels: list[str], mean, std, *,
+                        where: str = "the cube", memory_mb: float | None = None, block: int = 120) -> np.ndarray:
+    """The base of every cube month, (K, T, H, W) float32 mm, evaluated in latitude bands of about ``memory_mb``
+    (default :data:`FIT_MEMORY_MB`) and blocks of ``block`` months: the forcing memories of a whole field over a
+    block are (block, F, H, W), 4 GB at global 0.25 deg, so they are never held for more than a band."""
+    K, P, H, W = base.coef.shape
+    T = len(times)
+    out = np.empty((K, T, H, W), np.float32)
+    n_mem = max(0, P - 12) if base.kind == "forcing_memory" else 0
+    per_row = 4.0 * W * min(block, T) * (2 * n_mem + 3 * K + 1)  # memories, read channels, base and its sums
+    rows = max(1, min(H, int((memory_mb or FIT_MEMORY_MB) * 2**20 // per_row)))
+    for r0 in range(0, H, rows):
+        band = slice(r0, min(H, r0 + rows))
+        at = base.over(pred, times, channels, mean, std, where=where, rows=band)
+        for i0 in range(0, T, block):
+            out[:, i0:i0 + block, band] = at(i0, min(T, i0 + block))
+    return out
+
+
 def fit_target_base(targ: np.ndarray, times: pd.DatetimeIndex, train: np.ndarray, kind: str, *, pred=None,
                     channels: list[str] | None = None, mean=None, std=None, memory: dict | None = None) -> TargetBase:
     """Fit the base per target and cell on the months ``train`` (indices into ``times``).

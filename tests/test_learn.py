@@ -8,7 +8,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from gtws_dl.checkpoint import CheckpointMismatchError, check_compatible
-from gtws_dl.config import conf_dir
+from gtws_dl.config import ConfigError, conf_dir
 from gtws_dl.data import CubeDataModule
 from gtws_dl.models.convlstm import ConvLSTM
 from gtws_dl.split import available_months, time_split
@@ -191,3 +191,26 @@ def test_validation_in_tiles_gives_the_whole_field_loss(synthetic_cube):
     assert losses["whole"] > 0
     np.testing.assert_allclose(losses["tiles"], losses["whole"], rtol=1e-5)
     np.testing.assert_allclose(rmse["tiles"], rmse["whole"], rtol=1e-5)  # mm, over every validation cell-month
+
+
+def test_validation_months_in_the_records_spin_up_are_an_error_not_a_zero_loss(tmp_path, caplog):
+    # a record that starts with its GRACE months: backward validation falls in the warm-up of the first window,
+    # which is never scored; a silent validation loss of 0 would pick the first checkpoint as the best
+    from conftest import make_synthetic_cube
+
+    make_synthetic_cube(tmp_path / "cube", start="2002-04-01")
+    kw = dict(window=12, warmup=6, batch_size=2, patch=[8, None], samples_per_epoch=4, val_block="first",
+              gap_months=0)
+    dm = CubeDataModule(str(tmp_path / "cube"), ["csr"], val_months=6, **kw)
+    dm.setup()
+    with pytest.raises(ConfigError, match=r"no validation month can be scored.*2002-04\.\.2002-09.*warmup=6"):
+        dm.val_starts()
+    dm = CubeDataModule(str(tmp_path / "cube"), ["csr"], val_months=9, **kw)
+    dm.setup()
+    with caplog.at_level("WARNING", logger="gtws_dl.data"):
+        starts = dm.val_starts()  # 2002-10..12 are scored; the first six months are named in a warning
+    assert "6 validation months (2002-04..2002-09)" in caplog.text
+    vds = dm._dataset(starts, dm.split.val, patch=None)
+    scored = {int(vds.starts[i]) + t for i in range(len(vds))
+              for t in np.flatnonzero(vds[i]["mask"].numpy().any(axis=(1, 2, 3)))}
+    assert scored == set(dm.split.val[6:])
