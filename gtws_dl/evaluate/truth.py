@@ -26,8 +26,9 @@ from omegaconf import DictConfig
 from gtws_dl.config import command, conf_dir, grid_from
 from gtws_dl.conventions import CENTRES
 from gtws_dl.cube.store import open_cube
-from gtws_dl.evaluate.protocol import METRICS, evaluate
-from gtws_dl.evaluate.trends import MIN_MONTHS, TREND_REGIONS, trend_agreement
+from gtws_dl.evaluate.bands import BAND_MB, LazyField, bands, finite_months, take
+from gtws_dl.evaluate.protocol import METRICS, Evaluation, evaluate
+from gtws_dl.evaluate.trends import MIN_MONTHS, TREND_REGIONS, TrendAgreement, trend_agreement
 from gtws_dl.lock import write_text_atomic
 from gtws_dl.post.products import read_product
 from gtws_dl.post.publish import product_name
@@ -60,18 +61,21 @@ def skill_rows(centre: str, sim: np.ndarray, obs: np.ndarray, times, *, cell_are
     with fewer than ``min_months`` months where both have values is left out.
     """
     times = pd.DatetimeIndex(times)
-    both = (np.isfinite(sim) & np.isfinite(obs)).any(axis=(1, 2))
+    both = finite_months(sim, obs)
     rows = []
     for pname, (a, b) in (periods or PERIODS).items():
         sel = np.asarray((times >= pd.Timestamp(a)) & (times <= pd.Timestamp(b)))
         if (sel & both).sum() < min_months:
             continue
-        res = evaluate(sim[sel], obs[sel], times[sel], cell_area=cell_area, regions=regions)
-        for signal, label in SIGNALS.items():
-            for key, rname in EVALUATION_REGIONS.items():
-                rows.append({"centre": centre, "reference": reference, "period": pname, "signal": label,
-                             "region": rname, **{m: res[f"{key}_{signal}_{m}"] for m in METRICS}})
+        res = evaluate(take(sim, sel), take(obs, sel), times[sel], cell_area=cell_area, regions=regions)
+        rows += _protocol_rows(centre, reference, pname, res)
     return rows
+
+
+def _protocol_rows(centre: str, reference: str, period: str, res: Mapping[str, float]) -> list[dict]:
+    return [{"centre": centre, "reference": reference, "period": period, "signal": label, "region": rname,
+             **{m: res[f"{key}_{signal}_{m}"] for m in METRICS}}
+            for signal, label in SIGNALS.items() for key, rname in EVALUATION_REGIONS.items()]
 
 
 def trend_rows(name: str, sim: np.ndarray, grace: np.ndarray, truth: np.ndarray, times, *, cell_area: np.ndarray,
@@ -80,12 +84,17 @@ def trend_rows(name: str, sim: np.ndarray, grace: np.ndarray, truth: np.ndarray,
     one row per region of :data:`TREND_REGIONS`, on the months of ``period`` where GRACE has values."""
     times = pd.DatetimeIndex(times)
     sel = np.asarray((times >= pd.Timestamp(period[0])) & (times <= pd.Timestamp(period[1])))
-    sel &= np.isfinite(grace).any(axis=(1, 2))
+    sel &= finite_months(grace)
     regions = {mask: masks[mask] for mask, _ in TREND_REGIONS.values()}
     if sel.sum() < MIN_MONTHS:
         return []
-    vs_grace = trend_agreement(sim[sel], grace[sel], times[sel], cell_area=cell_area, regions=regions)
-    truth_t = trend_agreement(truth[sel], grace[sel], times[sel], cell_area=cell_area, regions=regions)
+    sim, grace, truth = take(sim, sel), take(grace, sel), take(truth, sel)
+    vs_grace = trend_agreement(sim, grace, times[sel], cell_area=cell_area, regions=regions)
+    truth_t = trend_agreement(truth, grace, times[sel], cell_area=cell_area, regions=regions)
+    return _trend_rows(name, vs_grace, truth_t)
+
+
+def _trend_rows(name: str, vs_grace: Mapping[str, float], truth_t: Mapping[str, float]) -> list[dict]:
     return [{"product": name, "region": label, "trend_product_mm_yr": vs_grace[f"{k}_trend_sim"],
              "trend_grace_mm_yr": vs_grace[f"{k}_trend_obs"], "trend_truth_mm_yr": truth_t[f"{k}_trend_sim"],
              "area_mean_error_rel": _rel(vs_grace[f"{k}_trend_sim"], vs_grace[f"{k}_trend_obs"]),
@@ -98,24 +107,31 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b) if b else float("nan")
 
 
-def _on_months(da: xr.DataArray, times: pd.DatetimeIndex) -> np.ndarray:
-    """``da`` (time, lat, lon) on the month stamps ``times`` (NaN for a month it lacks), float32."""
-    own = month_starts(da["time"].values)
+def _on_months(da, times: pd.DatetimeIndex, own: pd.DatetimeIndex | None = None) -> LazyField:
+    """``da`` (time, lat, lon; xarray, or an array with its months ``own``) on the month stamps ``times`` (NaN for a
+    month it lacks), read by latitude bands as float32."""
+    own = month_starts(da["time"].values) if own is None else own
     idx = own.get_indexer(times)
-    out = np.full((len(times),) + da.shape[1:], np.nan, np.float32)
-    out[idx >= 0] = da.values[idx[idx >= 0]]
-    return out
+    have = idx >= 0
+    lo, hi = (int(idx[have].min()), int(idx[have].max()) + 1) if have.any() else (0, 0)
+
+    def read(r0: int, r1: int) -> np.ndarray:
+        out = np.full((len(times), r1 - r0, da.shape[-1]), np.nan, np.float32)
+        if have.any():
+            out[have] = np.asarray(da[lo:hi, r0:r1], np.float32)[idx[have] - lo]
+        return out
+
+    return LazyField(read, (len(times), *da.shape[1:]))
 
 
 def skill_table(products_dir: str | Path, truth: xr.DataArray, *, grid, periods: dict | None = None,
                 centres: Sequence[str] = CENTRES, forced: xr.DataArray | None = None,
-                cube_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                cube_dir: str | Path | None = None, min_months: int = 24) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Skill of every centre's product in ``products_dir`` against ``truth`` (and the forced stores ``forced``) and,
     from the cube's GRACE targets, the ceiling rows (the target itself against the truth) and the GRACE-era trend
-    agreement; returns (skill rows, trend rows)."""
+    agreement; returns (skill rows, trend rows). One pass over latitude bands per centre: each field's band is read
+    once and feeds every period and reference (memory bounded in area, each file read once)."""
     area = grid.cell_area()
-    truth = truth.load()  # read once, not once per centre and reference
-    forced = None if forced is None else forced.load()
     targets = _cube_targets(cube_dir) if cube_dir else {}
     rows, trends = [], []
     for centre in centres:
@@ -124,40 +140,80 @@ def skill_table(products_dir: str | Path, truth: xr.DataArray, *, grid, periods:
             continue
         rec = read_product(path, verify=True)["twsa"]
         times = month_starts(rec["time"].values)
-        sim = rec.values
-        land = np.isfinite(sim[0])
-        obs = _on_months(truth, times)
-        land &= np.isfinite(obs).any(0)
-        sim = np.where(land, sim, np.nan)
-        obs[:, ~land] = np.nan
+        fields = {"sim": _on_months(rec, times), "truth": _on_months(truth, times)}
+        land = np.isfinite(np.asarray(rec[0], np.float32)) & _finite_cells(fields["truth"])
+        refs = {REFERENCES["truth"]: "truth"}
+        if forced is not None:
+            fields["forced"] = _on_months(forced, times)
+            refs[REFERENCES["forced"]] = "forced"
+        if centre in targets:
+            fields["grace"] = _on_months(targets[centre][1], times, targets[centre][0]).masked(land)
+        fields = {k: f.masked(land) for k, f in fields.items()}
         masks = region_masks(grid, land)
         regions = evaluation_masks(masks)
-        refs = {REFERENCES["truth"]: obs}
-        if forced is not None:
-            refs[REFERENCES["forced"]] = np.where(land, _on_months(forced, times), np.nan)
-        grace = None
-        if centre in targets:
-            grace = np.where(land, targets[centre][1][targets[centre][0].get_indexer(times)], np.nan)
-        for ref, o in refs.items():
-            rows += skill_rows(centre, sim, o, times, cell_area=area, regions=regions, periods=periods, reference=ref)
-            if grace is not None:  # the ceiling: what the training data itself scores (its own months)
-                rows += skill_rows(f"GRACE {centre} (target)", grace, o, times, cell_area=area, regions=regions,
-                                   periods={GRACE_ERA: PERIODS[GRACE_ERA]}, reference=ref)
-        if grace is not None:
-            trends += trend_rows(f"gtws-dl {centre}", sim, grace, obs, times, cell_area=area, masks=masks)
+        jobs = []  # (centre label, reference label, period, sim key, obs key, months, Evaluation, months both have)
+        for ref, okey in refs.items():
+            scored = [(centre, "sim", periods or PERIODS)]
+            if "grace" in fields:  # the ceiling: what the training data itself scores (its own months)
+                scored.append((f"GRACE {centre} (target)", "grace", {GRACE_ERA: PERIODS[GRACE_ERA]}))
+            for label, skey, prd in scored:
+                for pname, (a, b) in prd.items():
+                    sel = np.flatnonzero((times >= pd.Timestamp(a)) & (times <= pd.Timestamp(b)))
+                    if len(sel) >= min_months:
+                        jobs.append((label, ref, pname, skey, okey, sel,
+                                     Evaluation(times[sel], land.shape, cell_area=area, regions=regions),
+                                     np.zeros(len(sel), bool)))
+        trend = None
+        if "grace" in fields:
+            lo, hi = PERIODS[GRACE_ERA]
+            gsel = np.flatnonzero((times >= pd.Timestamp(lo)) & (times <= pd.Timestamp(hi))
+                                  & finite_months(fields["grace"]))
+            tregions = {mask: masks[mask] for mask, _ in TREND_REGIONS.values()}
+            if len(gsel) >= MIN_MONTHS:
+                trend = [gsel] + [TrendAgreement(times[gsel], land.shape, cell_area=area, regions=tregions)
+                                  for _ in range(2)]
+        for r0, r1 in bands((len(times), *land.shape), BAND_MB / (1 + len(fields) / 4)):
+            b = {k: f.band(r0, r1) for k, f in fields.items()}
+            for _, _, _, skey, okey, sel, ev, both in jobs:
+                s, o = b[skey][sel], b[okey][sel]
+                both |= (np.isfinite(s) & np.isfinite(o)).any(axis=(1, 2))
+                ev.add(r0, s, o)
+            if trend is not None:
+                gsel, vs_grace, vs_truth = trend
+                vs_grace.add(r0, b["sim"][gsel], b["grace"][gsel])
+                vs_truth.add(r0, b["truth"][gsel], b["grace"][gsel])
+        for label, ref, pname, _, _, _, ev, both in jobs:
+            if both.sum() >= min_months:  # a period with too few months where both have values is left out
+                rows += _protocol_rows(label, ref, pname, ev.result())
+        if trend is not None:
+            trends += _trend_rows(f"gtws-dl {centre}", trend[1].result(), trend[2].result())
     return pd.DataFrame(rows), pd.DataFrame(trends)
 
 
-def _cube_targets(cube_dir: str | Path) -> dict[str, tuple[pd.DatetimeIndex, np.ndarray]]:
-    """The cube's GRACE targets {centre: (months, (time, lat, lon) mm)}."""
+def _finite_cells(field: LazyField) -> np.ndarray:
+    """(lat, lon) True where ``field`` has a finite value in some month."""
+    out = np.zeros(field.shape[1:], bool)
+    for r0, r1 in bands(field.shape):
+        out[r0:r1] = np.isfinite(field.band(r0, r1)).any(0)
+    return out
+
+
+def _cube_targets(cube_dir: str | Path) -> dict[str, tuple[pd.DatetimeIndex, object]]:
+    """The cube's GRACE targets {centre: (months, (time, lat, lon) mm, read from the zarr store when sliced)}."""
     manifest, _, targ = open_cube(cube_dir)
     times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
     names = [str(t) for t in targ["target"][:]]
-    out = {}
-    for i, c in enumerate(names):
-        a = np.asarray(targ["twsa"][i], np.float32)
-        out[c] = (times, a)
-    return out
+    return {c: (times, _Target(targ["twsa"], i)) for i, c in enumerate(names)}
+
+
+class _Target:
+    """Target ``i`` of the cube's (target, time, lat, lon) zarr array, sliced as (time, lat, lon)."""
+
+    def __init__(self, arr, i: int) -> None:
+        self.arr, self.i, self.shape = arr, i, tuple(arr.shape[1:])
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.arr[(self.i, *key)]
 
 
 def write_skill(df: pd.DataFrame, products_dir: str | Path, trends: pd.DataFrame | None = None) -> Path:

@@ -1,0 +1,74 @@
+"""(time, lat, lon) fields evaluated in latitude bands: memory bounded in area.
+
+The protocol's metrics are per-cell maps (summarised by area-weighted medians) and area-mean series (sums over
+cells): both are the same whether a field is read whole or band by band. A field is a numpy array, an xarray
+DataArray, or a :class:`LazyField` that reads a band when asked (a product on disk, the truth on other months);
+the float64 working copies of the metrics are then (time, rows, lon), never (time, lat, lon).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+BAND_MB = 256.0  # float64 working set of one band of the evaluation (about 16 copies of months x rows x lon)
+
+
+class LazyField:
+    """A (time, lat, lon) field read by latitude bands: ``read(r0, r1)`` -> (time, r1 - r0, lon) array.
+
+    ``months`` selects time steps (a boolean mask or indices) without reading anything; ``masked(keep)`` sets
+    cells outside ``keep`` (lat, lon) to NaN when read.
+    """
+
+    def __init__(self, read: Callable[[int, int], np.ndarray], shape: tuple[int, int, int]) -> None:
+        self._read, self.shape = read, tuple(int(n) for n in shape)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def band(self, r0: int, r1: int) -> np.ndarray:
+        return np.asarray(self._read(r0, r1))
+
+    def months(self, sel) -> LazyField:
+        idx = np.flatnonzero(sel) if np.asarray(sel).dtype == bool else np.asarray(sel)
+        return LazyField(lambda r0, r1: self.band(r0, r1)[idx], (len(idx), *self.shape[1:]))
+
+    def masked(self, keep: np.ndarray) -> LazyField:
+        def read(r0: int, r1: int) -> np.ndarray:
+            out = np.array(self.band(r0, r1), dtype=np.float32)
+            out[:, ~keep[r0:r1]] = np.nan
+            return out
+
+        return LazyField(read, self.shape)
+
+
+def band(x, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0 .. r1`` of a (time, lat, lon) field (numpy, xarray or :class:`LazyField`)."""
+    return x.band(r0, r1) if isinstance(x, LazyField) else np.asarray(x[:, r0:r1])
+
+
+def take(x, sel):
+    """The time steps ``sel`` of a field, lazily for a :class:`LazyField`."""
+    return x.months(sel) if isinstance(x, LazyField) else x[sel]
+
+
+def bands(shape: tuple[int, ...], mb: float = BAND_MB) -> Iterator[tuple[int, int]]:
+    """Latitude bands ``(r0, r1)`` of a (time, lat, lon) field whose float64 working set is about ``mb`` MB."""
+    T, H, W = shape[-3:]
+    rows = max(1, min(H, int(mb * 2**20 // (16 * 8 * max(1, T) * max(1, W)))))
+    for r0 in range(0, H, rows):
+        yield r0, min(H, r0 + rows)
+
+
+def finite_months(*fields) -> np.ndarray:
+    """(time,) True where every field has a finite value in some cell (the same cell)."""
+    out = np.zeros(fields[0].shape[0], bool)
+    for r0, r1 in bands(fields[0].shape):
+        ok = np.isfinite(band(fields[0], r0, r1))
+        for f in fields[1:]:
+            ok &= np.isfinite(band(f, r0, r1))
+        out |= ok.any(axis=(1, 2))
+    return out
