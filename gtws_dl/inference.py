@@ -20,6 +20,7 @@ from gtws_dl.config import check_flag, command, conf_dir, grid_from, to_plain, v
 from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
+from gtws_dl.heap import release_memory
 from gtws_dl.lock import OutputLock, remove_stale_temps
 from gtws_dl.models.module import ReconstructionModule
 from gtws_dl.post.append import append_products
@@ -110,6 +111,7 @@ def infer(cfg: DictConfig) -> dict:
     else:
         recon = reconstruct(module, cfg.paths.cube_dir, out, ckpt_path=cfg.ckpt_path, **kwargs)
     norm = module.hparams.normalisation  # the products' provenance attributes
+    release_memory()  # the reconstruction's freed heap, before the products' bands are allocated
     with OutputLock(cfg.paths.products_dir):  # one publisher per products folder (its manifest is shared)
         written = _publish(cfg, recon, module, manifest, norm, members)
     print(summary(written, grid=grid_from(cfg), centres=list(module.targets)))

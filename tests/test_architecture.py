@@ -17,7 +17,7 @@ PKG = Path(__file__).resolve().parents[1] / "gtws_dl"
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("gtws_dl", "gtws_dl.conventions", "gtws_dl.grid", "gtws_dl.landmask", "gtws_dl.seasonal",
               "gtws_dl.hashing", "gtws_dl.lock", "gtws_dl.diskspace", "gtws_dl.config", "gtws_dl.schema",
-              "gtws_dl.split", "gtws_dl.journal", "gtws_dl.zarr_time")),
+              "gtws_dl.split", "gtws_dl.journal", "gtws_dl.zarr_time", "gtws_dl.heap")),
     ("twin", ("gtws_dl.twin",)),
     ("io", ("gtws_dl.io",)),
     ("cube", ("gtws_dl.cube", "gtws_dl.ingest")),

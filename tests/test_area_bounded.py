@@ -100,7 +100,7 @@ def test_products_published_in_latitude_bands_equal_whole_fields(synthetic_cube,
     """products.memory_gb small: 2-row bands, chunks of one band, same values, std included."""
     import xarray as xr
 
-    from gtws_dl.post.publish import band_rows, publish
+    from gtws_dl.post.publish import BAND_BYTES_PER_CELL_MONTH, band_rows, publish
     from gtws_dl.recon_store import write_reconstruction
 
     grid, times, truth, land = (synthetic_cube[k] for k in ("grid", "times", "truth", "land"))
@@ -110,7 +110,7 @@ def test_products_published_in_latitude_bands_equal_whole_fields(synthetic_cube,
     recon = write_reconstruction(tmp_path / "csr.zarr", twsa, targets=["csr"], times=times, lat=grid.lat,
                                  lon=grid.lon, twsa_std=std)
     rows = 2
-    gb = rows * len(times) * grid.nlon * 64 / 2**30  # band_rows' budget for 2 rows
+    gb = rows * len(times) * grid.nlon * BAND_BYTES_PER_CELL_MONTH / 2**30  # band_rows' budget for 2 rows
     assert band_rows(len(times), grid.nlon, gb) == rows
     kw = {"grid": grid, "cube_dir": synthetic_cube["dir"], "channels": ["tp"]}
     whole = publish(recon, tmp_path / "whole", **kw)

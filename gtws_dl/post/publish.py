@@ -116,10 +116,17 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     return written
 
 
+# Bytes per cell-month of the products' working set: one band's float64 decomposition (the anomaly as
+# float64, its trend, seasonal cycle and residual, their temporaries) measured at 72-80 B per cell-month on the
+# global 0.25 deg twin (72 months, 2026-12-03, peak RSS of publication at products.memory_gb=1 and 4), times the
+# two bands dask's threads compute at once.
+BAND_BYTES_PER_CELL_MONTH = 160
+
+
 def band_rows(n_months: int, n_lon: int, memory_gb: float) -> int:
-    """Latitude rows per band of the products: a band's float64 working set (about 8 copies of months x rows x
-    lon: the anomaly, the fit and its residual, for two bands written at once) within ``memory_gb``."""
-    return max(1, int(memory_gb * 2**30 // (n_months * n_lon * 8 * 8)))
+    """Latitude rows per band of the products, so that the bands computed at once (two, each ~80 B per
+    cell-month, :data:`BAND_BYTES_PER_CELL_MONTH`) stay within ``memory_gb``."""
+    return max(1, int(memory_gb * 2**30 // (n_months * n_lon * BAND_BYTES_PER_CELL_MONTH)))
 
 
 def banded(fn, shape: tuple[int, ...], rows: int, dtype=np.float32):
