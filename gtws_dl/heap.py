@@ -10,9 +10,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import logging
-
-LOGGER = logging.getLogger(__name__)
 
 
 def release_memory() -> bool:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -67,51 +68,52 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
     if rows < H:
         LOGGER.info("products computed in latitude bands of %d rows (products.memory_gb)", rows)
     zarr_copy = bool(products.get("zarr_copy", True))
-    for centre in f.centres:
-        twsa = banded(lambda r0, r1, c=centre: f.anomaly(c, r0, r1), (len(times), H, W), rows)
-        # predictive spread (heteroscedastic head and/or deep ensemble), mm; unaffected by the re-referencing
-        twsa_std = (banded(lambda r0, r1, c=centre: f.read(c, r0, r1, "twsa_std"), (len(times), H, W), rows)
-                    if "twsa_std" in f.ds else None)
-        attrs = {
-            "title": f"gtws-dl reconstructed terrestrial water storage anomaly ({centre.upper()} mascon-trained)",
-            "gtws_dl_version": __version__,
-            "target_centre": centre,
-            "anomaly_baseline": f"{baseline[0]} to {baseline[1]}",
-            "time_coverage_start": f"{times[0]:%Y-%m}",  # the record (ACDD), chosen from the data or data.start/end
-            "time_coverage_end": f"{times[-1]:%Y-%m}",
-            "training_period": " to ".join(train_period or []),
-            "validation_period": " to ".join(val_period or []),
-            "normalisation_period": " to ".join(stats_period or []),
-            "predictors": ", ".join(channels),
-            "model_window_months": int(window),
-            "period_sources": sources,
-            "unforced": describe(f.mode if centre in f.grace else "off", f.onset, train_period, f.z),
-            "preliminary_months": preliminary_months(times, prelim),
-            "config": _short_config(config),
-        }
-        extra = {}
-        if centre in f.grace:  # the unforced rate added: the monthly update reuses it, users map it
-            rate = banded(lambda r0, r1, c=centre: _rate_band(f, c, r0, r1), (H, W), rows)
-            extra[UNFORCED_VAR] = (("lat", "lon"), rate, UNFORCED_ATTRS)
-        p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
-                               cell_area=area, attrs=attrs, twsa_std=twsa_std, preliminary=prelim,
-                               zarr_copy=zarr_copy, extra=extra)
-        written[centre] = p
-        resid, coef = banded_parts(lambda r0, r1, c=centre: f.residual_and_coefficients(c, r0, r1),
-                                  ((len(times), H, W), np.float32), ((len(f.coefficient_names), H, W), np.float64),
-                                  rows=rows)
-        dd_attrs = {**attrs, "title": attrs["title"] + ", detrended and deseasonalized",
-                    "processing": "linear trend and mean seasonal cycle (annual + semi-annual harmonics) removed "
-                                  f"per cell, fitted over {period[0]} to {period[1]} (fixed: months published "
-                                  "later are residuals of the same fit)",
-                    "decomposition_fit_period": f"{period[0]} to {period[1]}"}
-        fit_attrs = {**COEFFICIENT_ATTRS, "coefficient_names": " ".join(f.coefficient_names),
-                     "t_ref": f.t_ref, "comment": COEFFICIENT_ATTRS["comment"] + f"; t_ref = {f.t_ref:.6f}"}
-        written[centre + DD] = write_twsa_product(
-            out_dir / product_name(centre, True), resid, grid=grid, times=times, land_mask=land, cell_area=area,
-            attrs=dd_attrs, preliminary=prelim, zarr_copy=zarr_copy,
-            extra={COEFFICIENTS_VAR: (("coefficient", "lat", "lon"), coef, fit_attrs)})
-        LOGGER.info("wrote %s and its detrended+deseasonalized twin", p)
+    with dask.config.set(num_workers=BANDS_AT_ONCE):  # the bands band_rows budgets for, on any machine
+        for centre in f.centres:
+            twsa = banded(lambda r0, r1, c=centre: f.anomaly(c, r0, r1), (len(times), H, W), rows)
+            # predictive spread (heteroscedastic head and/or deep ensemble), mm; unaffected by the re-referencing
+            twsa_std = (banded(lambda r0, r1, c=centre: f.read(c, r0, r1, "twsa_std"), (len(times), H, W), rows)
+                        if "twsa_std" in f.ds else None)
+            attrs = {
+                "title": f"gtws-dl reconstructed terrestrial water storage anomaly ({centre.upper()} mascon-trained)",
+                "gtws_dl_version": __version__,
+                "target_centre": centre,
+                "anomaly_baseline": f"{baseline[0]} to {baseline[1]}",
+                "time_coverage_start": f"{times[0]:%Y-%m}",  # the record (ACDD), chosen from the data or data.start/end
+                "time_coverage_end": f"{times[-1]:%Y-%m}",
+                "training_period": " to ".join(train_period or []),
+                "validation_period": " to ".join(val_period or []),
+                "normalisation_period": " to ".join(stats_period or []),
+                "predictors": ", ".join(channels),
+                "model_window_months": int(window),
+                "period_sources": sources,
+                "unforced": describe(f.mode if centre in f.grace else "off", f.onset, train_period, f.z),
+                "preliminary_months": preliminary_months(times, prelim),
+                "config": _short_config(config),
+            }
+            extra = {}
+            if centre in f.grace:  # the unforced rate added: the monthly update reuses it, users map it
+                rate = banded(lambda r0, r1, c=centre: _rate_band(f, c, r0, r1), (H, W), rows)
+                extra[UNFORCED_VAR] = (("lat", "lon"), rate, UNFORCED_ATTRS)
+            p = write_twsa_product(out_dir / product_name(centre), twsa, grid=grid, times=times, land_mask=land,
+                                   cell_area=area, attrs=attrs, twsa_std=twsa_std, preliminary=prelim,
+                                   zarr_copy=zarr_copy, extra=extra)
+            written[centre] = p
+            resid, coef = banded_parts(lambda r0, r1, c=centre: f.residual_and_coefficients(c, r0, r1),
+                                      ((len(times), H, W), np.float32), ((len(f.coefficient_names), H, W), np.float64),
+                                      rows=rows)
+            dd_attrs = {**attrs, "title": attrs["title"] + ", detrended and deseasonalized",
+                        "processing": "linear trend and mean seasonal cycle (annual + semi-annual harmonics) removed "
+                                      f"per cell, fitted over {period[0]} to {period[1]} (fixed: months published "
+                                      "later are residuals of the same fit)",
+                        "decomposition_fit_period": f"{period[0]} to {period[1]}"}
+            fit_attrs = {**COEFFICIENT_ATTRS, "coefficient_names": " ".join(f.coefficient_names),
+                         "t_ref": f.t_ref, "comment": COEFFICIENT_ATTRS["comment"] + f"; t_ref = {f.t_ref:.6f}"}
+            written[centre + DD] = write_twsa_product(
+                out_dir / product_name(centre, True), resid, grid=grid, times=times, land_mask=land, cell_area=area,
+                attrs=dd_attrs, preliminary=prelim, zarr_copy=zarr_copy,
+                extra={COEFFICIENTS_VAR: (("coefficient", "lat", "lon"), coef, fit_attrs)})
+            LOGGER.info("wrote %s and its detrended+deseasonalized twin", p)
     written["xlsx"] = write_regional_workbook(out_dir, grid=grid, land=land, cell_area=area)
     return written
 
@@ -119,8 +121,9 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
 # Bytes per cell-month of the products' working set: one band's float64 decomposition (the anomaly as
 # float64, its trend, seasonal cycle and residual, their temporaries) measured at 72-80 B per cell-month on the
 # global 0.25 deg twin (72 months, 2026-12-03, peak RSS of publication at products.memory_gb=1 and 4), times the
-# two bands dask's threads compute at once.
-BAND_BYTES_PER_CELL_MONTH = 160
+# bands computed at once (BANDS_AT_ONCE: dask's threads while the products are written, whatever the core count).
+BANDS_AT_ONCE = 2
+BAND_BYTES_PER_CELL_MONTH = 80 * BANDS_AT_ONCE
 
 
 def band_rows(n_months: int, n_lon: int, memory_gb: float) -> int:
