@@ -9,6 +9,7 @@ import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from gtws_dl.io.errors import InputFileError
 from gtws_dl.io.mascon import assign_months, open_mascon
@@ -162,6 +163,37 @@ def test_gain_factor_and_land_mask(tmp_path):
     gained = open_mascon(p, "jpl", gain_factor=g, land_mask=g, baseline=None)
     np.testing.assert_allclose(gained.values[:, 1:], 2 * base.values[:, 1:], rtol=1e-6)
     assert np.isnan(gained.values[:, 0]).all()
+
+
+@pytest.mark.parametrize("layout", ["jpl", "gsfc_time_last"])
+def test_latitude_bands_read_the_rows_of_the_whole_file(tmp_path, layout):
+    """Bands read with ``lat`` windows (what the cube builder does, memory one band) are exactly the rows of the
+    whole file's result: units, duplicate months, gain factors, land mask and the per-cell baseline."""
+    spans = month_spans("2004-01", 30)
+    spans.append(spans[2])  # an identical copy of a month: resolved the same way in every band
+    values = np.sin(np.arange(31.0))
+    values[-1] = values[2]
+    kw = {"lon0": -180.0, "time_last": True, "with_bounds": False} if layout == "gsfc_time_last" else {}
+    p, lat, lon = write_mascon(tmp_path / "m.nc", spans, values, res=10.0, **kw)
+    g = tmp_path / "gain.nc"
+    with netCDF4.Dataset(g, "w") as nc:
+        nc.createDimension("lat", len(lat))
+        nc.createDimension("lon", len(lon))
+        for nm, v in (("lat", lat), ("lon", lon)):
+            nc.createVariable(nm, "f8", (nm,))[:] = v
+        rng = np.random.default_rng(0)
+        nc.createVariable("scale_factor", "f8", ("lat", "lon"))[:] = rng.uniform(0.5, 2.0, (len(lat), len(lon)))
+        nc.createVariable("land_mask", "f8", ("lat", "lon"))[:] = rng.uniform(0, 1, (len(lat), len(lon))) > 0.3
+    kw = {"gain_factor": g, "land_mask": g, "baseline": ("2004-01", "2005-12")}
+    whole = open_mascon(p, "jpl", **kw)
+    windows = [(-90, -45), (-44.9, 0), (0.1, 51), (51.5, 90)]  # uneven bands, edges between rows
+    parts = [open_mascon(p, "jpl", lat=w, checks=False, **kw) for w in windows]
+    assert sum(b.sizes["lat"] for b in parts) == whole.sizes["lat"] == len(lat)
+    banded = xr.concat(parts, dim="lat")
+    np.testing.assert_array_equal(banded["lat"].values, whole["lat"].values)
+    np.testing.assert_array_equal(banded["time"].values, whole["time"].values)
+    np.testing.assert_allclose(banded.values, whole.values, rtol=1e-6, equal_nan=True)
+    assert np.isnan(whole.values).any() and np.isfinite(whole.values).any()
 
 
 # ---------------------------------------------------------------- errors

@@ -38,6 +38,7 @@ from gtws_dl.cube.store import CUBE_FORMAT_VERSION
 from gtws_dl.cube.writer import CubeWriter
 from gtws_dl.grid import Grid
 from gtws_dl.hashing import sha256_json, sha256_path
+from gtws_dl.heap import release_memory
 from gtws_dl.io import era5 as era5_io
 from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io import vegetation as veg_io
@@ -168,31 +169,61 @@ class CubeBuilder:
                                      check_nan=False, plausibility=self.plausibility, lat_chunk=lat_chunk)
 
     def _grace_months(self, files: dict[str, list[Path]]) -> dict[str, tuple[pd.DatetimeIndex, Path]]:
-        """``{centre: (months its file holds, path)}``; opens every centre (identity, grid coverage) before any
-        block is computed. The fields are read again by :meth:`_targets` (memory stays bounded meanwhile)."""
+        """``{centre: (months its file holds, path)}``. Every centre is read once, in latitude bands (identity,
+        values, grid coverage, scale and baseline cross-checks) before any block is computed; :meth:`_targets`
+        reads the bands again, so memory follows a band, not the globe."""
         out, spread, used = {}, {}, {}
+        self._mascon: dict[str, dict] = {}
         b0, b1 = self.spec.baseline
         for c in self.spec.grace:
-            path, da = self._open_centre(files, c)
-            out[c] = (pd.DatetimeIndex(da["time"].values), path)
-            sub = np.asarray(da.sel(time=slice(b0, b1)).values[:, ::2, ::2], np.float64)  # robust, a subsample
-            lo, hi = np.nanpercentile(sub, [5, 95]) if np.isfinite(sub).any() else (np.nan, np.nan)
+            path = files[f"grace_{c}"][0]
+            lat = mascon_io.mascon_lat(path, c)
+            sub, lon = [], None
+            step = self._mascon_rows(path, c, lat.size)
+            for k, j0 in enumerate(range(0, lat.size, step)):
+                j1 = min(lat.size, j0 + step)
+                da = self._open_centre(files, c, lat=(lat[j0], lat[j1 - 1]), checks=k == 0)
+                if k == 0:
+                    first = da
+                lon = da["lon"].values
+                # the scale check's subsample: every 2nd row (of the whole file) and column of the baseline months
+                x = np.asarray(da.sel(time=slice(b0, b1)).values[:, j0 % 2::2, ::2], np.float32)
+                sub.append(x[np.isfinite(x)])
+                del da, x
+            check_coverage(first, self.grid, [path], f"data.grace.{c}", lat=lat, lon=lon)
+            months = pd.DatetimeIndex(first["time"].values)
+            out[c] = (months, path)
+            sub = np.concatenate(sub) if sub else np.zeros(0, np.float32)
+            lo, hi = np.percentile(sub, [5, 95]) if sub.size else (np.nan, np.nan)  # robust, a subsample
             spread[c] = float(hi - lo)
-            used[c] = set(da.attrs.get("baseline_months", []))
+            used[c] = set(first.attrs.get("baseline_months", []))
+            self._mascon[c] = {"lat": lat, "nlon": len(lon), "product": first.attrs.get("product", {})}
+            del sub, first
         paths = {c: p for c, (_, p) in out.items()}
         if not self.plausibility.skips("lwe_thickness"):  # data.plausibility.skip waives this check too
             check_centre_scales(spread, paths)
         check_centre_baselines(used, paths, (b0, b1))
         return out
 
-    def _open_centre(self, files: dict[str, list[Path]], c: str) -> tuple[Path, xr.DataArray]:
-        """(path, lwe_thickness mm on the file's grid) of centre ``c``: read, identity/plausibility, coverage."""
+    def _mascon_rows(self, path: Path, c: str, nlat: int) -> int:
+        """Source rows of a mascon file read at once within ``spec.memory_gb``: per row and solution, the
+        longitudes in float64 about 6 times (read, converted, resolved, gain, re-referenced, regridded x 4 / 2)."""
+        _, da = mascon_io._open_lwe(path, c, checks=False)
+        nlon = da.size // max(1, da.sizes["time"] * nlat)
+        per_row = da.sizes["time"] * max(1, nlon) * 8 * 6
+        return int(min(nlat, max(4, float(self.spec.memory_gb) * 2**30 / 2 // per_row)))
+
+    def _open_centre(self, files: dict[str, list[Path]], c: str, *, lat: tuple[float, float] | None = None,
+                     checks: bool = True) -> xr.DataArray:
+        """lwe_thickness (mm, the file's grid) of centre ``c``, rows in ``lat`` (degrees; default all; with
+        ``checks`` the reader's whole-file checks, and without ``lat`` the grid coverage)."""
         path = files[f"grace_{c}"][0]
         gain = files["jpl_gain_factor"][0] if (c == "jpl" and "jpl_gain_factor" in files) else None
         da = mascon_io.open_mascon(path, c, gain_factor=gain, baseline=tuple(self.spec.baseline),
-                                   plausibility=self.plausibility)
-        check_coverage(da, self.grid, [path], f"data.grace.{c}")
-        return path, da
+                                   plausibility=self.plausibility, lat=lat, checks=checks)
+        if lat is None:
+            check_coverage(da, self.grid, [path], f"data.grace.{c}")
+        return da
 
     def build(self, *, force: bool = False, progress: bool = True) -> dict:
         """Write ``predictors.zarr``, ``targets.zarr`` and ``manifest.json``; return the manifest.
@@ -278,6 +309,7 @@ class CubeBuilder:
                                    rows=(r0, r1))
                 bar.update()
         bar.close()
+        release_memory()  # the band loop's freed heap back to the OS before the targets' bands
         info = self._targets(files, writer, bands)
         prelim = [m for m in era5.attrs.get("era5t_months", []) if f"{self.times[0]:%Y-%m}" <= m <= f"{self.times[-1]:%Y-%m}"]
         manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
@@ -348,27 +380,40 @@ class CubeBuilder:
         return out.transpose("time", "lat", "lon").values.astype(np.float32, copy=False)
 
     def _targets(self, files, writer: CubeWriter, bands: Sequence[tuple[int, int]]) -> dict:
-        """Regrid each centre band by band into the writer's target store; returns the manifest's ``targets``."""
+        """Regrid each centre band by band into the writer's target store (each band read from the file with the
+        source rows its regridding needs); returns the manifest's ``targets``."""
         centres = list(self.spec.grace)
         writer.begin_targets(centres, baseline=self.spec.baseline)
         info = {}
         for k, c in enumerate(centres):
-            path, da = self._open_centre(files, c)  # one centre's file in memory at a time
-            common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
-            if len(common) == 0:
-                raise InputFileError(f"{path}: variable lwe_thickness has no month inside {self.times[0]:%Y-%m}..{self.times[-1]:%Y-%m}")
-            where = self.times.get_indexer(common)
-            da = da.sel(time=common)
-            for r0, r1 in bands:
+            path, lat = files[f"grace_{c}"][0], self._mascon[c]["lat"]
+            for r0, r1 in self.target_bands(lat, self._mascon[c]["nlon"]):
+                j0, j1 = _source_slice(lat, self.grid, r0, r1)
+                da = self._open_centre(files, c, lat=(lat[j0], lat[j1 - 1]), checks=False)
+                common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
+                if len(common) == 0:
+                    raise InputFileError(f"{path}: variable lwe_thickness has no month inside "
+                                         f"{self.times[0]:%Y-%m}..{self.times[-1]:%Y-%m}")
                 band = np.full((len(self.times), r1 - r0, self.grid.nlon), np.nan, dtype=np.float32)
-                band[where] = self._regrid(da, r0, r1)
+                band[self.times.get_indexer(common)] = self._regrid(da.sel(time=common), r0, r1)
                 writer.write_target_rows(k, (r0, r1), band)
+                baseline_months = len(da.attrs.get("baseline_months", []))
+                del da, band
             info[c] = {"file": str(path), "months": len(common),
                        "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}",
-                       "product": da.attrs.get("product", {}),  # the release, as its file names it
-                       "baseline_months": len(da.attrs.get("baseline_months", []))}
-            del da
+                       "product": self._mascon[c]["product"],  # the release, as its file names it
+                       "baseline_months": baseline_months}
         return info
+
+    def target_bands(self, src_lat: np.ndarray, src_nlon: int) -> list[tuple[int, int]]:
+        """Latitude bands of the grid for a centre's targets, every month of the record at once, within
+        ``spec.memory_gb``: per grid row, its source rows (latitudes ``src_lat``, ``src_nlon`` longitudes) about
+        6 times in float64 (read, converted, resolved, gain, re-referenced, regridded), the band twice in float32."""
+        g, nt = self.grid, len(self.times)
+        dlat = float(np.median(np.diff(src_lat))) if src_lat.size > 1 else 180.0
+        per_row = nt * (max(1.0, g.res / dlat) * src_nlon * 8 * 6 + g.nlon * 4 * 2)
+        rows = int(float(self.spec.memory_gb) * 2**30 / 2 // per_row) // self.spec.chunk_lat * self.spec.chunk_lat
+        return self.bands(int(min(g.nlat, max(self.spec.chunk_lat, rows))))
 
 
 def era5_signature(era5: xr.Dataset, variables: Sequence[str]) -> dict:
@@ -382,10 +427,18 @@ def era5_signature(era5: xr.Dataset, variables: Sequence[str]) -> dict:
 
 def _source_rows(obj: xr.DataArray | xr.Dataset, grid: Grid, r0: int, r1: int):
     """The latitude rows of a canonical source (lat ascending) that overlap rows ``r0 .. r1`` of ``grid``, plus
-    one row either side (so the edge cells' inferred bounds are those of the whole source grid)."""
+    two rows either side (so the edge cells' inferred bounds are those of the whole source grid)."""
     lat = np.asarray(obj["lat"].values, dtype=np.float64)
     if lat.size < 2:
         return obj
+    j0, j1 = _source_slice(lat, grid, r0, r1)
+    return obj.isel(lat=slice(j0, j1))
+
+
+def _source_slice(lat: np.ndarray, grid: Grid, r0: int, r1: int) -> tuple[int, int]:
+    """``(j0, j1)``: the rows of source latitudes ``lat`` (ascending) :func:`_source_rows` selects."""
+    if lat.size < 2:
+        return 0, lat.size
     lo, hi = grid.lat_bounds[r0, 0], grid.lat_bounds[r1 - 1, 1]
     inside = np.flatnonzero((lat >= lo) & (lat <= hi))
     j0 = int(np.searchsorted(lat, lo)) if inside.size == 0 else int(inside[0])
@@ -393,15 +446,18 @@ def _source_rows(obj: xr.DataArray | xr.Dataset, grid: Grid, r0: int, r1: int):
     j0, j1 = max(0, j0 - 2), min(lat.size, j1 + 2)
     if j1 - j0 < 2:
         j0, j1 = max(0, j1 - 2), min(lat.size, j0 + 2)
-    return obj.isel(lat=slice(j0, j1))
+    return j0, j1
 
 
-def check_coverage(da: xr.DataArray, grid: Grid, files, config_key: str) -> None:
-    """Refuse an input whose lat/lon extent does not cover the grid's domain (canonical ``da``, cell centres).
+def check_coverage(da: xr.DataArray, grid: Grid, files, config_key: str, *, lat: np.ndarray | None = None,
+                   lon: np.ndarray | None = None) -> None:
+    """Refuse an input whose lat/lon extent does not cover the grid's domain (canonical ``da``, cell centres;
+    ``lat``/``lon``: the whole file's, when ``da`` is a band of it).
 
     Without it, a regional download that misses ``grid.bbox`` only shows up later as NaN predictors over land.
     """
-    lat, lon = np.asarray(da["lat"].values, float), np.asarray(da["lon"].values, float)
+    lat = np.asarray(da["lat"].values if lat is None else lat, float)
+    lon = np.asarray(da["lon"].values if lon is None else lon, float)
     if lat.size == 0 or lon.size == 0:
         raise InputFileError(f"{_files(files)}: variable {da.name!r}: no lat/lon cells ({config_key})",
                              paths=files, variable=str(da.name))

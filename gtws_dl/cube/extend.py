@@ -26,13 +26,21 @@ import zarr
 from tqdm.auto import tqdm
 
 from gtws_dl.cube import file_index
-from gtws_dl.cube.build import CubeBuilder, CubeSpec, _source_rows, era5_signature
+from gtws_dl.cube.build import (
+    CubeBuilder,
+    CubeSpec,
+    _source_rows,
+    _source_slice,
+    check_coverage,
+    era5_signature,
+)
 from gtws_dl.cube.kind import check_data_kind
 from gtws_dl.cube.store import open_cube
 from gtws_dl.cube.writer import check_land_finite
 from gtws_dl.grid import Grid
 from gtws_dl.hashing import sha256_json, sha256_path
 from gtws_dl.io import era5 as era5_io
+from gtws_dl.io import mascon as mascon_io
 from gtws_dl.io._common import months_str, resolve_files
 from gtws_dl.io.errors import InputFileError, describe_files
 from gtws_dl.io.regrid import regrid_conservative
@@ -238,15 +246,18 @@ def _append_targets(plan: CubeUpdate, builder: CubeBuilder, files: dict, bands) 
         if known is not None and not len(new.intersection(known)):
             out[c] = []
             continue
-        _, da = builder._open_centre(files, c)
-        file_index.record({path: da["time"].values}, plan.cube_dir)
-        common = new.intersection(pd.DatetimeIndex(da["time"].values))
+        lat = mascon_io.mascon_lat(path, c)
+        head = builder._open_centre(files, c, lat=(lat[0], lat[min(lat.size, 2) - 1]))  # months, whole-file checks
+        check_coverage(head, builder.grid, [path], f"data.grace.{c}", lat=lat)
+        file_index.record({path: head["time"].values}, plan.cube_dir)
+        common = new.intersection(pd.DatetimeIndex(head["time"].values))
         out[c] = [f"{m:%Y-%m}" for m in common]
         if not len(common):
             continue
-        da = da.sel(time=common)
         where = plan.times.get_indexer(common)
-        for r0, r1 in bands:
+        for r0, r1 in bands:  # each band read from the file with the source rows its regridding needs
+            j0, j1 = _source_slice(lat, builder.grid, r0, r1)
+            da = builder._open_centre(files, c, lat=(lat[j0], lat[j1 - 1]), checks=False).sel(time=common)
             band = builder._regrid(da, r0, r1).copy()
             band[:, ~builder.land[r0:r1]] = np.nan
             for j, t in enumerate(where):

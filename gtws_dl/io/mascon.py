@@ -45,6 +45,7 @@ DUPLICATE_ATOL_MM = 1e-3  # two copies of a month's solution must agree to this 
 #: Below this fraction of the baseline window's months a file's re-reference is logged as partial (real releases
 #: miss a few months of 2004-2009); the cube builder refuses centres whose baseline months differ this much.
 BASELINE_MIN_FRACTION = 0.75
+CHECK_BLOCK = 12  # solutions read at once by the whole-file value checks
 
 _LWE_UNITS = {
     "cm": (10.0, 0.0),
@@ -193,9 +194,9 @@ def assign_months(
 
 
 def _resolve(
-    da: xr.DataArray, months: pd.DatetimeIndex, frac: np.ndarray, mid: pd.DatetimeIndex, path
+    da: xr.DataArray, months: pd.DatetimeIndex, frac: np.ndarray, mid: pd.DatetimeIndex, path, *, log: bool = True
 ) -> xr.DataArray:
-    """One field per month (see module docstring); logs every resolution."""
+    """One field per month (see module docstring); logs every resolution (``log``)."""
     groups: dict[pd.Timestamp, list[int]] = defaultdict(list)
     for k, m in enumerate(months):
         groups[m].append(k)
@@ -221,7 +222,7 @@ def _resolve(
                         hint="the file holds two releases or an appended copy; keep one solution per month")
                 fields.append(da.isel(time=winners[0], drop=True))
                 how = f"kept one of the {len(winners)} identical, equally placed copies"
-            LOGGER.warning(
+            (LOGGER.warning if log else LOGGER.debug)(
                 "%s: %d solutions fall in %s (stamps %s); %s",
                 path,
                 len(idx),
@@ -234,24 +235,36 @@ def _resolve(
     return out.assign_coords(time=pd.DatetimeIndex(stamps).as_unit("ns"))
 
 
-def _check_constant_months(da: xr.DataArray, path) -> None:
-    """Refuse a month whose finite values are all equal (e.g. 0 where the month is missing): a placeholder, not
-    a solution; after re-referencing it would pass for a real month of minus the baseline mean."""
-    v = np.asarray(da.values).reshape(da.sizes["time"], -1)  # a view of the array the reader holds
-    n = np.count_nonzero(~np.isnan(v), axis=1)
-    lo, hi = np.fmin.reduce(v, axis=1), np.fmax.reduce(v, axis=1)  # fmin/fmax skip NaN
-    const = (n > 1) & (lo == hi)
+def _check_constant_months(da: xr.DataArray, months: pd.DatetimeIndex, path) -> None:
+    """Refuse a solution whose finite values are all equal (e.g. 0 where the month is missing): a placeholder, not
+    a solution; after re-referencing it would pass for a real month of minus the baseline mean.
+
+    ``da``: the variable as read (file layout, lazy), read in blocks of :data:`CHECK_BLOCK` solutions;
+    ``months``: the month of each solution (:func:`assign_months`)."""
+    axis = da.dims.index("time")
+    n_t = da.sizes["time"]
+    const, first = np.zeros(n_t, dtype=bool), {}
+    for i0 in range(0, n_t, CHECK_BLOCK):
+        v = np.moveaxis(np.asarray(da.isel(time=slice(i0, i0 + CHECK_BLOCK)).values), axis, 0)
+        v = v.reshape(v.shape[0], -1)
+        n = np.count_nonzero(~np.isnan(v), axis=1)
+        lo, hi = np.fmin.reduce(v, axis=1), np.fmax.reduce(v, axis=1)  # fmin/fmax skip NaN
+        c = (n > 1) & (lo == hi)
+        const[i0:i0 + len(c)] = c
+        first.update({i0 + k: float(lo[k]) for k in np.flatnonzero(c)})
     if const.any():
-        times = pd.DatetimeIndex(da["time"].values)[const]
+        times = sorted(set(pd.DatetimeIndex(months)[const]))
         raise input_error(
             path, "lwe_thickness", "a field of varying values in every month (missing months as NaN or absent)",
-            f"{int(const.sum())} month(s) of one value everywhere: {', '.join(f'{t:%Y-%m}' for t in times[:6])} "
-            f"({lo[const][0]:g} mm)",
+            f"{len(times)} month(s) of one value everywhere: {', '.join(f'{t:%Y-%m}' for t in times[:6])} "
+            f"({first[min(first)]:g} {da.attrs.get('units', '')})",
             hint="a missing month must be NaN (or left out), not a constant; fix the file or drop those months")
 
 
-def _aux_field(src: str | os.PathLike | xr.DataArray, var: str, ref: xr.DataArray, what: str) -> xr.DataArray:
-    """Gain factors / land mask from a file path or DataArray, checked against the mascon grid."""
+def _aux_field(src: str | os.PathLike | xr.DataArray, var: str, ref: xr.DataArray, what: str, *,
+               crop: bool = False) -> xr.DataArray:
+    """Gain factors / land mask from a file path or DataArray, checked against the mascon grid ``ref``;
+    ``crop``: ``ref`` is a latitude band of the file, the field is cut to its rows first."""
     if isinstance(src, xr.DataArray):
         da, path = to_canonical(src), "<DataArray>"
     else:
@@ -265,6 +278,9 @@ def _aux_field(src: str | os.PathLike | xr.DataArray, var: str, ref: xr.DataArra
         da = da.transpose("lat", "lon", ...)
         if da.ndim != 2:
             raise input_error(path, var, "a (lat, lon) field", f"dims {da.dims}")
+    if crop and ref.sizes["lat"]:
+        lat = np.asarray(ref["lat"].values, dtype=np.float64)
+        da = da.sel(lat=slice(lat[0] - 1e-4, lat[-1] + 1e-4))
     ok = (
         da.sizes["lat"] == ref.sizes["lat"]
         and da.sizes["lon"] == ref.sizes["lon"]
@@ -281,6 +297,42 @@ def _aux_field(src: str | os.PathLike | xr.DataArray, var: str, ref: xr.DataArra
     return da.assign_coords(lat=ref["lat"], lon=ref["lon"]).astype(np.float64)
 
 
+def _open_lwe(path: str | os.PathLike, centre: str, *, checks: bool = True) -> tuple[xr.Dataset, xr.DataArray]:
+    """(dataset, ``lwe_thickness`` lazily, file layout) of a mascon file; with ``checks`` its identity (centre)
+    and a probe read of the first and last solution."""
+    centre = centre.lower()
+    if centre not in CENTRES:
+        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
+    ds = open_nc(path, variable="lwe_thickness")
+    if "lwe_thickness" not in ds.data_vars:
+        raise missing_variable(path, "lwe_thickness", list(ds.data_vars))
+    if checks:
+        check_centre(ds, path, centre)
+    da = ds["lwe_thickness"]
+    if "time" not in da.dims:
+        raise input_error(path, "lwe_thickness", "a 'time' dimension", f"dims {da.dims}")
+    da = squeeze_singletons(da, path, "lwe_thickness", ("time", "lat", "lon", "latitude", "longitude", "mascon"))
+    if not {"lat", "latitude"} & set(da.dims) or not {"lon", "longitude"} & set(da.dims):
+        raise input_error(path, "lwe_thickness", "dims lat and lon", f"dims {da.dims}")  # layout before values
+    if checks:
+        probe_read(path, da, "time")
+    return ds, da
+
+
+def _lat_dim(da: xr.DataArray, path) -> str:
+    for name in ("lat", "latitude"):
+        if name in da.dims:
+            return name
+    raise input_error(path, str(da.name), "dims lat and lon", f"dims {da.dims}")
+
+
+def mascon_lat(path: str | os.PathLike, centre: str) -> np.ndarray:
+    """The latitudes (degrees north, ascending) of a mascon file's rows, read from its coordinates only: what
+    :func:`open_mascon`'s ``lat`` windows select from. Checks the file's identity as ``open_mascon`` does."""
+    _, da = _open_lwe(path, centre)
+    return np.sort(np.asarray(da[_lat_dim(da, path)].values, dtype=np.float64))
+
+
 def open_mascon(
     path: str | os.PathLike,
     centre: str,
@@ -290,6 +342,8 @@ def open_mascon(
     baseline: tuple[str, str] | None = BASELINE,
     window: tuple[str, str] | None = None,
     plausibility: Policy | list[str] | None = None,
+    lat: tuple[float, float] | None = None,
+    checks: bool = True,
 ) -> xr.DataArray:
     """Read one mascon file into monthly TWSA (mm) on its native grid, canonical layout.
 
@@ -311,6 +365,12 @@ def open_mascon(
         ``["lwe_thickness"]`` (or ``["all"]``) only logs what :mod:`gtws_dl.io.plausibility` finds (undeclared
         fill sentinels such as -99999, |TWSA| > 10 m, a 5-95 % spread outside 5..2000 mm, e.g. metres labelled
         ``cm``); otherwise it is refused. Checked on the values as read, before any conversion.
+    lat : (south, north) degrees, optional
+        Read only the rows whose latitudes lie in this window (both ends included): memory follows the band,
+        not the globe. Every step is per cell, so the rows equal those of the whole file's result.
+    checks : bool
+        The whole-file checks (identity, plausibility, constant months; streamed in time blocks, whatever
+        ``lat``) and their log lines. A reader of many bands runs them with the first band only.
 
     Returns
     -------
@@ -319,32 +379,32 @@ def open_mascon(
         file holds), lat ascending, lon −180..180; attrs ``units``, ``centre``, ``source_file``.
     """
     centre = centre.lower()
-    if centre not in CENTRES:
-        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
-    ds = open_nc(path, variable="lwe_thickness")
-    if "lwe_thickness" not in ds.data_vars:
-        raise missing_variable(path, "lwe_thickness", list(ds.data_vars))
-    check_centre(ds, path, centre)
+    ds, da = _open_lwe(path, centre, checks=checks)
     product = {k: " ".join(str(ds.attrs[k]).split())[:200] for k in (*_IDENTITY_ATTRS, "version", "date_created")
-               if k in ds.attrs}  # the release, as the file names it (recorded in the cube manifest's targets)
+               if k in ds.attrs}  # the release, as its file names it (recorded in the cube manifest's targets)
     tname = "time"
-    da = ds["lwe_thickness"]
-    if tname not in da.dims:
-        raise input_error(path, "lwe_thickness", "a 'time' dimension", f"dims {da.dims}")
-    da = squeeze_singletons(da, path, "lwe_thickness", (tname, "lat", "lon", "latitude", "longitude", "mascon"))
-    probe_read(path, da, tname)
     mid = decode_time(ds[tname], path)
     bnds = _bounds(ds, tname, path)
-    raw = da.load().copy(deep=False)  # read once: converted in memory below; the value checks reuse it
+    months, frac = assign_months(mid, bnds)
+    if checks:  # on the values as read (file units, layout), in time blocks: memory one block, not the record
+        check_array(da, tname, path=path, variable="lwe_thickness", table=_LWE_UNITS, canonical="mm",
+                    policy=plausibility)  # fmt: skip
+        _check_constant_months(da, months, path)
+    if lat is not None:  # the file's rows in the window (a contiguous run: latitudes are monotonic)
+        name = _lat_dim(da, path)
+        v = np.asarray(da[name].values, dtype=np.float64)
+        keep = np.flatnonzero((v >= lat[0]) & (v <= lat[1]))
+        if keep.size == 0:
+            raise ValueError(f"{path}: no latitude row in {lat[0]:g}..{lat[1]:g} (file rows {v.min():g}..{v.max():g})")
+        da = da.isel({name: slice(int(keep.min()), int(keep.max()) + 1)})
+    da = da.load()
     da = convert_units(da, path, _LWE_UNITS, "mm", "lwe_thickness")
     da = _canonical_field(da.to_dataset(name="lwe_thickness"), "lwe_thickness", path)
-    check_array(raw, tname, path=path, variable="lwe_thickness", table=_LWE_UNITS, canonical="mm",
-                policy=plausibility)  # fmt: skip  (file units, after the layout checks, before any use)
+    if lat is not None:
+        da = da.sel(lat=slice(lat[0], lat[1]))
     da = da.transpose("time", "lat", "lon").astype(np.float64)  # GSFC may store (lat, lon, time)
     da = da.drop_vars([c for c in da.coords if c not in ("time", "lat", "lon")])
-    months, frac = assign_months(mid, bnds)
-    da = _resolve(da.assign_coords(time=np.arange(da.sizes["time"])), months, frac, mid, path)
-    _check_constant_months(da, path)
+    da = _resolve(da.assign_coords(time=np.arange(da.sizes["time"])), months, frac, mid, path, log=checks)
 
     if window is not None:
         w0, w1 = (pd.Timestamp(w).to_period("M").to_timestamp() for w in window)
@@ -360,9 +420,9 @@ def open_mascon(
         da = sel
 
     if gain_factor is not None:
-        da = da * _aux_field(gain_factor, "scale_factor", da.isel(time=0), "gain factors")
+        da = da * _aux_field(gain_factor, "scale_factor", da.isel(time=0), "gain factors", crop=lat is not None)
     if land_mask is not None:
-        lm = _aux_field(land_mask, "land_mask", da.isel(time=0), "land mask")
+        lm = _aux_field(land_mask, "land_mask", da.isel(time=0), "land mask", crop=lat is not None)
         da = da.where(lm > 0.5)
 
     if baseline is not None:
@@ -377,7 +437,7 @@ def open_mascon(
             )
         used = pd.DatetimeIndex(base["time"].values)
         window = len(pd.date_range(b0, b1, freq="MS"))
-        if len(used) < BASELINE_MIN_FRACTION * window:
+        if checks and len(used) < BASELINE_MIN_FRACTION * window:
             LOGGER.warning("%s: re-referenced to %s only, %d of the %d months of the baseline %s..%s", path,
                            covered(used), len(used), window, f"{b0:%Y-%m}", f"{b1:%Y-%m}")
         da = da - base.mean("time", skipna=True)
