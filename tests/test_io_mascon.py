@@ -70,6 +70,18 @@ def write_mascon(
     return path, lat, lon
 
 
+def write_aux(path, lat, lon, scale, mask):
+    """A JPL-like gain-factor file: ``scale_factor`` and ``land_mask`` (lat, lon) on the mascon grid."""
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("lat", len(lat))
+        nc.createDimension("lon", len(lon))
+        for nm, v in (("lat", lat), ("lon", lon)):
+            nc.createVariable(nm, "f8", (nm,))[:] = v
+        nc.createVariable("scale_factor", "f8", ("lat", "lon"))[:] = scale
+        nc.createVariable("land_mask", "f8", ("lat", "lon"))[:] = mask
+    return path
+
+
 def month_spans(first="2004-01", n=12):
     out = []
     for m in pd.period_range(first, periods=n, freq="M"):
@@ -148,17 +160,9 @@ def test_gsfc_time_last_and_signed_longitude_equal_jpl_layout(tmp_path, caplog):
 def test_gain_factor_and_land_mask(tmp_path):
     spans = month_spans("2004-01", 2)
     p, lat, lon = write_mascon(tmp_path / "jpl.nc", spans, [1.0, 2.0])
-    g = tmp_path / "CLM4.SCALE_FACTOR.JPL.MSCNv04CRI.nc"
-    with netCDF4.Dataset(g, "w") as nc:
-        nc.createDimension("lat", len(lat))
-        nc.createDimension("lon", len(lon))
-        for nm, v in (("lat", lat), ("lon", lon)):
-            nc.createVariable(nm, "f8", (nm,))[:] = v
-        nc.createVariable("scale_factor", "f8", ("lat", "lon"))[:] = 2.0
-        lm = nc.createVariable("land_mask", "f8", ("lat", "lon"))
-        mask = np.ones((len(lat), len(lon)))
-        mask[0, :] = 0
-        lm[:] = mask
+    mask = np.ones((len(lat), len(lon)))
+    mask[0, :] = 0
+    g = write_aux(tmp_path / "CLM4.SCALE_FACTOR.JPL.MSCNv04CRI.nc", lat, lon, np.full(mask.shape, 2.0), mask)
     base = open_mascon(p, "jpl", baseline=None)
     gained = open_mascon(p, "jpl", gain_factor=g, land_mask=g, baseline=None)
     np.testing.assert_allclose(gained.values[:, 1:], 2 * base.values[:, 1:], rtol=1e-6)
@@ -175,15 +179,9 @@ def test_latitude_bands_read_the_rows_of_the_whole_file(tmp_path, layout):
     values[-1] = values[2]
     kw = {"lon0": -180.0, "time_last": True, "with_bounds": False} if layout == "gsfc_time_last" else {}
     p, lat, lon = write_mascon(tmp_path / "m.nc", spans, values, res=10.0, **kw)
-    g = tmp_path / "gain.nc"
-    with netCDF4.Dataset(g, "w") as nc:
-        nc.createDimension("lat", len(lat))
-        nc.createDimension("lon", len(lon))
-        for nm, v in (("lat", lat), ("lon", lon)):
-            nc.createVariable(nm, "f8", (nm,))[:] = v
-        rng = np.random.default_rng(0)
-        nc.createVariable("scale_factor", "f8", ("lat", "lon"))[:] = rng.uniform(0.5, 2.0, (len(lat), len(lon)))
-        nc.createVariable("land_mask", "f8", ("lat", "lon"))[:] = rng.uniform(0, 1, (len(lat), len(lon))) > 0.3
+    rng = np.random.default_rng(0)
+    g = write_aux(tmp_path / "gain.nc", lat, lon, rng.uniform(0.5, 2.0, (len(lat), len(lon))),
+                  rng.uniform(0, 1, (len(lat), len(lon))) > 0.3)
     kw = {"gain_factor": g, "land_mask": g, "baseline": ("2004-01", "2005-12")}
     whole = open_mascon(p, "jpl", **kw)
     windows = [(-90, -45), (-44.9, 0), (0.1, 51), (51.5, 90)]  # uneven bands, edges between rows
