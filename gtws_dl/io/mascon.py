@@ -19,6 +19,10 @@ Re-referencing
 that window (the products' own baseline is 2004.000–2009.999, but after CRI/land masking or a
 different month selection the mean is not exactly zero, and the GTWS-MLrec-style targets are
 anomalies against exactly this window). ``baseline=None`` keeps the file's reference.
+
+Size: one reader of one product family — identity (which centre), month assignment and resolution, the
+whole-file value checks streamed in time blocks, and reads by latitude band (``lat=``, memory one band) share the
+file's layout handling, so they stay together.
 """
 
 from __future__ import annotations
