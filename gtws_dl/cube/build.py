@@ -177,41 +177,35 @@ class CubeBuilder:
         b0, b1 = self.spec.baseline
         for c in self.spec.grace:
             path = files[f"grace_{c}"][0]
-            lat = mascon_io.mascon_lat(path, c)
-            sub, lon = [], None
-            step = self._mascon_rows(path, c, lat.size)
+            lat, nlon, n_solutions = mascon_io.mascon_grid(path, c)
+            # per source row and solution, the longitudes in float64 about 6 times (read, converted, resolved,
+            # gain, re-referenced, regridded)
+            step = int(min(lat.size, max(4, float(self.spec.memory_gb) * 2**30 / 2 // (n_solutions * nlon * 8 * 6))))
+            sub = []
             for k, j0 in enumerate(range(0, lat.size, step)):
                 j1 = min(lat.size, j0 + step)
                 da = self._open_centre(files, c, lat=(lat[j0], lat[j1 - 1]), checks=k == 0)
                 if k == 0:
                     first = da
-                lon = da["lon"].values
                 # the scale check's subsample: every 2nd row (of the whole file) and column of the baseline months
                 x = np.asarray(da.sel(time=slice(b0, b1)).values[:, j0 % 2::2, ::2], np.float32)
                 sub.append(x[np.isfinite(x)])
                 del da, x
-            check_coverage(first, self.grid, [path], f"data.grace.{c}", lat=lat, lon=lon)
+            check_coverage(first, self.grid, [path], f"data.grace.{c}", lat=lat)
             months = pd.DatetimeIndex(first["time"].values)
             out[c] = (months, path)
             sub = np.concatenate(sub) if sub else np.zeros(0, np.float32)
             lo, hi = np.percentile(sub, [5, 95]) if sub.size else (np.nan, np.nan)  # robust, a subsample
             spread[c] = float(hi - lo)
             used[c] = set(first.attrs.get("baseline_months", []))
-            self._mascon[c] = {"lat": lat, "nlon": len(lon), "product": first.attrs.get("product", {})}
+            self._mascon[c] = {"lat": lat, "nlon": nlon, "months": months, "baseline_months": len(used[c]),
+                               "product": first.attrs.get("product", {})}
             del sub, first
         paths = {c: p for c, (_, p) in out.items()}
         if not self.plausibility.skips("lwe_thickness"):  # data.plausibility.skip waives this check too
             check_centre_scales(spread, paths)
         check_centre_baselines(used, paths, (b0, b1))
         return out
-
-    def _mascon_rows(self, path: Path, c: str, nlat: int) -> int:
-        """Source rows of a mascon file read at once within ``spec.memory_gb``: per row and solution, the
-        longitudes in float64 about 6 times (read, converted, resolved, gain, re-referenced, regridded x 4 / 2)."""
-        _, da = mascon_io._open_lwe(path, c, checks=False)
-        nlon = da.size // max(1, da.sizes["time"] * nlat)
-        per_row = da.sizes["time"] * max(1, nlon) * 8 * 6
-        return int(min(nlat, max(4, float(self.spec.memory_gb) * 2**30 / 2 // per_row)))
 
     def _open_centre(self, files: dict[str, list[Path]], c: str, *, lat: tuple[float, float] | None = None,
                      checks: bool = True) -> xr.DataArray:
@@ -310,7 +304,7 @@ class CubeBuilder:
                 bar.update()
         bar.close()
         release_memory()  # the band loop's freed heap back to the OS before the targets' bands
-        info = self._targets(files, writer, bands)
+        info = self._targets(files, writer)
         prelim = [m for m in era5.attrs.get("era5t_months", []) if f"{self.times[0]:%Y-%m}" <= m <= f"{self.times[-1]:%Y-%m}"]
         manifest = writer.finish(fingerprint=fp, targets=info, baseline=list(s.baseline), inputs=inputs,
                                  periods=self.periods.to_manifest(), plausibility=self.plausibility.record(),
@@ -379,30 +373,30 @@ class CubeBuilder:
         out = regrid_conservative(_source_rows(da, self.grid, r0, r1).load(), self.grid.rows(r0, r1))
         return out.transpose("time", "lat", "lon").values.astype(np.float32, copy=False)
 
-    def _targets(self, files, writer: CubeWriter, bands: Sequence[tuple[int, int]]) -> dict:
+    def _targets(self, files, writer: CubeWriter) -> dict:
         """Regrid each centre band by band into the writer's target store (each band read from the file with the
         source rows its regridding needs); returns the manifest's ``targets``."""
         centres = list(self.spec.grace)
         writer.begin_targets(centres, baseline=self.spec.baseline)
         info = {}
         for k, c in enumerate(centres):
-            path, lat = files[f"grace_{c}"][0], self._mascon[c]["lat"]
-            for r0, r1 in self.target_bands(lat, self._mascon[c]["nlon"]):
-                j0, j1 = _source_slice(lat, self.grid, r0, r1)
-                da = self._open_centre(files, c, lat=(lat[j0], lat[j1 - 1]), checks=False)
-                common = self.times.intersection(pd.DatetimeIndex(da["time"].values))
-                if len(common) == 0:
-                    raise InputFileError(f"{path}: variable lwe_thickness has no month inside "
-                                         f"{self.times[0]:%Y-%m}..{self.times[-1]:%Y-%m}")
+            path, scan = files[f"grace_{c}"][0], self._mascon[c]
+            common = self.times.intersection(scan["months"])
+            if len(common) == 0:
+                raise InputFileError(f"{path}: variable lwe_thickness has no month inside "
+                                     f"{self.times[0]:%Y-%m}..{self.times[-1]:%Y-%m}")
+            where = self.times.get_indexer(common)
+            for r0, r1 in self.target_bands(scan["lat"], scan["nlon"]):
+                j0, j1 = _source_slice(scan["lat"], self.grid, r0, r1)
+                da = self._open_centre(files, c, lat=(scan["lat"][j0], scan["lat"][j1 - 1]), checks=False)
                 band = np.full((len(self.times), r1 - r0, self.grid.nlon), np.nan, dtype=np.float32)
-                band[self.times.get_indexer(common)] = self._regrid(da.sel(time=common), r0, r1)
+                band[where] = self._regrid(da.sel(time=common), r0, r1)
                 writer.write_target_rows(k, (r0, r1), band)
-                baseline_months = len(da.attrs.get("baseline_months", []))
                 del da, band
             info[c] = {"file": str(path), "months": len(common),
                        "first": f"{common[0]:%Y-%m}", "last": f"{common[-1]:%Y-%m}",
-                       "product": self._mascon[c]["product"],  # the release, as its file names it
-                       "baseline_months": baseline_months}
+                       "product": scan["product"],  # the release, as its file names it
+                       "baseline_months": scan["baseline_months"]}
         return info
 
     def target_bands(self, src_lat: np.ndarray, src_nlon: int) -> list[tuple[int, int]]:

@@ -246,7 +246,7 @@ def _append_targets(plan: CubeUpdate, builder: CubeBuilder, files: dict, bands) 
         if known is not None and not len(new.intersection(known)):
             out[c] = []
             continue
-        lat = mascon_io.mascon_lat(path, c)
+        lat, _, _ = mascon_io.mascon_grid(path, c)
         head = builder._open_centre(files, c, lat=(lat[0], lat[min(lat.size, 2) - 1]))  # months, whole-file checks
         check_coverage(head, builder.grid, [path], f"data.grace.{c}", lat=lat)
         file_index.record({path: head["time"].values}, plan.cube_dir)

@@ -330,11 +330,14 @@ def _lat_dim(da: xr.DataArray, path) -> str:
     raise input_error(path, str(da.name), "dims lat and lon", f"dims {da.dims}")
 
 
-def mascon_lat(path: str | os.PathLike, centre: str) -> np.ndarray:
-    """The latitudes (degrees north, ascending) of a mascon file's rows, read from its coordinates only: what
-    :func:`open_mascon`'s ``lat`` windows select from. Checks the file's identity as ``open_mascon`` does."""
-    _, da = _open_lwe(path, centre)
-    return np.sort(np.asarray(da[_lat_dim(da, path)].values, dtype=np.float64))
+def mascon_grid(path: str | os.PathLike, centre: str) -> tuple[np.ndarray, int, int]:
+    """``(latitudes ascending (degrees north), longitudes, solutions)`` of a mascon file, from its metadata only:
+    what :func:`open_mascon`'s ``lat`` windows select from and a band reader sizes its bands with. The layout
+    is checked; identity and values are left to :func:`open_mascon`."""
+    _, da = _open_lwe(path, centre, checks=False)
+    name = _lat_dim(da, path)
+    lat = np.sort(np.asarray(da[name].values, dtype=np.float64))
+    return lat, da.size // max(1, da.sizes["time"] * lat.size), int(da.sizes["time"])
 
 
 def open_mascon(
