@@ -51,6 +51,10 @@ from gtws_dl.landmask import land_fraction
 LOGGER = logging.getLogger(__name__)
 
 SPINUP_MONTHS = 120  # the antecedent water-balance memories start from the mean P + E of the first 10 years
+# Files xarray keeps open while ERA5 is checked file by file: each open netCDF file holds a chunk cache of up to
+# 64 MB per variable (netCDF-C's default), so the 128 files xarray would keep open grew a global 0.25 deg check
+# pass past 15 GB; with 4 it peaked at 1.0 GB (measured on the twin's 46 yearly files)
+CHECK_OPEN_FILES = 4
 ERA5_VARIABLES = ("t2m", "d2m", "skt", "sp", "u10", "v10", "tp", "e", "pev", "ssrd", "strd", "swvl1", "sd")
 
 
@@ -242,7 +246,8 @@ class CubeBuilder:
 
         # Every check that metadata allows runs here, before the first block: grids, centres, periods.
         # NaN/Inf over land is checked per block by CubeWriter, so the reader's own full pass is skipped
-        era5 = self._open_era5(files)
+        with xr.set_options(file_cache_maxsize=CHECK_OPEN_FILES):
+            era5 = self._open_era5(files)
         for v in s.variables:
             check_coverage(era5[v], g, files["era5"], "data.era5_dir")
         spacing = float(np.median(np.abs(np.diff(era5["lat"].values)))) if era5.sizes["lat"] > 1 else g.res
@@ -290,18 +295,21 @@ class CubeBuilder:
         nt = len(self.times)
         step, rows = self._block_shape(era5, len(channels))
         bands = self.bands(rows)
-        LOGGER.info("predictor cube in %d latitude band(s) of %d rows x blocks of %d months (ingest.memory_gb=%g)",
-                    len(bands), rows, step, s.memory_gb)
+        open_files = self.block_open_files(files, step)
+        LOGGER.info("predictor cube in %d latitude band(s) of %d rows x blocks of %d months (ingest.memory_gb=%g; "
+                    "at most %d files open)", len(bands), rows, step, s.memory_gb, open_files)
         bar = tqdm(total=-(-nt // step) * len(bands), desc="predictor cube", unit="block", disable=not progress)
-        for i0 in range(0, nt, step):
-            i1 = min(nt, i0 + step)
-            for r0, r1 in bands:
-                state = ewma[:, r0:r1]
-                if i0 == 0:  # spin-up: start from the mean of the first SPINUP_MONTHS, whatever the block size
-                    state[:] = np.nanmean(self._water_balance(era5, min(nt, SPINUP_MONTHS), r0, r1), axis=0)[None]
-                writer.write_block(i0, self.predictor_band(era5, extra, self.times[i0:i1], (r0, r1), state),
-                                   rows=(r0, r1))
-                bar.update()
+        # a block's files stay open across its bands (their chunk caches serve every band), no more than those
+        with xr.set_options(file_cache_maxsize=open_files):
+            for i0 in range(0, nt, step):
+                i1 = min(nt, i0 + step)
+                for r0, r1 in bands:
+                    state = ewma[:, r0:r1]
+                    if i0 == 0:  # spin-up: start from the mean of the first SPINUP_MONTHS, whatever the block size
+                        state[:] = np.nanmean(self._water_balance(era5, min(nt, SPINUP_MONTHS), r0, r1), axis=0)[None]
+                    writer.write_block(i0, self.predictor_band(era5, extra, self.times[i0:i1], (r0, r1), state),
+                                       rows=(r0, r1))
+                    bar.update()
         bar.close()
         release_memory()  # the band loop's freed heap back to the OS before the targets' bands
         info = self._targets(files, writer)
@@ -354,16 +362,31 @@ class CubeBuilder:
         """(months per block, latitude rows per band) that keep one block inside ``spec.memory_gb``.
 
         Per month and target row: the float32 block (channels x lon) plus the source rows read for it, each
-        variable held about 4 times in float64 while regridding (values, validity, numerator, denominator)."""
+        variable held about 4 times in float64 while regridding (values, validity, numerator, denominator).
+        Per month of the block, once: every variable's whole source field, decompressed in the open files' chunk
+        caches (the files store whole fields per chunk, so the bands of a block read them from the cache); the
+        block is at most a third of the budget in that cache."""
         s, g = self.spec, self.grid
         src_rows = max(1.0, era5.sizes["lat"] / g.nlat) + 2.0 / max(1, g.nlat)  # + the band's edge rows
         per = n_channels * g.nlon * 4 * 3 + len(s.variables) * src_rows * era5.sizes["lon"] * 8 * 4
+        cached = len(s.variables) * era5.sizes["lat"] * era5.sizes["lon"] * 4  # bytes per month, chunk caches
         budget = float(s.memory_gb) * 2**30
         step = s.chunk_months * max(1, 120 // s.chunk_months)  # ~10 years per read
-        while step > s.chunk_months and step * s.chunk_lat * per > budget:
+        while step > s.chunk_months and (step * s.chunk_lat * per > budget or step * cached > budget / 3):
             step -= s.chunk_months
-        rows = int(budget // (step * per)) // s.chunk_lat * s.chunk_lat
+        rows = int(max(0.0, budget - step * cached) // (step * per)) // s.chunk_lat * s.chunk_lat
         return step, int(min(g.nlat, max(s.chunk_lat, rows)))
+
+    def block_open_files(self, files: Mapping[str, Sequence[Path]], step: int) -> int:
+        """Files to keep open during the block loop: the most ERA5 files one block of ``step`` months reads
+        (from their time axes), every other predictor file, and one for the next block's first file."""
+        months = file_index.era5_file_months(files["era5"], self.out_dir, write=False)
+        touched = 1
+        for i0 in range(0, len(self.times), step):
+            block = self.times[i0:i0 + step]
+            touched = max(touched, sum(bool(len(block.intersection(m))) for m in months.values()))
+        others = sum(len(v) for k, v in files.items() if k != "era5" and not k.startswith("grace_"))
+        return touched + others + 1
 
     def _regrid(self, da: xr.DataArray, r0: int, r1: int) -> np.ndarray:
         """``da`` (time, ...) on latitude rows ``r0 .. r1`` of the grid, float32 (time, rows, lon)."""
