@@ -14,6 +14,8 @@ import gtws_dl.reconstruct as recon
 from gtws_dl import tiling
 from gtws_dl.checkpoint import load_checkpoint
 from gtws_dl.config import conf_dir
+from gtws_dl.cube.build import CubeBuilder
+from gtws_dl.cube.writer import PARTIAL, CubeWriter
 from gtws_dl.ingest import ingest
 from gtws_dl.twin import __main__ as twin_cmd
 
@@ -45,6 +47,40 @@ def test_cube_built_in_latitude_bands_equals_the_whole_field_build(tmp_path, cap
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * np.nanmax(np.abs(a)))
     w = zarr.open_group(whole / "predictors.zarr", mode="r")["predictors"]
     assert w.chunks[2] == 2 and m["chunk_lat"] == 2  # bands are whole chunks
+
+
+def test_interrupted_ingest_resumes_after_its_last_block_and_equals_a_straight_build(tmp_path, caplog, monkeypatch):
+    """Killed after 2 of its 6 time blocks, the rerun of the same ingest computes only the other 4 and writes the
+    cube (predictors, statistics) of a build that was never interrupted."""
+    twin_cmd.run(_compose("twin", f"paths.output_dir={tmp_path}", *TWIN))
+    args = [f"paths.output_dir={tmp_path}", "memory_gb=0.00002", *INGEST]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    m0 = ingest(_compose("ingest", f"paths.cube_dir={straight}", *args))
+    real_checkpoint, calls = CubeWriter.checkpoint, []
+
+    def killed_after_two(self, months):
+        real_checkpoint(self, months)
+        calls.append(months)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill would, after the block's record is on disk
+
+    monkeypatch.setattr(CubeWriter, "checkpoint", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(_compose("ingest", f"paths.cube_dir={resumed}", *args))
+    assert not (resumed / "manifest.json").exists() and (resumed / PARTIAL).is_dir()
+    monkeypatch.setattr(CubeWriter, "checkpoint", real_checkpoint)
+    bands = []
+    real_band = CubeBuilder.predictor_band
+    monkeypatch.setattr(CubeBuilder, "predictor_band", lambda self, *a, **k: bands.append(1) or real_band(self, *a, **k))
+    caplog.set_level("INFO")
+    m1 = ingest(_compose("ingest", f"paths.cube_dir={resumed}", *args))
+    assert "24 of 72 months already written" in caplog.text
+    assert len(bands) == 3 * 4  # 3 latitude bands x the 4 blocks left
+    np.testing.assert_array_equal(_read(resumed, "predictors.zarr", "predictors"),
+                                  _read(straight, "predictors.zarr", "predictors"))
+    np.testing.assert_array_equal(_read(resumed, "targets.zarr", "twsa"), _read(straight, "targets.zarr", "twsa"))
+    assert m1["stats"] == m0["stats"] and m1["fingerprint"] == m0["fingerprint"]
+    assert not (resumed / PARTIAL).exists() and not any(resumed.glob("*.partial*"))
 
 
 @pytest.fixture(scope="module")

@@ -278,7 +278,7 @@ class CubeBuilder:
         units.update({"land_fraction": "1", "sin_lat": "1"})
         writer = CubeWriter(self.out_dir, g, self.times, channels, land_fraction=self.landfrac,
                             stats_period=self.periods.stats.strings(), chunk_months=s.chunk_months, chunk_lat=s.chunk_lat,
-                            units=units, n_targets=len(s.grace))
+                            units=units, n_targets=len(s.grace), resume=None if force else fp)
         try:
             manifest = self._write(writer, era5, extra, channels, files, fp, inputs, progress)
         except BaseException:
@@ -291,17 +291,21 @@ class CubeBuilder:
 
     def _write(self, writer, era5, extra, channels, files, fp, inputs, progress) -> dict:
         s, g = self.spec, self.grid
-        ewma = np.full((len(s.ewma_months), *g.shape), np.nan, dtype=np.float32)  # per-cell state, across blocks
-        nt = len(self.times)
+        nt, start = len(self.times), writer.resumed_months
+        if start:  # resumed: the memories at the month before, as the interrupted build wrote them (float32)
+            ewma = writer.read_months(start - 1, [channels.index(f"wb_ewma{int(m)}") for m in s.ewma_months])
+        else:  # per-cell state, across blocks
+            ewma = np.full((len(s.ewma_months), *g.shape), np.nan, dtype=np.float32)
         step, rows = self._block_shape(era5, len(channels))
         bands = self.bands(rows)
         open_files = self.block_open_files(files, step)
         LOGGER.info("predictor cube in %d latitude band(s) of %d rows x blocks of %d months (ingest.memory_gb=%g; "
                     "at most %d files open)", len(bands), rows, step, s.memory_gb, open_files)
-        bar = tqdm(total=-(-nt // step) * len(bands), desc="predictor cube", unit="block", disable=not progress)
+        bar = tqdm(total=-(-(nt - start) // step) * len(bands), desc="predictor cube", unit="block",
+                   disable=not progress)
         # a block's files stay open across its bands (their chunk caches serve every band), no more than those
         with xr.set_options(file_cache_maxsize=open_files):
-            for i0 in range(0, nt, step):
+            for i0 in range(start, nt, step):
                 i1 = min(nt, i0 + step)
                 for r0, r1 in bands:
                     state = ewma[:, r0:r1]
@@ -310,6 +314,7 @@ class CubeBuilder:
                     writer.write_block(i0, self.predictor_band(era5, extra, self.times[i0:i1], (r0, r1), state),
                                        rows=(r0, r1))
                     bar.update()
+                writer.checkpoint(i1)  # a rerun of this build resumes after this block
         bar.close()
         release_memory()  # the band loop's freed heap back to the OS before the targets' bands
         info = self._targets(files, writer)

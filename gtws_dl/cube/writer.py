@@ -23,9 +23,13 @@ from gtws_dl.cube.store import CUBE_FORMAT_VERSION, lazy_nan
 from gtws_dl.diskspace import check_free_space, check_writable, disk_full_is_an_error, float32_bytes
 from gtws_dl.grid import Grid
 from gtws_dl.io.errors import InputFileError
-from gtws_dl.lock import remove_stale_temps, remove_tree
+from gtws_dl.lock import remove_stale_temps, remove_tree, write_text_atomic
 
 LOGGER = logging.getLogger(__name__)
+
+# an interrupted build's predictors and what of them is written: the next build of the same fingerprint resumes there
+PARTIAL = "predictors.zarr.partial"
+PARTIAL_PROGRESS = "predictors.zarr.partial.json"
 
 
 class _RunningStats:
@@ -44,6 +48,12 @@ class _RunningStats:
         self.s += x.sum(axis=(0, 2))
         self.ss += (x * x).sum(axis=(0, 2))
 
+    def state(self) -> dict:
+        return {"n": self.n.tolist(), "s": self.s.tolist(), "ss": self.ss.tolist()}
+
+    def restore(self, state: Mapping[str, Sequence[float]]) -> None:
+        self.n, self.s, self.ss = (np.asarray(state[k], dtype=np.float64) for k in ("n", "s", "ss"))
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         n = np.maximum(self.n, 1)
         mean = self.s / n
@@ -61,11 +71,17 @@ class CubeWriter:
     """Writes a cube block by block: predictors, then targets, then the manifest (last, atomically).
 
     Used by :class:`CubeBuilder` and directly by tests and benchmarks with synthetic arrays.
+
+    ``resume``: the build's fingerprint. The predictors are then written into ``predictors.zarr.partial`` and
+    :meth:`checkpoint` records the months written so far with the running statistics; a writer of the same
+    fingerprint (a rerun after a kill, a crash or an interrupt) continues from there (:attr:`resumed_months`),
+    any other discards it.
     """
 
     def __init__(self, out_dir: str | Path, grid: Grid, times: pd.DatetimeIndex, channels: Sequence[str], *,
                  land_fraction: np.ndarray, stats_period: tuple[str, str], chunk_months: int = 12,
-                 chunk_lat: int = 15, units: Mapping[str, str] | None = None, n_targets: int = 3) -> None:
+                 chunk_lat: int = 15, units: Mapping[str, str] | None = None, n_targets: int = 3,
+                 resume: str | None = None) -> None:
         self.out_dir, self.grid, self.times = Path(out_dir), grid, pd.DatetimeIndex(times)
         self.channels, self.chunk_months = list(channels), int(chunk_months)
         if int(chunk_lat) < 1:
@@ -77,16 +93,30 @@ class CubeWriter:
         self.units = dict(units or {})
         self.stats = _RunningStats(len(self.channels))
         nt, nc, g = len(self.times), len(self.channels), grid
+        self.resume_key = resume
+        self._progress = self.out_dir / PARTIAL_PROGRESS
         # refuse before touching anything: the existing cube (if any) stays valid until finish() swaps it
         check_writable(self.out_dir, what="cube directory", config_key="paths.cube_dir")
-        need = float32_bytes(nt, nc, *g.shape) + float32_bytes(n_targets, nt, *g.shape)
+        self.resumed_months = self._resumable(nt) if resume is not None else 0
+        need = float32_bytes(nt - self.resumed_months, nc, *g.shape) + float32_bytes(n_targets, nt, *g.shape)
         check_free_space(self.out_dir, need, what=f"cube {self.out_dir} ({nt} months x {nc} channels, {g})",
                          config_key="paths.cube_dir")
         self._created_dir = not self.out_dir.exists()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.out_dir)
-        self._tmp = self.out_dir / f"predictors.zarr.tmp-{os.getpid()}"
+        self._tmp = self.out_dir / (PARTIAL if resume is not None else f"predictors.zarr.tmp-{os.getpid()}")
         self._tmp_targets = self.out_dir / f"targets.zarr.tmp-{os.getpid()}"
+        self._written = np.zeros((nt, g.shape[0]), dtype=bool)  # (month, latitude row)
+        self._targets_written: np.ndarray | None = None
+        if self.resumed_months:
+            self._arr = zarr.open_group(self._tmp, mode="r+")["predictors"]
+            self._written[:self.resumed_months] = True
+            LOGGER.info("resuming the interrupted build in %s: %d of %d months already written", self._tmp,
+                        self.resumed_months, nt)
+            return
+        # nothing to resume: an earlier build's partial predictors (another fingerprint) make way
+        self._progress.unlink(missing_ok=True)
+        shutil.rmtree(self.out_dir / PARTIAL, ignore_errors=True)
         shutil.rmtree(self._tmp, ignore_errors=True)
         chunks = (self.chunk_months, nc, self.chunk_lat, g.shape[1])  # time, channel, lat rows, whole longitudes
         template = xr.Dataset(
@@ -105,8 +135,40 @@ class CubeWriter:
         xr.Dataset({k: template[k] for k in ("land_mask", "land_fraction", "cell_area")}).to_zarr(
             self._tmp, mode="a", consolidated=False)
         self._arr = zarr.open_group(self._tmp, mode="r+")["predictors"]
-        self._written = np.zeros((nt, g.shape[0]), dtype=bool)  # (month, latitude row)
-        self._targets_written: np.ndarray | None = None
+
+    def _resumable(self, nt: int) -> int:
+        """Months of ``predictors.zarr.partial`` written by a build of this fingerprint and layout (0: none);
+        restores the running statistics they added."""
+        try:
+            rec = json.loads(self._progress.read_text())
+            arr = zarr.open_group(self.out_dir / PARTIAL, mode="r")["predictors"]
+        except (OSError, ValueError, KeyError):  # none, or unreadable: start afresh
+            return 0
+        same = (rec.get("fingerprint") == self.resume_key and rec.get("channels") == self.channels
+                and rec.get("times") == [f"{self.times[0]:%Y-%m}", f"{self.times[-1]:%Y-%m}", nt]
+                and list(arr.shape) == [nt, len(self.channels), *self.grid.shape]
+                and list(arr.chunks) == [self.chunk_months, len(self.channels), self.chunk_lat, self.grid.shape[1]])
+        months = int(rec.get("months", 0))
+        if not same or not 0 < months <= nt:
+            return 0
+        self.stats.restore(rec["stats"])
+        return months
+
+    def checkpoint(self, months: int) -> None:
+        """Record that every latitude row of months ``0 .. months`` is written (with the running statistics), so
+        that a rerun of the same build resumes after them; only with ``resume``."""
+        if self.resume_key is None:
+            return
+        if not self._written[:months].all():
+            raise RuntimeError(f"checkpoint at {months} months, but not every row of them is written")
+        write_text_atomic(self._progress, json.dumps({
+            "fingerprint": self.resume_key, "months": int(months), "channels": self.channels,
+            "times": [f"{self.times[0]:%Y-%m}", f"{self.times[-1]:%Y-%m}", len(self.times)],
+            "stats": self.stats.state()}))
+
+    def read_months(self, i: int, channels: Sequence[int]) -> np.ndarray:
+        """The written predictors of month ``i``, channels ``channels``: (channel, lat, lon) float32."""
+        return np.asarray(self._arr[i, list(channels)], dtype=np.float32)
 
     def write_block(self, i0: int, block: np.ndarray, rows: tuple[int, int] | None = None) -> None:
         """Predictor values for months ``i0 .. i0 + len(block)``: (time, channel, lat, lon), physical units.
@@ -166,8 +228,13 @@ class CubeWriter:
             self.write_target_rows(k, (0, self.grid.shape[0]), twsa[k])
 
     def abort(self) -> None:
-        """Drop the temp stores; the cube directory is left as it was before this writer."""
-        remove_tree(self._tmp)  # after a failure zarr may still be writing chunks into them
+        """Drop the temp stores; the cube directory is left as it was before this writer (with ``resume``, the
+        checkpointed partial predictors are kept for the rerun)."""
+        if self.resume_key is not None and self._progress.exists():
+            LOGGER.warning("the build stopped; the predictors written so far are kept in %s (rerun the same ingest "
+                           "to resume, or delete it)", self._tmp)
+        else:
+            remove_tree(self._tmp)  # after a failure zarr may still be writing chunks into them
         remove_tree(self._tmp_targets)
         if self._created_dir and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
             self.out_dir.rmdir()
@@ -184,6 +251,7 @@ class CubeWriter:
             k, r = np.argwhere(~self._targets_written)[0]
             raise RuntimeError(f"cube in {self.out_dir}: targets of {self.centres[k]}, latitude row {r} never written")
         if self.stats.n.min() == 0:
+            self._progress.unlink(missing_ok=True)
             self.abort()
             raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}; "
                                  "set data.stats_period inside data.start..data.end")
@@ -197,6 +265,7 @@ class CubeWriter:
                 os.replace(path, old)
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp, path)
+        self._progress.unlink(missing_ok=True)
         manifest = {
             "format": "gtws-dl cube",
             "cube_format_version": CUBE_FORMAT_VERSION,
