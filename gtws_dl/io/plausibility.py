@@ -69,6 +69,7 @@ _SHIFT = 13  # histogram of the values' float32 bits >> 13: bins 2**-10 = 0.1 % 
 PIECE_SLACK = 3.0
 MIN_NODES_CONSTANT = 16  # a one-value field of fewer finite nodes (a tiny dry box) is not judged
 BATCH_VALUES = 1 << 25  # values read per dask.compute (128 MB of float32)
+ADD_VALUES = 1 << 22  # values counted at once (their float64 temporaries: about 40 bytes per value)
 
 #: Bounds of the non-ERA5 inputs, canonical units (see docs/RELIABILITY.md, "Plausibility (issue 17)").
 #: TWSA: |x| <= 10 m w.e. covers the ice-sheet and glacier mascons (Greenland/Alaska trends reach about
@@ -252,7 +253,12 @@ class _Accumulator:
         out = self.out
         if axis is not None and np.ndim(block) > 1 and np.size(block) > np.shape(block)[axis]:
             self._constant_steps(np.asarray(block), axis, labels)
-        x = np.asarray(block, dtype=np.float64).ravel()
+        flat = np.asarray(block).ravel()
+        for i0 in range(0, flat.size, ADD_VALUES):  # float64 temporaries of a slice, not of the whole block
+            self._add_values(np.asarray(flat[i0:i0 + ADD_VALUES], dtype=np.float64))
+
+    def _add_values(self, x: np.ndarray) -> None:
+        out = self.out
         n_inf = int(np.count_nonzero(np.isinf(x)))
         v = x[np.isfinite(x)]
         if n_inf:
@@ -304,7 +310,8 @@ def summarize_many(items: Sequence[tuple[xr.DataArray, object, Mapping | None]],
     for k, (da, path, enc) in enumerate(items):
         accs.append(_Accumulator(da.shape, path=path, encoding=da.encoding if enc is None else enc))
         n_t = da.sizes[time_dim] if time_dim and time_dim in da.dims else 1
-        step = BLOCK_MONTHS if time_dim and time_dim in da.dims else n_t
+        per_step = int(np.prod(da.shape)) // max(1, n_t)  # values of one step (e.g. land cover: classes x cells)
+        step = max(1, min(BLOCK_MONTHS, batch_values // max(1, per_step))) if time_dim and time_dim in da.dims else n_t
         axis = da.dims.index(time_dim) if time_dim and time_dim in da.dims else None
         names = _step_names(da, time_dim) if axis is not None else []
         for i0 in range(0, n_t, step):

@@ -41,6 +41,11 @@ from gtws_dl.io.regrid import to_canonical
 
 LOGGER = logging.getLogger(__name__)
 
+# the readers' arrays are lazy, read in chunks of this many months and at most this many bytes (float32): at global
+# 0.25 deg one LAI field over 1940-2024 is 4.2 GB, land cover with its classes several times that
+CHUNK_MONTHS = 12
+CHUNK_BYTES = 32 * 2**20
+
 LAI_UNITS = {"m2 m-2": (1.0, 0.0), "m2/m2": (1.0, 0.0), "1": (1.0, 0.0), "m2.m-2": (1.0, 0.0)}
 SIF_UNITS = {
     "mW m-2 nm-1 sr-1": (1.0, 0.0),
@@ -79,7 +84,8 @@ def _open_gridded(
     else:
         labels = floor_months(stamps)
         check_monthly(labels, path, var)
-    da = da.load()  # read once: converted and regridded in memory below; the plausibility checks reuse it
+    # lazy (dask): the checks stream the file in blocks of months, a cube band reads its months and rows only
+    da = da.chunk(_chunks(da, tname))
     check_array(da, tname, path=path, variable=var, table=units, canonical=canonical, policy=plausibility)
     da = convert_units(da, path, units, canonical, var)
     da = to_canonical(da.assign_coords(time=labels))
@@ -90,6 +96,22 @@ def _open_gridded(
     da.name = var
     da.attrs = {"units": canonical, "source_file": str(path)}
     return da
+
+
+def _chunks(da: xr.DataArray, tname: str) -> dict[str, int]:
+    """Dask chunks of a file's variable within :data:`CHUNK_BYTES` (float32): latitude rows as few as that allows
+    but never fewer than the file stores per chunk (each read decompresses whole stored chunks), then up to
+    :data:`CHUNK_MONTHS` time steps."""
+    lat = next((d for d in ("lat", "latitude") if d in da.dims), None)
+    if lat is None:
+        return {tname: CHUNK_MONTHS}
+    other = int(np.prod([n for d, n in da.sizes.items() if d not in (tname, lat)]))
+    stored = da.encoding.get("chunksizes")
+    stored_rows = int(stored[da.dims.index(lat)]) if stored and len(stored) == da.ndim else 1
+    rows = max(stored_rows, CHUNK_BYTES // (CHUNK_MONTHS * max(1, other) * 4))
+    rows = int(min(da.sizes[lat], rows))
+    steps = int(max(1, min(CHUNK_MONTHS, CHUNK_BYTES // (rows * max(1, other) * 4))))
+    return {tname: steps, lat: rows}
 
 
 def open_lai(path: str | os.PathLike, *, plausibility: Policy | list | None = None) -> xr.DataArray:
@@ -184,19 +206,13 @@ def fill_before_record(
             f"no data for calendar months {missing_months}",
         )
     avail_mask = np.isin(target.values, t_obs.values)
-    # observed months as they are, the others the calendar month's climatology; lazy, one block at a time
-    held = da.transpose("time", *spatial).values  # no copy of the record: the reader's array
-    clim_values = clim.transpose("month", *spatial).sel(month=np.arange(1, 13)).values.astype(da.dtype)
-    at = np.where(avail_mask, src_times.get_indexer(target), -1)  # the month's position in da, -1 where filled
-    month = target.month.values - 1
-
-    def pick(t0: int, t1: int) -> np.ndarray:
-        out = clim_values[month[t0:t1]]
-        seen = at[t0:t1] >= 0
-        out[seen] = held[at[t0:t1][seen]]
-        return out
-
-    filled = lazy_months(pick, target, da.transpose("time", *spatial), dtype=da.dtype)
+    # observed months as they are, the others the calendar month's climatology (12 fields in memory); lazy
+    clim_values = clim.transpose("month", *spatial).sel(month=np.arange(1, 13)).astype(da.dtype).load()
+    on_target = xr.DataArray(target.month.values - 1, dims="time", coords={"time": target})
+    rows = {d: da.chunksizes[d] for d in spatial} if da.chunks else {}  # the fill chunked like the record
+    fill = clim_values.chunk({"month": 1, **rows}).isel(month=on_target).drop_vars("month", errors="ignore")
+    seen = xr.DataArray(avail_mask, dims="time", coords={"time": target})
+    filled = da.transpose("time", *spatial).reindex(time=target).where(seen, fill).astype(da.dtype)
     filled.attrs = {
         **da.attrs,
         "filled_with": f"monthly climatology of {base['time'].values[0]!s:.7} "
@@ -235,34 +251,10 @@ def landcover_to_monthly(lc: xr.DataArray, time_index) -> xr.DataArray:
         while yy not in pos:
             yy -= 1
         idx.append(pos[yy])
-    held, idx = lc.values, np.asarray(idx)
-    out = lazy_months(lambda t0, t1: held[idx[t0:t1]], target, lc, dtype=lc.dtype)
+    out = lc.isel(time=np.asarray(idx)).assign_coords(time=target)  # lazy: the years picked when read
     out.attrs = {
         **lc.attrs,
         "monthly_from_annual": "each year held for its 12 months; "
         f"before {first} the {first} values, after {last} the {last} values",
     }
     return out
-
-
-def lazy_months(pick, target: pd.DatetimeIndex, like: xr.DataArray, *, dtype, chunk: int = 12) -> xr.DataArray:
-    """A DataArray on the months ``target`` whose block of months ``t0:t1`` is ``pick(t0, t1)``, computed when read.
-
-    pick : ``(t0, t1) -> ndarray (t1 - t0, ...)`` from fields held once in memory (observed months,
-        climatologies, years).
-    like : a DataArray with the output's dims (``time`` first) and its coordinates other than ``time``.
-    The record-long (months, ...) array is never materialised: a cube block reads only its months (at global
-    0.25 deg one LAI field over 1940-2024 is 4.2 GB, land cover with its classes several times that).
-    """
-    import dask.array as dsa
-
-    shape = tuple(like.sizes[d] for d in like.dims[1:])
-    chunks = (tuple(min(chunk, len(target) - i) for i in range(0, len(target), chunk)), *((n,) for n in shape))
-
-    def block(block_info=None):
-        (t0, t1), *_ = block_info[None]["array-location"]
-        return pick(t0, t1)
-
-    data = dsa.map_blocks(block, chunks=chunks, dtype=dtype, meta=np.empty((0,) * (1 + len(shape)), dtype))
-    coords = {k: v for k, v in like.coords.items() if "time" not in v.dims}
-    return xr.DataArray(data, dims=like.dims, coords={**coords, "time": target}, name=like.name)
