@@ -279,17 +279,18 @@ class CubeBuilder:
         writer = CubeWriter(self.out_dir, g, self.times, channels, land_fraction=self.landfrac,
                             stats_period=self.periods.stats.strings(), chunk_months=s.chunk_months, chunk_lat=s.chunk_lat,
                             units=units, n_targets=len(s.grace), resume=None if force else fp)
+        # the ERA5 files' months, read once: they size the block loop's open files and are recorded after it
+        era5_months = file_index.era5_file_months(files["era5"], self.out_dir, write=False)
         try:
-            manifest = self._write(writer, era5, extra, channels, files, fp, inputs, progress)
+            manifest = self._write(writer, era5, extra, channels, files, fp, inputs, progress, era5_months)
         except BaseException:
             writer.abort()  # the previous cube (if any) stays as it was
             raise
         # the index the monthly update picks its files with: the ERA5 files' months and the mascon files'
-        file_index.era5_file_months(files["era5"], self.out_dir)
-        file_index.record({path: months for months, path in grace.values()}, self.out_dir)
+        file_index.record({**era5_months, **{path: months for months, path in grace.values()}}, self.out_dir)
         return manifest
 
-    def _write(self, writer, era5, extra, channels, files, fp, inputs, progress) -> dict:
+    def _write(self, writer, era5, extra, channels, files, fp, inputs, progress, era5_months) -> dict:
         s, g = self.spec, self.grid
         nt, start = len(self.times), writer.resumed_months
         if start:  # resumed: the memories at the month before, as the interrupted build wrote them (float32)
@@ -298,7 +299,7 @@ class CubeBuilder:
             ewma = np.full((len(s.ewma_months), *g.shape), np.nan, dtype=np.float32)
         step, rows = self._block_shape(era5, len(channels))
         bands = self.bands(rows)
-        open_files = self.block_open_files(files, step)
+        open_files = self.block_open_files(files, step, era5_months)
         LOGGER.info("predictor cube in %d latitude band(s) of %d rows x blocks of %d months (ingest.memory_gb=%g; "
                     "at most %d files open)", len(bands), rows, step, s.memory_gb, open_files)
         bar = tqdm(total=-(-(nt - start) // step) * len(bands), desc="predictor cube", unit="block",
@@ -382,10 +383,10 @@ class CubeBuilder:
         rows = int(max(0.0, budget - step * cached) // (step * per)) // s.chunk_lat * s.chunk_lat
         return step, int(min(g.nlat, max(s.chunk_lat, rows)))
 
-    def block_open_files(self, files: Mapping[str, Sequence[Path]], step: int) -> int:
+    def block_open_files(self, files: Mapping[str, Sequence[Path]], step: int,
+                         months: Mapping[Path, pd.DatetimeIndex]) -> int:
         """Files to keep open during the block loop: the most ERA5 files one block of ``step`` months reads
-        (from their time axes), every other predictor file, and one for the next block's first file."""
-        months = file_index.era5_file_months(files["era5"], self.out_dir, write=False)
+        (``months``: each ERA5 file's months), every other predictor file, and one for the next block's first file."""
         touched = 1
         for i0 in range(0, len(self.times), step):
             block = self.times[i0:i0 + step]

@@ -74,7 +74,7 @@ def toa_insolation(lat: np.ndarray, doy: float) -> np.ndarray:
 
 
 class Climate:
-    """Forcing generator for one grid and seed; call :meth:`year` for consecutive years.
+    """Forcing generator for one grid and seed; call :meth:`weather` (or :meth:`year`) for consecutive years.
 
     Parameters
     ----------
@@ -173,8 +173,9 @@ class Climate:
         return {"ssrd": ssrd, "strd": strd, "d2m": td + T0, "skt": skt + T0, "pev": pev}
 
     # ------------------------------------------------------------------ one year
-    def _noise(self, year: int, nmon: int) -> dict[str, np.ndarray]:
-        """AR(1)-in-time smooth noise, unit variance, drawn per (seed, year), state carried across years."""
+    def weather(self, year: int) -> dict[str, np.ndarray]:
+        """The year's AR(1)-in-time smooth weather noise on the lattice, unit variance, (12, nlat_l, nlon_l) per
+        ingredient; drawn per (seed, year), state carried across years: call once per year, in order."""
         rng = np.random.default_rng([self.seed, 101, year])
         lat = self.lattice
         spec = {"t": (1500.0, 0.4), "sp": (1500.0, 0.5), "p": (800.0, 0.2), "u": (1000.0, 0.2),
@@ -192,22 +193,30 @@ class Climate:
                 prev = rho * prev + np.sqrt(1 - rho**2) * sm[m]
                 seq[m] = prev
             self._state[k] = prev
-            out[k] = lat.to_grid(seq[:nmon])
+            out[k] = seq
         return out
 
     def year(self, year: int, months: np.ndarray) -> dict[str, np.ndarray]:
         """Forcing for calendar ``year``, months ``months`` (1..12, consecutive from January or the start).
 
         Returns a dict of float32 arrays (len(months), nlat, nlon) in the units of the module docstring,
-        plus the indices ``enso`` and ``warming`` (shape (len(months),)).
-        """
-        months = np.asarray(months)
-        nz = self._noise(year, 12)
+        plus the indices ``enso`` and ``warming`` (shape (len(months),)). Holds the whole year: the twin's
+        run uses :meth:`months` (one month of fields at a time)."""
+        out: dict[str, list] = {}
+        for fields in self.months(year, months, self.weather(year)):
+            for k, v in fields.items():
+                out.setdefault(k, []).append(v)
+        return {**{k: np.stack(out[k]) for k in MET_VARS}, "enso": np.array(out["enso"]),
+                "warming": np.array(out["warming"])}
+
+    def months(self, year: int, months: np.ndarray, noise: dict[str, np.ndarray]):
+        """Yield the forcing of each month of ``months`` (1..12) of ``year``: float32 (nlat, nlon) fields in the
+        units of the module docstring, and the scalars ``enso`` and ``warming``. ``noise``: the year's
+        :meth:`weather` (the same noise gives the same fields: a year can be evaluated twice)."""
         ns = self.noise
-        out: dict[str, list[np.ndarray]] = {k: [] for k in MET_VARS}
-        idx_enso, idx_warm = [], []
-        for mo in months:
+        for mo in np.asarray(months):
             i = mo - 1
+            nz = {k: self.lattice.to_grid(v[i]) for k, v in noise.items()}
             k = (year - _EPOCH0) * 12 + i
             doy = _MID_DOY[i]
             tyear = year + (i + 0.5) / 12
@@ -216,16 +225,16 @@ class Climate:
             dw = warming(np.array(tyear))
             sd_t = (0.4 + 2.2 * self.alat / 90) * (0.6 + 0.6 * self.cont)
             t_c = (self._seasonal_t(doy) + dw * self.warm_amp + self.enso_t * enso + self.pdo_t * self.pdo[k]
-                   + self.amo_t * self.amo[k] + ns * sd_t * nz["t"][i])
+                   + self.amo_t * self.amo[k] + ns * sd_t * nz["t"])
             sig_p = 0.3 * ns
-            lnp = (sig_p * nz["p"][i] - 0.5 * sig_p**2 + self.enso_p * enso + self.pdo_p * self.pdo[k]
+            lnp = (sig_p * nz["p"] - 0.5 * sig_p**2 + self.enso_p * enso + self.pdo_p * self.pdo[k]
                    + self.amo_p * self.amo[k] + 0.02 * dw * self.warm_amp)
             p = self._precip_clim(doy, t_c) * np.exp(lnp)
-            d = self._derived(t_c, p, doy, ns * nz["rad"][i] - 0.5 * ns * nz["p"][i])
+            d = self._derived(t_c, p, doy, ns * nz["rad"] - 0.5 * ns * nz["p"])
             winter = -self.hemi * np.cos(2 * np.pi * (doy - 200.0) / 365.0)
             p_sl = (101325 + 700 * np.exp(-(((self.alat - 32) / 10) ** 2))
                     - 1200 * np.exp(-(((self.alat - 62) / 8) ** 2)) * np.where(self.lat > 0, 0.6, 1.0)
-                    + 800 * self.cont * winter * self.lf + 400 * ns * nz["sp"][i] * (0.3 + self.alat / 90))
+                    + 800 * self.cont * winter * self.lf + 400 * ns * nz["sp"] * (0.3 + self.alat / 90))
             sp = p_sl * np.exp(-self.z / (29.3 * (t_c + T0 + 0.0065 * self.z / 2)))
             rough = 1 - 0.45 * self.lf
             u = (-5 * np.exp(-(((self.alat - 14) / 9) ** 2)) + 7 * np.where(self.lat < 0, 1.4, 1.0)
@@ -233,16 +242,8 @@ class Climate:
             s = np.cos(2 * np.pi * (doy - 200.0) / 365.0)
             itcz = 4.0 + 8 * s
             v = -3 * np.tanh((self.lat - itcz) / 8) * np.exp(-(((self.lat - itcz) / 20) ** 2))
-            out["t2m"].append(t_c + T0)
-            out["tp"].append(p)
-            out["u10"].append(rough * (u + 1.5 * ns * nz["u"][i]))
-            out["v10"].append(rough * (v + 1.5 * ns * nz["v"][i]))
-            out["sp"].append(sp)
-            for key in ("d2m", "skt", "pev", "ssrd", "strd"):
-                out[key].append(d[key])
-            idx_enso.append(enso)
-            idx_warm.append(float(dw))
-        res = {k: np.stack(v).astype(np.float32) for k, v in out.items()}
-        res["enso"] = np.array(idx_enso)
-        res["warming"] = np.array(idx_warm)
-        return res
+            out = {"t2m": t_c + T0, "tp": p, "u10": rough * (u + 1.5 * ns * nz["u"]),
+                   "v10": rough * (v + 1.5 * ns * nz["v"]), "sp": sp, **{key: d[key] for key in
+                   ("d2m", "skt", "pev", "ssrd", "strd")}}
+            yield {**{k2: np.asarray(v2).astype(np.float32) for k2, v2 in out.items()}, "enso": enso,
+                   "warming": float(dw)}

@@ -99,10 +99,14 @@ class Lattice:
         rows = a * (1 - self.wi) + b * self.wi
         return rows[..., self.j0] * (1 - self.wj) + rows[..., self.j1] * self.wj
 
+    def random_lattice(self, rng: np.random.Generator, n: int, scale_km: float) -> np.ndarray:
+        """``n`` smooth unit-variance random fields on the lattice, shape (n, nlat_l, nlon_l), float64: a grid's
+        fields are ``to_grid`` of them, field by field (a month at a time needs one field on the grid)."""
+        return self.smooth(rng.standard_normal((n, *self.shape)), scale_km)
+
     def random_fields(self, rng: np.random.Generator, n: int, scale_km: float) -> np.ndarray:
         """``n`` smooth unit-variance random fields on the grid, shape (n, nlat, nlon), float64."""
-        white = rng.standard_normal((n, *self.shape))
-        return self.to_grid(self.smooth(white, scale_km))
+        return self.to_grid(self.random_lattice(rng, n, scale_km))
 
 
 def smooth_land(land_frac: np.ndarray, grid: Grid, scale_km: float) -> np.ndarray:

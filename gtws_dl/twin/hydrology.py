@@ -122,7 +122,7 @@ def _ramp_integral(t: np.ndarray, onset: float, ramp: float) -> np.ndarray:
 
 
 def depletion_mm(t_years: np.ndarray, weights: list[np.ndarray], hotspots: list[dict]) -> np.ndarray:
-    """Groundwater lost to pumping, mm (negative), shape (len(t), *weights[0].shape).
+    """Groundwater lost to pumping, mm (negative), shape (len(t), *weights[0].shape) (weights: fields or cells).
 
     Rate ramps linearly from 0 at ``onset`` to ``rate_mm_yr`` after ``ramp_yr``; pumping peaks in the dry
     season so a small seasonal cycle (15 % of the annual rate) rides on the decline.
@@ -134,7 +134,7 @@ def depletion_mm(t_years: np.ndarray, weights: list[np.ndarray], hotspots: list[
         cum = _ramp_integral(t, float(h["onset"]), float(h["ramp_yr"])) * rate
         now = np.clip((t - float(h["onset"])) / float(h["ramp_yr"]), 0, 1) * rate
         season = 0.15 * now * np.cos(2 * np.pi * (t - np.floor(t) - 0.4))
-        out -= (cum + season)[:, None, None] * w[None]
+        out -= (cum + season).reshape(-1, *([1] * w.ndim)) * w[None]
     return out
 
 

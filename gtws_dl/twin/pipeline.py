@@ -1,8 +1,10 @@
 """Generate the whole twin Earth: forcing -> water balance -> truth, ERA5, vegetation, GRACE files.
 
-The run loops over calendar years so memory stays ~O(one year of fields); the GRACE stage reads the truth in
-blocks of months and holds the smoothed GRACE-era truth and one centre's mascon array (float64, the GRACE
-months × the grid). Memory still grows with the domain's area (issue 14: the twin is not yet banded).
+The run loops over calendar years and, within a year, over months: the fields in memory are one month of the
+grid (the year's weather and ERA5-error noise are drawn on the fixed 2.5 deg lattice, put on the grid month by
+month; the water balance runs on the land cells). The GRACE stage reads the truth in blocks of months and holds
+each centre's mascon array (the GRACE months × the centre's grid). Memory still grows with the domain's area,
+by about a month of fields per cell (the twin is not banded in latitude: its GRACE footprint is non-local).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def ice_fields(grid: Grid, lf: np.ndarray, z: np.ndarray, ice: list[dict]) -> li
     return out
 
 
+_PASS_BYTES = 64 * 2**20  # a block of the anomaly pass: months of one float32 field within this
 _GRACE_BLOCK = 12  # GRACE months per block of the GRACE stage (memory: a year of fields, not the era)
 
 
@@ -158,19 +161,21 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
     # ---- spin-up: cycle the first year's forcing; groundwater set to its equilibrium half way
     first_months = months[months.astype("datetime64[Y]") == months[0].astype("datetime64[Y]")]
     mos0 = np.array([int(str(m)[5:7]) for m in first_months])
-    f0 = clim.year(int(years[0]), mos0)
+    weather0 = clim.weather(int(years[0]))  # evaluated again for the first year of the run
+    f0 = {k: np.stack([f[k].ravel()[cells] for f in clim.months(int(years[0]), mos0, weather0)])
+          for k in ("tp", "pev", "t2m")}  # (month, land cell)
     par, _ = params_for(int(years[0]))
     state = hy.new_state(len(cells))
     d0 = days[: len(mos0)]
     for cycle in range(30):
         rech = np.zeros(len(cells))
         for i in range(len(mos0)):
-            fl = hy.step(state, par, (f0["tp"][i] * d0[i]).ravel()[cells], (f0["pev"][i] * d0[i]).ravel()[cells],
-                         (f0["t2m"][i] - 273.15).ravel()[cells], d0[i])
+            fl = hy.step(state, par, f0["tp"][i] * d0[i], f0["pev"][i] * d0[i], f0["t2m"][i] - 273.15, d0[i])
             rech += fl["recharge"]
         if cycle == 15:
             k = 1 - np.exp(-1 / par.tau_gw)
             state["gw"] = rech / len(mos0) * (1 - k) / k
+    del f0
 
     # perennial snow (ice sheets, high peaks) starts at the cap: its accumulation leaves as ice flow
     perennial = (t_warm.ravel()[cells] < -1.0)
@@ -212,87 +217,93 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
         sel = months.astype("datetime64[Y]").astype(int) + 1970 == year
         mos = np.array([int(str(m)[5:7]) for m in months[sel]])
         n = len(mos)
-        f = f0 if pos == 0 else clim.year(int(year), mos)
+        weather = weather0 if pos == 0 else clim.weather(int(year))  # the year's noise, on the lattice
         par, frac = params_for(int(year))
         lc_f.write("land_cover_fraction", int(np.searchsorted(years, year)), frac[None])
         smax_grid = nan_grid.copy()
         smax_grid.ravel()[cells] = par.smax
         dd = days[sel]
-        nat = np.full((n, *grid.shape), np.nan)
-        snow_m = np.full((n, *grid.shape), np.nan)
-        soil_m = np.full((n, *grid.shape), np.nan)
-        et = np.full((n, *grid.shape), np.nan)
-        ro = np.full((n, *grid.shape), np.nan)
-        rng_v = np.random.default_rng([cfg.seed, 404, int(year)])
-        lai_y, sif_y = [], []
-        for i in range(n):
-            before = {k: v.copy() for k, v in state.items()}
-            fl = hy.step(state, par, (f["tp"][i] * dd[i]).ravel()[cells], (f["pev"][i] * dd[i]).ravel()[cells],
-                         (f["t2m"][i] - 273.15).ravel()[cells], dd[i])
-            mean = {k: 0.5 * (before[k] + state[k]) for k in hy.STORES}  # monthly-mean storage
-            nat[i].ravel()[cells] = hy.total(mean)
-            snow_m[i].ravel()[cells] = mean["snow"]
-            soil_m[i].ravel()[cells] = mean["soil"]
-            et[i].ravel()[cells] = fl["et"] / dd[i]
-            ro[i].ravel()[cells] = fl["runoff"] / dd[i]
-            lai, sif = veg.month(frac, f["t2m"][i] - 273.15, np.nan_to_num(soil_m[i] / smax_grid),
-                                 f["ssrd"][i], float(t_dec[sel][i]), rng_v)
-            lai_y.append(np.where(mask, lai, np.nan))
-            sif_y.append(np.where(mask, sif, np.nan))
         tsel = t_dec[sel]
-        dep = hy.depletion_mm(tsel, hot_w, cfg.hotspots)
-        ice = np.zeros_like(dep)
+        dep_y = hy.depletion_mm(tsel, [w.ravel()[cells] for w in hot_w], cfg.hotspots)  # (month, land cell)
+        ice_y = np.zeros_like(dep_y)
         for w, r in zip(ice_w, cfg.ice, strict=True):
-            ice += hy.ice_gt(tsel, r)[:, None, None] * w[None]
-        dep, ice = np.where(mask, dep, np.nan), np.where(mask, ice, np.nan)
-        tws = nat + dep + ice
-        for k, v in (("twsa", tws), ("twsa_forced", nat), ("depletion", dep), ("ice", ice)):
-            acc[k] += np.nansum(v[base_sel[sel]], axis=0) if base_sel[sel].any() else 0
-        truth.write("twsa", pos, tws)
-        truth.write("runoff", pos, ro)
-        comp.write("twsa_forced", pos, nat)
-        comp.write("depletion", pos, dep)
-        comp.write("ice", pos, ice)
-        for arr, fobj, name, t_from in ((lai_y, lai_f, "LAI", LAI_FROM), (sif_y, sif_f, "SIF", SIF_FROM)):
-            keep = months[sel] >= np.datetime64(t_from, "M")
-            if fobj is not None and keep.any():
-                start = int(np.searchsorted(months[months >= np.datetime64(t_from, "M")], months[sel][keep][0]))
-                fobj.write(name, start, np.stack(arr)[keep])
-
-        # ---- ERA5: reanalysis estimates with errors (precipitation worse before satellites, 1979)
+            ice_y += hy.ice_gt(tsel, r)[:, None] * w.ravel()[cells][None]
+        rng_v = np.random.default_rng([cfg.seed, 404, int(year)])
+        # ERA5 errors: the year's noise drawn on the lattice (one stream per year), put on the grid month by month
         rng_e = np.random.default_rng([cfg.seed, 202, int(year)])
-        nz = lattice.random_fields(rng_e, 4 * 12, 500.0).reshape(4, 12, *grid.shape)[:, :n]
+        nz_y = lattice.random_lattice(rng_e, 4 * 12, 500.0).reshape(4, 12, *lattice.shape)
         s_tp = cfg.era5_tp_error_early if year < 1979 else cfg.era5_tp_error
-        tp_e = f["tp"] * np.exp(bias_tp + s_tp * nz[0] - 0.5 * s_tp**2)
-        e_land = et * np.exp(bias_e + cfg.era5_e_error * nz[1] - 0.5 * cfg.era5_e_error**2)
-        e_mm = np.where(mask, e_land, 0.9 * f["pev"])
-        swvl1 = np.clip(0.08 + 0.37 * np.clip(soil_m / smax_grid, 0, 1) ** 0.8 + bias_sw
-                        + cfg.swvl1_noise * nz[2], 0.02, 0.5)
-        sd_mm = snow_m * np.exp(bias_sd + cfg.sd_error * nz[3] - 0.5 * cfg.sd_error**2)
-        glacier = frac[hy.CLASSES.index("snow_ice")] / np.maximum(lf, 1e-6) > 0.5
-        sd_mm = np.where(mask & glacier, 10000.0, sd_mm)  # ERA5 puts 10 m w.e. on glaciers
         prelim = months[sel] >= era5t_from
+        rev_y = None
         if cfg.era5t_revision > 0 and prelim.any():  # ERA5T differs from the final ERA5 that replaces it
             rng_t = np.random.default_rng([cfg.seed, 505, int(year)])  # own stream: final months unchanged
-            rev = lattice.random_fields(rng_t, 2 * 12, 500.0).reshape(2, 12, *grid.shape)[:, :n]
-            s_r = float(cfg.era5t_revision)
-            w = prelim[:, None, None]
-            tp_e = np.where(w, tp_e * np.exp(s_r * rev[0] - 0.5 * s_r**2), tp_e)
-            e_mm = np.where(w, e_mm * np.exp(s_r * rev[1] - 0.5 * s_r**2), e_mm)
-        era5.add_year(times[sel], era5_units({**{k: f[k] for k in ("t2m", "d2m", "skt", "sp", "u10", "v10", "ssrd",
-                                                               "strd")}, "tp": tp_e, "e_mm": e_mm,
-                                              "pev_mm": f["pev"], "swvl1": swvl1, "sd_mm": sd_mm}))
+            rev_y = lattice.random_lattice(rng_t, 2 * 12, 500.0).reshape(2, 12, *lattice.shape)
+        glacier = frac[hy.CLASSES.index("snow_ice")] / np.maximum(lf, 1e-6) > 0.5
+        in_base = base_sel[sel]
+        year_acc = dict.fromkeys(acc)
+        # one month of fields at a time: memory is a month of the grid, whatever the record's length
+        for i, f in enumerate(clim.months(int(year), mos, weather)):
+            before = {k: v.copy() for k, v in state.items()}
+            fl = hy.step(state, par, (f["tp"] * dd[i]).ravel()[cells], (f["pev"] * dd[i]).ravel()[cells],
+                         (f["t2m"] - 273.15).ravel()[cells], dd[i])
+            mean = {k: 0.5 * (before[k] + state[k]) for k in hy.STORES}  # monthly-mean storage
+            nat, snow_m, soil_m, et, ro, dep, ice = (nan_grid.copy() for _ in range(7))
+            nat.ravel()[cells] = hy.total(mean)
+            snow_m.ravel()[cells] = mean["snow"]
+            soil_m.ravel()[cells] = mean["soil"]
+            et.ravel()[cells] = fl["et"] / dd[i]
+            ro.ravel()[cells] = fl["runoff"] / dd[i]
+            dep.ravel()[cells] = dep_y[i]
+            ice.ravel()[cells] = ice_y[i]
+            lai, sif = veg.month(frac, f["t2m"] - 273.15, np.nan_to_num(soil_m / smax_grid),
+                                 f["ssrd"], float(tsel[i]), rng_v)
+            tws = nat + dep + ice
+            if in_base[i]:  # the year's baseline months summed in order, then added (as a sum over months)
+                for k, v in (("twsa", tws), ("twsa_forced", nat), ("depletion", dep), ("ice", ice)):
+                    year_acc[k] = np.nan_to_num(v) if year_acc[k] is None else year_acc[k] + np.nan_to_num(v)
+            at = pos + i
+            truth.write("twsa", at, tws[None])
+            truth.write("runoff", at, ro[None])
+            comp.write("twsa_forced", at, nat[None])
+            comp.write("depletion", at, dep[None])
+            comp.write("ice", at, ice[None])
+            for fobj, name, field, t_from, ft in ((lai_f, "LAI", lai, LAI_FROM, lai_t), (sif_f, "SIF", sif, SIF_FROM, sif_t)):
+                if fobj is not None and months[sel][i] >= np.datetime64(t_from, "M"):
+                    fobj.write(name, int(np.searchsorted(ft, times[sel][i])), np.where(mask, field, np.nan)[None])
+
+            # ---- ERA5: reanalysis estimates with errors (precipitation worse before satellites, 1979)
+            nz = lattice.to_grid(nz_y[:, i])
+            tp_e = f["tp"] * np.exp(bias_tp + s_tp * nz[0] - 0.5 * s_tp**2)
+            e_land = et * np.exp(bias_e + cfg.era5_e_error * nz[1] - 0.5 * cfg.era5_e_error**2)
+            e_mm = np.where(mask, e_land, 0.9 * f["pev"])
+            swvl1 = np.clip(0.08 + 0.37 * np.clip(soil_m / smax_grid, 0, 1) ** 0.8 + bias_sw
+                            + cfg.swvl1_noise * nz[2], 0.02, 0.5)
+            sd_mm = snow_m * np.exp(bias_sd + cfg.sd_error * nz[3] - 0.5 * cfg.sd_error**2)
+            sd_mm = np.where(mask & glacier, 10000.0, sd_mm)  # ERA5 puts 10 m w.e. on glaciers
+            if rev_y is not None and prelim[i]:
+                rev = lattice.to_grid(rev_y[:, i])
+                s_r = float(cfg.era5t_revision)
+                tp_e = tp_e * np.exp(s_r * rev[0] - 0.5 * s_r**2)
+                e_mm = e_mm * np.exp(s_r * rev[1] - 0.5 * s_r**2)
+            era5.add_month(times[sel][i], era5_units({**{k: f[k] for k in ("t2m", "d2m", "skt", "sp", "u10", "v10",
+                                                                          "ssrd", "strd")},
+                                                     "tp": tp_e, "e_mm": e_mm, "pev_mm": f["pev"], "swvl1": swvl1,
+                                                     "sd_mm": sd_mm}))
+        for k, v in year_acc.items():
+            if v is not None:
+                acc[k] += v
         pos += n
 
     era5_files = era5.close()
     # the year loop's fields and the climate generator are not needed again: free them before the GRACE stage
-    del f, f0, nat, snow_m, soil_m, et, ro, lai_y, sif_y, tws, dep, ice, nz, tp_e, e_land, e_mm, swvl1, sd_mm
+    del f, nat, snow_m, soil_m, et, ro, lai, sif, tws, dep, ice, nz, tp_e, e_land, e_mm, swvl1, sd_mm, weather0
     del clim, cm, lc, veg, state, hot_w, ice_w
     # ---- anomalies vs the 2004-2009 mean (second pass, year slices)
     nb = int(base_sel.sum())
     base = {k: v / nb for k, v in acc.items()}
-    for i0 in range(0, nt, 120):
-        i1 = min(nt, i0 + 120)
+    step = max(1, min(120, _PASS_BYTES // (4 * grid.nlat * grid.nlon)))  # months of one float32 field per block
+    for i0 in range(0, nt, step):
+        i1 = min(nt, i0 + step)
         truth.write("twsa", i0, truth.read("twsa", i0, i1) - base["twsa"])
         for k in ("twsa_forced", "depletion", "ice"):
             comp.write(k, i0, comp.read(k, i0, i1) - base[k])

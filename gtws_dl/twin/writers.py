@@ -109,7 +109,7 @@ def era5_units(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class Era5Writer:
-    """Writes ERA5 monthly means year by year in the new (default) or old CDS layout.
+    """Writes ERA5 monthly means month by month in the new (default) or old CDS layout.
 
     Files (under ``folder``): new layout ``data_stream-moda_stepType-avgua[_YYYY].nc`` (instantaneous) and
     ``data_stream-moda_stepType-avgad[_YYYY].nc`` (accumulated); old layout ``era5_moda[_YYYY].nc`` (all 13
@@ -129,23 +129,40 @@ class Era5Writer:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def add_year(self, times: np.ndarray, fields: dict[str, np.ndarray]) -> None:
-        """``times`` month starts; ``fields`` in ERA5 file units on cell centres (see :func:`era5_units`)."""
-        nodes = {k: self.nodes(v) for k, v in fields.items()}
-        times = np.asarray(times).astype("datetime64[s]")
-        year = str(times[0].astype("datetime64[Y]"))
+        """``times`` month starts; ``fields`` (month, lat, lon) in ERA5 file units on cell centres (see
+        :func:`era5_units`)."""
+        for i, t in enumerate(np.asarray(times)):
+            self.add_month(t, {k: v[i] for k, v in fields.items()})
+
+    def add_month(self, time: np.datetime64, fields: dict[str, np.ndarray]) -> None:
+        """The next month: ``time`` its month start, ``fields`` (lat, lon) in ERA5 file units on cell centres.
+        The new layout writes it at once; the legacy layout packs each variable over its file's months, so it
+        buffers them (a year, or the record when not ``per_year``) until the file's last month."""
+        t = np.datetime64(time, "s")
+        nodes = {k: self.nodes(v[None]) for k, v in fields.items()}
+        year = str(t.astype("datetime64[Y]"))
+        in_year = self.all_times[self.all_times.astype("datetime64[Y]") == t.astype("datetime64[Y]")]
+        k = int(np.searchsorted(in_year, t))
+        last = k == len(in_year) - 1
         if self.layout == "new":
             for step, names in (("avgua", INSTANT), ("avgad", ACCUM)):
                 name = f"data_stream-moda_stepType-{step}" + (f"_{year}" if self.per_year else "") + ".nc"
-                sub = {k: nodes[k] for k in names}
+                sub = {n: nodes[n] for n in names}
                 if self.per_year:
-                    self._write_new(self.folder / name, times, sub, 0, len(times))
+                    self._write_new(self.folder / name, t[None], sub, k, len(in_year), done=last)
                 else:
-                    self._write_new(self.folder / name, times, sub, self._pos, len(self.all_times))
-            self._pos += len(times)
-        elif self.per_year:
-            self._write_old(self.folder / f"era5_moda_{year}.nc", times, nodes)
-        else:
-            self._buffer.append((times, nodes))
+                    self._write_new(self.folder / name, t[None], sub, self._pos, len(self.all_times))
+            self._pos += 1
+            return
+        self._buffer.append((t[None], nodes))
+        if self.per_year and last:
+            self._write_old(self.folder / f"era5_moda_{year}.nc", *self._take_buffer())
+
+    def _take_buffer(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        times = np.concatenate([t for t, _ in self._buffer])
+        fields = {k: np.concatenate([f[k] for _, f in self._buffer]) for k in self._buffer[0][1]}
+        self._buffer.clear()
+        return times, fields
 
     def close(self) -> list[Path]:
         for ds, tmp, final in self._open.values():
@@ -154,16 +171,16 @@ class Era5Writer:
             self.written.append(final)
         self._open.clear()
         if self._buffer:
-            times = np.concatenate([t for t, _ in self._buffer])
-            fields = {k: np.concatenate([f[k] for _, f in self._buffer]) for k in self._buffer[0][1]}
-            self._write_old(self.folder / "era5_moda.nc", times, fields)
-            self._buffer.clear()
+            self._write_old(self.folder / "era5_moda.nc", *self._take_buffer())
         return self.written
 
     def _expver(self, times: np.ndarray) -> np.ndarray:
         return times.astype("datetime64[M]") >= self.era5t_from
 
-    def _write_new(self, path: Path, times: np.ndarray, fields: dict[str, np.ndarray], pos: int, ntime: int) -> None:
+    def _write_new(self, path: Path, times: np.ndarray, fields: dict[str, np.ndarray], pos: int, ntime: int,
+                   done: bool = False) -> None:
+        """Write ``times`` at ``pos`` of the file ``path`` of ``ntime`` months (opened at its first write);
+        ``done``: its last months, the file is closed and moved into place."""
         key = str(path)
         if key not in self._open:
             tmp = tmp_path(path)
@@ -207,7 +224,7 @@ class Era5Writer:
             ev[pos + i] = "0005" if f else "0001"
         for k, v in fields.items():
             ds[k][sl] = v
-        if self.per_year:
+        if done:
             ds.close()
             tmp, final = self._open.pop(key)[1:]
             os.replace(tmp, final)
