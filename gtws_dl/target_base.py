@@ -46,6 +46,7 @@ KINDS = ("none", "seasonal_trend", "forcing_memory")
 MEMORY: dict[str, tuple[float, ...]] = {"tp": (1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0), "t2m": (3.0, 12.0),
                                         "swvl1": (0.0,), "sd": (0.0,)}
 SPINUP_MONTHS = 120  # the memories start from each cell's mean of the cube's first months
+SPINUP_STEP = 12  # months read at once for that mean
 FIT_MEMORY_MB = 512.0  # the forcing_memory fit's float64 working set per latitude band
 RIDGE = 1e-3  # λ of the per-cell ridge (× the cell's training months), on normalised memories
 
@@ -104,11 +105,24 @@ class ForcingMemory:
         x[~np.isfinite(x)] = 0.0
         return x
 
+    def _spinup(self) -> np.ndarray:
+        """(channel, h, w) mean of the first :data:`SPINUP_MONTHS` months, read :data:`SPINUP_STEP` months at a
+        time and summed month by month in float32 (the order of ``mean(axis=0)``: the same numbers, a year of
+        fields in memory instead of ten)."""
+        n = min(SPINUP_MONTHS, int(self.pred.shape[0]))
+        acc = None
+        for t0 in range(0, n, SPINUP_STEP):
+            for x in self._read(t0, min(n, t0 + SPINUP_STEP)):
+                if acc is None:
+                    acc = x.copy()
+                else:
+                    acc += x
+        return acc / np.float32(n)
+
     def months(self, i0: int, i1: int) -> np.ndarray:
         """The memories of months ``i0 .. i1 - 1`` (indices into the cube's time axis): (n, F, h, w) float32."""
         if self.state is None or i0 < self.pos:
-            x = self._read(0, min(SPINUP_MONTHS, int(self.pred.shape[0])))
-            self.state, self.pos = x.mean(axis=0)[self.of].copy(), 0
+            self.state, self.pos = self._spinup()[self.of].copy(), 0
         out = None
         t = self.pos
         while t < i1:
