@@ -72,3 +72,55 @@ def finite_months(*fields) -> np.ndarray:
             ok &= np.isfinite(band(f, r0, r1))
         out |= ok.any(axis=(1, 2))
     return out
+
+
+def mapped(x, fn: Callable[[np.ndarray], np.ndarray]) -> LazyField:
+    """``fn`` applied to each band of ``x`` when read (a per-cell transform: decomposition, deseasonalizing)."""
+    return LazyField(lambda r0, r1: fn(band(x, r0, r1)), x.shape)
+
+
+def maps(x, fn: Callable[[np.ndarray], dict[str, np.ndarray]], *others, shape=None) -> dict[str, np.ndarray]:
+    """Per-cell maps of ``x`` (and ``others``, same rows): ``fn(band of x, bands of others...)`` returns
+    ``{name: (..., rows, lon)}``, assembled over the bands into ``{name: (..., lat, lon)}`` float64."""
+    out: dict[str, np.ndarray] = {}
+    for r0, r1 in bands(shape or x.shape):
+        res = fn(band(x, r0, r1), *(band(o, r0, r1) for o in others))
+        for k, v in res.items():
+            v = np.asarray(v, dtype=np.float64)
+            if k not in out:
+                out[k] = np.full((*v.shape[:-2], x.shape[1], x.shape[2]), np.nan)
+            out[k][..., r0:r1, :] = v
+    return out
+
+
+STAGE_MB = 256.0  # one time block of a field staged by :func:`stage` (float32 months x lat x lon)
+
+
+def stage(read_months: Callable[[np.ndarray], np.ndarray], pos: np.ndarray, n_months: int,
+          shape: tuple[int, int], path, *, progress: str = "") -> LazyField:
+    """Copy a (time, lat, lon) field into a Zarr store chunked in latitude bands, and read it back by bands.
+
+    A field stored by months (a twin truth, a NetCDF written month by month) is read once, in time blocks of
+    about :data:`STAGE_MB`: ``read_months(idx)`` returns its months ``idx`` (indices into the source) as
+    (len(idx), lat, lon); ``pos[i]`` is the report month of source month ``i`` (-1: not a report month).
+    Months the source lacks are NaN. The store ``path`` (scratch, deleted by the caller) is chunked
+    (12 months, the rows of :func:`bands`, lon), so a band reads only its own rows."""
+    import zarr
+    from tqdm.auto import tqdm
+
+    H, W = shape
+    rows = next(iter(bands((n_months, H, W))))[1]
+    arr = zarr.create_array(str(path), shape=(n_months, H, W), chunks=(min(12, max(1, n_months)), rows, W),
+                            dtype="float32", fill_value=np.nan, overwrite=True)
+    step = max(12, int(STAGE_MB * 2**20 // (4 * H * W)) // 12 * 12)
+    pos = np.asarray(pos)
+    starts = range(0, n_months, step)
+    for t0 in tqdm(starts, desc=progress or f"staging {path}", disable=len(starts) < 3, leave=False):
+        t1 = min(n_months, t0 + step)
+        src = np.flatnonzero((pos >= t0) & (pos < t1))
+        if not len(src):
+            continue
+        block = np.full((t1 - t0, H, W), np.nan, np.float32)
+        block[pos[src] - t0] = np.asarray(read_months(src), np.float32)
+        arr[t0:t1] = block
+    return LazyField(lambda r0, r1: np.asarray(arr[:, r0:r1]), (n_months, H, W))

@@ -64,6 +64,16 @@ def composite(field: np.ndarray, index: np.ndarray, *, threshold: float = 0.5) -
 
     NaN-aware per cell; months where the index is NaN are ignored.
     """
+    x = np.asarray(index, dtype=float)
+    nino, nina = x > threshold, x < -threshold
+    comp, reg = composite_maps(field, x, threshold=threshold)
+    if not nino.any() or not nina.any():
+        LOGGER.warning("ENSO composite: %d El Niño and %d La Niña months", nino.sum(), nina.sum())
+    return EnsoComposite(comp, reg, int(nino.sum()), int(nina.sum()))
+
+
+def composite_maps(field: np.ndarray, index: np.ndarray, *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(composite, regression) maps of :func:`composite`, without its checks of the month counts (per band)."""
     f = np.asarray(field, dtype=float)
     x = np.asarray(index, dtype=float)
     if f.shape[0] != x.shape[0]:
@@ -80,6 +90,4 @@ def composite(field: np.ndarray, index: np.ndarray, *, threshold: float = 0.5) -
         cov = (np.where(ok, (xm - mx) * (fm - mf), 0.0)).sum(0)
         var = (np.where(ok, (xm - mx) ** 2, 0.0)).sum(0)
         reg = np.where((n >= 3) & (var > 0), cov / np.where(var > 0, var, 1.0), np.nan)
-    if not nino.any() or not nina.any():
-        LOGGER.warning("ENSO composite: %d El Niño and %d La Niña months", nino.sum(), nina.sum())
-    return EnsoComposite(comp, reg, int(nino.sum()), int(nina.sum()))
+    return comp, reg

@@ -250,7 +250,6 @@ class _Accumulator:
     def add(self, block: np.ndarray, axis: int | None = None, labels: Sequence[str] = ()) -> None:
         """Count one block; ``axis``: its time axis, whose steps holding one value everywhere are recorded
         (``labels``: their names)."""
-        out = self.out
         if axis is not None and np.ndim(block) > 1 and np.size(block) > np.shape(block)[axis]:
             self._constant_steps(np.asarray(block), axis, labels)
         flat = np.asarray(block).ravel()

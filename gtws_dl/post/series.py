@@ -27,6 +27,9 @@ LOGGER = logging.getLogger(__name__)
 KG_PER_GT = 1e12
 
 
+BAND_BYTES = 64 * 2**20  # float64 months x rows x lon of one band of a banded field
+
+
 def regional_series(
     twsa: xr.DataArray | np.ndarray,
     cell_area: np.ndarray,
@@ -40,8 +43,8 @@ def regional_series(
 
     Parameters
     ----------
-    twsa : DataArray (time, lat, lon) or ndarray (time, nlat, nlon)
-        TWSA in mm water equivalent; NaN = no value.
+    twsa : DataArray (time, lat, lon) or ndarray (time, nlat, nlon), or a field read by latitude bands
+        (``band(r0, r1)`` -> (time, r1 - r0, nlon), ``shape``): TWSA in mm water equivalent; NaN = no value.
     cell_area : ndarray (nlat, nlon)
         Cell areas in m² (:meth:`gtws_dl.grid.Grid.cell_area`).
     masks : {name: bool ndarray (nlat, nlon)}
@@ -61,6 +64,7 @@ def regional_series(
         if times is None:
             times = twsa["time"].values
         twsa = twsa.transpose("time", ...)
+    banded = hasattr(twsa, "band")  # a field read by latitude bands (gtws_dl.evaluate.bands.LazyField)
     data = twsa
     shape = tuple(data.shape)
     area = np.asarray(cell_area, float)
@@ -78,19 +82,25 @@ def regional_series(
         else area * _check(np.asarray(land_fraction, float), area.shape, "land_fraction")
     )
     names = list(masks)
-    M = np.stack(
-        [_check(np.asarray(masks[n]).astype(bool), area.shape, f"mask {n!r}").ravel() for n in names], axis=1
-    )
-    Wr = M * w.ravel()[:, None]  # (cells, regions) weights
-    total_area = Wr.sum(0)  # m²
-    mean = np.empty((shape[0], len(names)))
-    for t0 in range(0, shape[0], chunk):
-        block = np.asarray(data[t0 : t0 + chunk], dtype=float).reshape(-1, area.size)
-        valid = np.isfinite(block)
-        num = np.where(valid, block, 0.0) @ Wr
-        den = valid.astype(float) @ Wr
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean[t0 : t0 + chunk] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    M = [_check(np.asarray(masks[n]).astype(bool), area.shape, f"mask {n!r}") for n in names]
+    total_area = np.array([w[m].sum() for m in M])  # m²
+    T, H = shape[0], shape[1]
+    if banded:  # a band of rows at a time: memory months x rows x lon, never the whole field
+        rows = max(1, min(H, int(BAND_BYTES // (8 * max(1, T) * shape[2]))))
+        spans = [(r0, min(H, r0 + rows)) for r0 in range(0, H, rows)]
+    else:  # ``chunk`` months at a time over every cell
+        spans = [(0, H)]
+    num, den = np.zeros((T, len(names))), np.zeros((T, len(names)))
+    for r0, r1 in spans:
+        Wr = np.stack([m[r0:r1].ravel() for m in M], axis=1) * w[r0:r1].ravel()[:, None]  # (cells, regions)
+        for t0 in range(0, T, T if banded else chunk):
+            t1 = min(T, t0 + (T if banded else chunk))
+            block = np.asarray(data.band(r0, r1) if banded else data[t0:t1], dtype=float).reshape(t1 - t0, -1)
+            valid = np.isfinite(block)
+            num[t0:t1] += np.where(valid, block, 0.0) @ Wr
+            den[t0:t1] += valid.astype(float) @ Wr
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     index = month_starts(times)
     cols: dict[str, np.ndarray] = {"time": index.strftime("%Y-%m").to_numpy()}
     for k, n in enumerate(names):

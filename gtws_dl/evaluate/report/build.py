@@ -24,6 +24,7 @@ from gtws_dl.evaluate.report.mass import section_sle
 from gtws_dl.evaluate.report.published import section_published
 from gtws_dl.evaluate.report.regional import section_regional
 from gtws_dl.evaluate.report.truth_skill import section_skill
+from gtws_dl.lock import remove_stale_temps
 
 LOGGER = logging.getLogger(__name__)
 
@@ -71,11 +72,13 @@ def build_report(cfg: DictConfig) -> Path:
     t0 = _time.time()
     final = Path(cfg.report.out_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final.parent, prefix=f"{final.name}.")  # a killed report's folder and staged fields
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    scratch = final.with_name(f"{final.name}.fields.tmp-{os.getpid()}")  # the inputs staged in latitude bands
     try:
-        ctx = load_context(cfg, tmp)
+        ctx = load_context(cfg, tmp, scratch)
         body, status = run_sections(ctx)
         head = _header(ctx, status, _time.time() - t0)
         (tmp / "report.md").write_text("\n".join(head + body + _footer(cfg)) + "\n")
@@ -88,6 +91,7 @@ def build_report(cfg: DictConfig) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     LOGGER.info("wrote %s in %.0f s", final / "report.md", _time.time() - t0)
     return final / "report.md"
 

@@ -1,5 +1,10 @@
 """The one context every report section reads: products, cube (grid, land, GRACE, predictors), truth — loaded once.
 
+Every (time, lat, lon) field is read once, in time blocks, into a scratch Zarr store chunked in latitude bands
+(:func:`gtws_dl.evaluate.bands.stage`) and handed to the sections as a :class:`~gtws_dl.evaluate.bands.LazyField`:
+they reduce it band by band (maps) or sum it over bands (regional series), so memory follows a band, not the
+globe — a global 0.25 deg report holds no whole field.
+
 Grid, land mask and month axis of the inputs come from the cube (``manifest.json``, ``predictors.zarr``); the
 products, the GRACE targets and the twin truth must lie on that grid (they do when one run made them: the report
 compares, it does not regrid). Without a cube the products' own stored grid is used and every part that needs the
@@ -22,6 +27,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from gtws_dl.cube.store import CubeError, cube_member, open_cube
+from gtws_dl.evaluate.bands import LazyField, mapped, stage
 from gtws_dl.grid import Grid
 from gtws_dl.post.products import read_product
 from gtws_dl.post.publish import product_name
@@ -35,6 +41,7 @@ COLOURS = {"jpl": "tab:blue", "csr": "tab:orange", "gsfc": "tab:green"}
 PRETTY = {"global_land": "global land", LAND_EXCL: EVALUATION_REGIONS["land"]}
 # canonical units of the predictor channels the report reads (gtws_dl.io.era5_variables.VARIABLES, kept by the cube)
 PREDICTOR_UNITS = {"tp": "mm day-1", "e": "mm day-1", "skt": "K"}
+SERIES_BYTES = 128 * 2**20  # a time block of a predictor channel summed into regional series (float64 months x grid)
 
 
 class Skip(Exception):
@@ -65,26 +72,31 @@ def on_same_grid(da: xr.DataArray, grid: Grid) -> bool:
             and np.allclose(da["lat"].values, grid.lat, atol=1e-4) and np.allclose(da["lon"].values, grid.lon, atol=1e-4))
 
 
-def read_months(da: xr.DataArray, grid: Grid, times: pd.DatetimeIndex, *, chunk: int = 120, desc: str = "",
-                remap: Callable[[xr.DataArray], xr.DataArray] | None = None) -> np.ndarray:
-    """``da`` (time, lat, lon) on the months ``times`` as float32 (time, nlat, nlon); NaN where a month is absent.
-
-    Read ``chunk`` months at a time. ``da`` must be on ``grid`` (:class:`GridMismatch` otherwise) unless
-    ``remap`` brings each block onto it.
-    """
-    da = da.transpose("time", "lat", "lon")
-    if remap is None and not on_same_grid(da, grid):
+def _check_grid(da: xr.DataArray, grid: Grid) -> None:
+    if not on_same_grid(da, grid):
         raise GridMismatch(f"{da.name or 'field'} is on a {da.sizes['lat']}x{da.sizes['lon']} grid "
                            f"(lat {float(da.lat[0]):g}.., lon {float(da.lon[0]):g}..), not on the cube grid {grid}")
+
+
+def lazy_months(da: xr.DataArray, grid: Grid, times: pd.DatetimeIndex, path: Path, *, desc: str = "",
+                remap: Callable[[xr.DataArray], xr.DataArray] | None = None,
+                land: np.ndarray | None = None) -> LazyField:
+    """``da`` (time, lat, lon) on the months ``times``, staged into the scratch store ``path`` and read back by
+    latitude bands (float32; NaN where a month is absent, and off ``land`` when given). ``da`` must be on
+    ``grid`` (:class:`GridMismatch`) unless ``remap`` brings each time block onto it."""
+    da = da.transpose("time", "lat", "lon")
+    if remap is None:
+        _check_grid(da, grid)
+
+    def read(idx: np.ndarray) -> np.ndarray:
+        blk = da.isel(time=idx)
+        out = np.asarray((remap(blk) if remap else blk).values, np.float32)
+        if land is not None:
+            out[:, ~land] = np.nan
+        return out
+
     pos = times.get_indexer(month_starts(da["time"].values))
-    keep = np.flatnonzero(pos >= 0)
-    out = np.full((len(times),) + grid.shape, np.nan, np.float32)
-    starts = range(0, len(keep), chunk)
-    for i0 in tqdm(starts, desc=desc or f"reading {da.name}", disable=len(starts) < 3, leave=False):
-        sel = keep[i0:i0 + chunk]
-        blk = da.isel(time=sel)
-        out[pos[sel]] = np.asarray((remap(blk) if remap else blk).values, np.float32)
-    return out
+    return stage(read, pos, len(times), grid.shape, path, progress=desc or f"reading {da.name}")
 
 
 def product_grid(ds: xr.Dataset) -> Grid:
@@ -112,11 +124,13 @@ class Context:
     land: np.ndarray
     area: np.ndarray
     products: dict[str, Path]
-    rec: dict[str, np.ndarray] = field(default_factory=dict)  # centre -> (time, nlat, nlon) mm
-    grace: dict[str, np.ndarray] = field(default_factory=dict)  # centre -> (time, nlat, nlon) mm, NaN = no month
-    truth: np.ndarray | None = None
-    truth_runoff: np.ndarray | None = None
-    truth_unforced: dict[str, np.ndarray] = field(default_factory=dict)  # twin: depletion, ice (time, nlat, nlon) mm
+    scratch: Path  # the fields staged in latitude bands (deleted with the report's temporary folder)
+    # (time, nlat, nlon) fields read by bands (LazyField; numpy arrays work too)
+    rec: dict[str, LazyField] = field(default_factory=dict)  # centre -> mm
+    grace: dict[str, LazyField] = field(default_factory=dict)  # centre -> mm, NaN = no month
+    truth: LazyField | None = None
+    truth_runoff: LazyField | None = None
+    truth_unforced: dict[str, LazyField] = field(default_factory=dict)  # twin: depletion, ice, mm
     predictors: xr.DataArray | None = None  # cube (time, channel, lat, lon), lazy, raw physical values
     predictor_units: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # why optional inputs are absent
@@ -147,8 +161,14 @@ class Context:
     def masks(self) -> dict[str, np.ndarray]:
         return region_masks(self.grid, self.land)
 
+    def lazy(self, da: xr.DataArray, name: str, **kw) -> LazyField:
+        """``da`` on the report months and grid, staged in the scratch store (:func:`lazy_months`)."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        return lazy_months(da, self.grid, self.times, self.scratch / f"{name}.zarr", desc=f"reading {name}", **kw)
+
     def series(self, arr, masks: dict[str, np.ndarray]) -> pd.DataFrame:
-        """Regional means (mm) and masses (Gt) of ``arr`` (time, nlat, nlon) on the report months."""
+        """Regional means (mm) and masses (Gt) of ``arr`` (time, nlat, nlon) on the report months (a
+        :class:`~gtws_dl.evaluate.bands.LazyField` is summed band by band)."""
         return regional_series(arr, self.area, masks, times=self.times)
 
     def predictor(self, name: str) -> xr.DataArray:
@@ -166,31 +186,34 @@ class Context:
 
     def predictor_series(self, name: str, masks: dict[str, np.ndarray]) -> pd.DataFrame:
         """Regional means of a cube channel, read ``time_chunk`` months at a time, on the report months."""
-        s = regional_series(self.predictor(name), self.area, masks, chunk=self.chunk)
+        months = max(1, min(self.chunk, int(SERIES_BYTES // (8 * self.area.size))))  # float64 months of the grid
+        s = regional_series(self.predictor(name), self.area, masks, chunk=months)
         return s.reindex(self.times)
 
     @cached_property
-    def detrended(self) -> dict[str, np.ndarray]:
-        """Detrended + deseasonalized product per centre (time, nlat, nlon) mm: its product file, else computed."""
+    def detrended(self) -> dict[str, LazyField]:
+        """Detrended + deseasonalized product per centre (time, nlat, nlon) mm: its product file, else computed
+        band by band from the product."""
         out = {}
-        for c in tqdm(self.rec, desc="detrended products"):
+        t, nh = decimal_year(self.times), int(self.rc.n_harmonics)
+        for c in self.rec:
             p = Path(self.cfg.paths.products_dir) / product_name(c, True)
             if p.exists():
-                out[c] = read_months(read_product(p, verify=True)["twsa"], self.grid, self.times, chunk=self.chunk,
-                                     desc=f"reading {p.name}")
+                out[c] = self.lazy(read_product(p, verify=True)["twsa"], f"{c}_detrended")
             else:
                 LOGGER.warning("%s missing: detrending/deseasonalizing %s here", p, c)
-                out[c] = decompose(self.rec[c], decimal_year(self.times),
-                                   n_harmonics=int(self.rc.n_harmonics)).residual.astype(np.float32)
+                out[c] = mapped(self.rec[c], lambda b: decompose(b, t, n_harmonics=nh).residual.astype(np.float32))
         return out
 
     @cached_property
-    def truth_dd(self) -> np.ndarray:
-        return decompose(self.truth, decimal_year(self.times), n_harmonics=int(self.rc.n_harmonics)).residual
+    def truth_dd(self) -> LazyField:
+        t, nh = decimal_year(self.times), int(self.rc.n_harmonics)
+        return mapped(self.truth, lambda b: decompose(b, t, n_harmonics=nh).residual)
 
 
-def load_context(cfg: DictConfig, out: Path) -> Context:
-    """Read the products, the cube and the twin truth once; absent optional inputs are noted, not fatal."""
+def load_context(cfg: DictConfig, out: Path, scratch: Path | None = None) -> Context:
+    """Read the products, the cube and the twin truth once (staged in ``scratch``, default ``out/.fields``);
+    absent optional inputs are noted, not fatal."""
     rc = cfg.report
     pdir = Path(cfg.paths.products_dir)
     products = {c: pdir / product_name(c) for c in rc.centres if (pdir / product_name(c)).exists()}
@@ -212,11 +235,11 @@ def load_context(cfg: DictConfig, out: Path) -> Context:
         grid, source = product_grid(first), f"stored in {next(iter(products.values())).name} (no cube)"
         land = first["land_mask"].values.astype(bool)
     ctx = Context(cfg=cfg, out=out, grid=grid, grid_source=source, times=month_starts(first["time"].values),
-                  land=land, area=grid.cell_area(), products=products, notes=notes)
+                  land=land, area=grid.cell_area(), products=products, notes=notes,
+                  scratch=Path(scratch) if scratch is not None else out / ".fields")
     for c, p in tqdm(products.items(), desc="reading products"):
         try:
-            ctx.rec[c] = read_months(read_product(p, verify=True)["twsa"], grid, ctx.times, chunk=ctx.chunk,
-                                     desc=f"reading {p.name}")
+            ctx.rec[c] = ctx.lazy(read_product(p, verify=True)["twsa"], c)
         except GridMismatch as err:  # products of another run than the cube's
             raise GridMismatch(f"{p}: {err} ({source}); report on the products of this cube") from None
     missing = [c for c in rc.centres if c not in products]
@@ -237,8 +260,7 @@ def _load_cube(ctx: Context, manifest: dict) -> None:
     have = [str(v) for v in tds["target"].values]
     for c in ctx.products:
         if c in have:
-            ctx.grace[c] = read_months(tds["twsa"].sel(target=c), ctx.grid, ctx.times, chunk=ctx.chunk,
-                                       desc=f"GRACE {c}")
+            ctx.grace[c] = ctx.lazy(tds["twsa"].sel(target=c), f"grace_{c}")
         else:
             ctx.notes.setdefault("grace", f"{cube_member(cube_dir, 'targets.zarr')} has no target {c}")
     ctx.predictors = xr.open_zarr(cube_member(cube_dir, "predictors.zarr"), consolidated=False)["predictors"]
@@ -253,18 +275,15 @@ def _load_truth(ctx: Context) -> None:
         return
     tds = xr.open_dataset(truth_path)
     try:
-        ctx.truth = read_months(tds["twsa"], ctx.grid, ctx.times, chunk=ctx.chunk, desc="truth twsa")
+        ctx.truth = ctx.lazy(tds["twsa"], "truth", land=ctx.land)
     except GridMismatch as err:
         ctx.notes["truth"] = f"twin truth {truth_path} not usable: {err}; run the twin and ingest on one grid.*"
         return
-    ctx.truth[:, ~ctx.land] = np.nan
     if "runoff" in tds:
-        ctx.truth_runoff = read_months(tds["runoff"], ctx.grid, ctx.times, chunk=ctx.chunk, desc="truth runoff")
+        ctx.truth_runoff = ctx.lazy(tds["runoff"], "truth_runoff")
     comp_path = ctx.cfg.data.get("truth_components")
     if comp_path and Path(comp_path).exists():  # twin only: storage the forcing cannot explain
         cds = xr.open_dataset(comp_path)
         for v in ("depletion", "ice"):
             if v in cds:
-                a = read_months(cds[v], ctx.grid, ctx.times, chunk=ctx.chunk, desc=f"truth {v}")
-                a[:, ~ctx.land] = np.nan
-                ctx.truth_unforced[v] = a
+                ctx.truth_unforced[v] = ctx.lazy(cds[v], f"truth_{v}", land=ctx.land)

@@ -7,6 +7,7 @@ import pandas as pd
 
 from gtws_dl.evaluate import enso
 from gtws_dl.evaluate import figures as fg
+from gtws_dl.evaluate.bands import maps
 from gtws_dl.evaluate.report.context import LAND_EXCL, Context, Skip
 from gtws_dl.evaluate.report.maps import median
 from gtws_dl.evaluate.skill import pearson_r
@@ -38,8 +39,10 @@ def section_enso(ctx: Context) -> list[str]:
     if ctx.truth is not None:
         fields["truth"] = ctx.truth_dd
     comps, rows = {}, []
-    for k, f in fields.items():
-        comp = comps[k] = enso.composite(f, x, threshold=thr)
+    n_nino, n_nina = int((x > thr).sum()), int((x < -thr).sum())
+    for k, f in fields.items():  # maps band by band
+        m = maps(f, lambda b: dict(zip(("composite", "regression"), enso.composite_maps(b, x, threshold=thr), strict=True)))
+        comp = comps[k] = enso.EnsoComposite(m["composite"], m["regression"], n_nino, n_nina)
         rows.append({"field": k, "El Niño months": comp.n_nino, "La Niña months": comp.n_nina,
                      "median |composite| (mm)": median(np.abs(comp.composite), ctx),
                      "median regression (mm/K)": median(comp.regression, ctx)})

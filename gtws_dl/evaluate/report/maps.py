@@ -7,6 +7,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gtws_dl.evaluate import figures as fg
+from gtws_dl.evaluate.bands import finite_months, maps, take
 from gtws_dl.evaluate.protocol import cell_metrics
 from gtws_dl.evaluate.report.context import LAND_EXCL, Context, in_period
 from gtws_dl.evaluate.skill import area_weighted_median
@@ -23,6 +24,12 @@ def _panels(m: dict[str, np.ndarray], r_title: str, nse_title: str) -> list[fg.M
             fg.MapPanel(nse_title, m["nse"], "NSE (–)", "RdBu_r", -1, 1)]
 
 
+def _trend_amplitude(band: np.ndarray, t: np.ndarray, nh: int) -> dict[str, np.ndarray]:
+    """Linear trend (mm/yr) and annual amplitude (mm) maps of a band (linear trend + ``nh`` harmonics)."""
+    dec = decompose(band, t, n_harmonics=nh)
+    return {"trend": dec.coefficients[dec.columns.index("tau")], "amp": dec.amplitude_phase(1)[0]}
+
+
 def section_maps(ctx: Context) -> list[str]:
     md: list[str] = []
     tp = tuple(ctx.rc.truth_period)
@@ -33,21 +40,22 @@ def section_maps(ctx: Context) -> list[str]:
         row: dict[str, object] = {"centre": c}
         if c in ctx.grace:
             g = ctx.grace[c]
-            n_months = int(np.isfinite(g).any(axis=(1, 2)).sum())
-            m = cell_metrics(rec, g, ctx.times.month.to_numpy())  # the evaluation protocol's metric maps
+            n_months = int(finite_months(g).sum())
+            mon = ctx.times.month.to_numpy()
+            m = maps(rec, lambda s, o, mon=mon: cell_metrics(s, o, mon), g)  # the evaluation protocol's metric maps
             panels += _panels(m, f"r vs GRACE ({n_months} GRACE months)", "NSE vs GRACE")
             row.update({"r vs GRACE": median(m["r"], ctx), "NSE vs GRACE": median(m["nse"], ctx)})
         if ctx.truth is not None:
             sel = in_period(ctx.times, tp)
             if sel.sum() >= 24:
                 span = f"{ctx.times[sel][0]:%Y-%m}–{ctx.times[sel][-1]:%Y-%m}"
-                m = cell_metrics(rec[sel], ctx.truth[sel], ctx.times[sel].month.to_numpy())
+                mon = ctx.times[sel].month.to_numpy()
+                m = maps(take(rec, sel), lambda s, o, mon=mon: cell_metrics(s, o, mon), take(ctx.truth, sel))
                 panels += _panels(m, f"r vs twin truth {span}", f"NSE vs twin truth {span}")
                 row.update({f"r vs truth {tp[0][:4]}–{tp[1][:4]}": median(m["r"], ctx),
                             f"NSE vs truth {tp[0][:4]}–{tp[1][:4]}": median(m["nse"], ctx)})
-        dec = decompose(rec, decimal_year(ctx.times), n_harmonics=nh)
-        trend = dec.coefficients[dec.columns.index("tau")]
-        amp, _ = dec.amplitude_phase(1)
+        tm = maps(rec, lambda b: _trend_amplitude(b, decimal_year(ctx.times), nh))
+        trend, amp = tm["trend"], tm["amp"]
         lim = fg.symmetric_limit(trend[ctx.masks[LAND_EXCL]])  # ice-sheet trends saturate the scale
         panels += [fg.MapPanel(f"linear trend {ctx.times[0]:%Y}–{ctx.times[-1]:%Y}", trend, "trend (mm yr⁻¹)",
                                "BrBG", -lim, lim),

@@ -15,6 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl.evaluate import figures as fg
+from gtws_dl.evaluate.bands import LazyField, finite_months, mapped, maps
 from gtws_dl.evaluate.report.context import (
     COLOURS,
     LAND_EXCL,
@@ -22,7 +23,6 @@ from gtws_dl.evaluate.report.context import (
     Skip,
     on_same_grid,
     pretty,
-    read_months,
 )
 from gtws_dl.evaluate.report.maps import median
 from gtws_dl.evaluate.skill import deseasonalize, pearson_r
@@ -33,13 +33,12 @@ READERS: dict[str, Callable[[str], xr.DataArray]] = {
     "gtws_mlrec": open_gtws_mlrec, "grace_rec": open_grace_rec, "tws_field": open_tws_field}
 
 
-def on_product_grid(da: xr.DataArray, ctx: Context, desc: str) -> np.ndarray:
-    """A published field on the product grid and months (conservative regridding, in time chunks), land only."""
+def on_product_grid(da: xr.DataArray, ctx: Context, desc: str) -> LazyField:
+    """A published field on the product grid and months (conservative regridding, in time blocks), land only,
+    read by latitude bands."""
     da = to_canonical(da).transpose("time", "lat", "lon")
     remap = None if on_same_grid(da, ctx.grid) else (lambda blk: regrid_conservative(blk, ctx.grid))
-    arr = read_months(da, ctx.grid, ctx.times, chunk=ctx.chunk, desc=desc, remap=remap)
-    arr[:, ~ctx.land] = np.nan
-    return arr
+    return ctx.lazy(da, f"published_{desc}", remap=remap, land=ctx.land)
 
 
 def _running12(s: pd.Series) -> np.ndarray:
@@ -56,21 +55,21 @@ def section_published(ctx: Context) -> list[str]:
     months = ctx.times.month.to_numpy()
     m = {LAND_EXCL: ctx.masks[LAND_EXCL]}
     col = f"{LAND_EXCL}_mm"
-    rec_ds = {c: deseasonalize(a, months) for c, a in ctx.rec.items()}
+    rec_ds = {c: mapped(a, lambda b: deseasonalize(b, months)) for c, a in ctx.rec.items()}
     rec_s = {c: ctx.series(a, m)[col] for c, a in rec_ds.items()}
     lines = [fg.Line(ctx.times, _running12(rec_s[c]), f"gtws-dl {c.upper()}", {"color": COLOURS.get(c)})
              for c in rec_ds]
     panels, rows = [], []
     for key, path in given.items():
         arr = on_product_grid(READERS[key](path), ctx, key)
-        pub = deseasonalize(arr, months)
+        pub = mapped(arr, lambda b: deseasonalize(b, months))
         s = ctx.series(pub, m)[col]
         lines.append(fg.Line(ctx.times, _running12(s), key, {"lw": 1.0}))
         for c, a in rec_ds.items():
-            r = pearson_r(a, pub)
+            r = maps(a, lambda x, y: {"r": pearson_r(x, y)}, pub)["r"]
             panels.append(fg.MapPanel(f"r: gtws-dl {c.upper()} vs {key}", r, "Pearson r", "RdBu_r", -1, 1))
             rows.append({"product": key, "file": Path(path).name, "centre": c,
-                         "months": int(np.isfinite(arr).any(axis=(1, 2)).sum()),
+                         "months": int(finite_months(arr).sum()),
                          "median r (cells)": median(r, ctx),
                          "r global series": float(pearson_r(rec_s[c].values, s.values))})
     name, sname = "published_r.png", "published_series.png"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
+from gtws_dl.evaluate.bands import LazyField, band, finite_months, take
 from gtws_dl.evaluate.report.context import Context, Skip
 from gtws_dl.evaluate.truth import REFERENCES, skill_rows
 from gtws_dl.post.regions import evaluation_masks
@@ -13,15 +13,17 @@ from gtws_dl.post.regions import evaluation_masks
 def section_skill(ctx: Context) -> list[str]:
     if ctx.truth is None:
         raise Skip(ctx.notes["truth"])
-    have = np.isfinite(ctx.truth).any(axis=(1, 2))  # months the truth file holds
+    have = finite_months(ctx.truth)  # months the truth file holds
     regions = evaluation_masks(ctx.masks)
     refs = {REFERENCES["truth"]: ctx.truth}
     if ctx.truth_unforced:  # the forced stores = truth − pumping − land-ice loss (truth_components.nc)
-        refs[REFERENCES["forced"]] = ctx.truth - sum(ctx.truth_unforced.values())
+        truth, unforced = ctx.truth, list(ctx.truth_unforced.values())
+        refs[REFERENCES["forced"]] = LazyField(
+            lambda r0, r1: band(truth, r0, r1) - sum(band(u, r0, r1) for u in unforced), truth.shape)
     rows = []
     for c, rec in ctx.rec.items():
         for ref, obs in refs.items():
-            rows += skill_rows(c, rec[have], obs[have], ctx.times[have], cell_area=ctx.area, regions=regions,
+            rows += skill_rows(c, take(rec, have), take(obs, have), ctx.times[have], cell_area=ctx.area, regions=regions,
                                reference=ref)
     df = pd.DataFrame(rows)
     ctx.numbers["skill_vs_truth"] = df.to_dict(orient="records")
