@@ -1,5 +1,9 @@
 """Writers for every file the twin Earth produces, in the layouts of docs/FORMATS.md. All writes are atomic:
-``<name>.tmp-<pid>`` in the same folder, then ``os.replace``."""
+``<name>.tmp-<pid>`` in the same folder, then ``os.replace``.
+
+Size: the ERA5 writer (both CDS layouts, month by month), the gridded CF files and the three mascon layouts share
+the atomic-write, node-grid and NetCDF metadata pieces; each file family is one class or function.
+"""
 
 from __future__ import annotations
 
