@@ -121,6 +121,8 @@ def section_main(name: str, doc: str, run, render, argv: list[str] | None = None
     ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: system temp)")
     ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="report whose section is replaced")
     a = ap.parse_args(argv)
+    if a.work is not None:
+        a.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"gtws-{name}-", dir=a.work) as tmp:
         res = run(Path(tmp))
     section = render(res)

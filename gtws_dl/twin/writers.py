@@ -215,6 +215,7 @@ class Era5Writer:
                 pid, short, units, long_name, std = ERA5_META[k]
                 v = ds.createVariable(k, "f4", ("valid_time", "latitude", "longitude"), fill_value=np.float32(np.nan),
                                       chunksizes=(1, len(self.nodes.lat), len(self.nodes.lon)), **_ZLIB)
+                v.set_var_chunk_cache(size=0)  # a month per chunk, written once: caching would hold the year
                 v.setncatts({"GRIB_paramId": pid, "GRIB_shortName": short, "GRIB_units": units, "units": units,
                              "long_name": long_name, "standard_name": std, "GRIB_missingValue": 3.4028234663852886e38,
                              "coordinates": "number expver"})
@@ -321,6 +322,7 @@ class GridFile:
         for name, attrs in variables.items():
             chunks = (1,) * (len(dims) - 2) + (grid.nlat, grid.nlon)
             v = ds.createVariable(name, "f4", dims, fill_value=np.float32(np.nan), chunksizes=chunks, **_ZLIB)
+            v.set_var_chunk_cache(size=0)  # each chunk (a month) is written once, whole: no cache to fill
             v.setncatts(attrs)
 
     def write(self, name: str, start: int, data: np.ndarray) -> None:
@@ -406,8 +408,13 @@ def write_mascon(folder: Path, centre: str, grid: Grid, months: np.ndarray, time
         v = ds.createVariable("lwe_thickness", dtype, dims, fill_value=fill, **_ZLIB)
         v.setncatts({"units": "cm", "long_name": "Liquid_Water_Equivalent_Thickness",
                      "standard_name": "Liquid_Water_Equivalent_Thickness", "grid_mapping": "WGS84"})
-        out = np.where(np.isfinite(data), data, fill)
-        v[:] = np.moveaxis(out, 0, -1) if time_last else out
+        for i0 in range(0, len(months), 12):  # a year of months at a time, not a second copy of the record
+            blk = data[i0:i0 + 12]
+            blk = np.where(np.isfinite(blk), blk, fill).astype(v.dtype)
+            if time_last:
+                v[:, :, i0:i0 + 12] = np.moveaxis(blk, 0, -1)
+            else:
+                v[i0:i0 + 12] = blk
     os.replace(tmp, path)
     return path
 
