@@ -79,11 +79,11 @@ def mapped(x, fn: Callable[[np.ndarray], np.ndarray]) -> LazyField:
     return LazyField(lambda r0, r1: fn(band(x, r0, r1)), x.shape)
 
 
-def maps(x, fn: Callable[[np.ndarray], dict[str, np.ndarray]], *others, shape=None) -> dict[str, np.ndarray]:
+def maps(x, fn: Callable[[np.ndarray], dict[str, np.ndarray]], *others) -> dict[str, np.ndarray]:
     """Per-cell maps of ``x`` (and ``others``, same rows): ``fn(band of x, bands of others...)`` returns
     ``{name: (..., rows, lon)}``, assembled over the bands into ``{name: (..., lat, lon)}`` float64."""
     out: dict[str, np.ndarray] = {}
-    for r0, r1 in bands(shape or x.shape):
+    for r0, r1 in bands(x.shape):
         res = fn(band(x, r0, r1), *(band(o, r0, r1) for o in others))
         for k, v in res.items():
             v = np.asarray(v, dtype=np.float64)

@@ -85,16 +85,16 @@ def regional_series(
     M = [_check(np.asarray(masks[n]).astype(bool), area.shape, f"mask {n!r}") for n in names]
     total_area = np.array([w[m].sum() for m in M])  # m²
     T, H = shape[0], shape[1]
-    if banded:  # a band of rows at a time: memory months x rows x lon, never the whole field
+    if banded:  # a band of rows at a time, every month: memory months x rows x lon, never the whole field
         rows = max(1, min(H, int(BAND_BYTES // (8 * max(1, T) * shape[2]))))
-        spans = [(r0, min(H, r0 + rows)) for r0 in range(0, H, rows)]
+        spans, step = [(r0, min(H, r0 + rows)) for r0 in range(0, H, rows)], max(1, T)
     else:  # ``chunk`` months at a time over every cell
-        spans = [(0, H)]
+        spans, step = [(0, H)], chunk
     num, den = np.zeros((T, len(names))), np.zeros((T, len(names)))
     for r0, r1 in spans:
         Wr = np.stack([m[r0:r1].ravel() for m in M], axis=1) * w[r0:r1].ravel()[:, None]  # (cells, regions)
-        for t0 in range(0, T, T if banded else chunk):
-            t1 = min(T, t0 + (T if banded else chunk))
+        for t0 in range(0, T, step):
+            t1 = min(T, t0 + step)
             block = np.asarray(data.band(r0, r1) if banded else data[t0:t1], dtype=float).reshape(t1 - t0, -1)
             valid = np.isfinite(block)
             num[t0:t1] += np.where(valid, block, 0.0) @ Wr

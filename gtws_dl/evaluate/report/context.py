@@ -211,8 +211,8 @@ class Context:
         return mapped(self.truth, lambda b: decompose(b, t, n_harmonics=nh).residual)
 
 
-def load_context(cfg: DictConfig, out: Path, scratch: Path | None = None) -> Context:
-    """Read the products, the cube and the twin truth once (staged in ``scratch``, default ``out/.fields``);
+def load_context(cfg: DictConfig, out: Path, scratch: Path) -> Context:
+    """Read the products, the cube and the twin truth once (staged in the folder ``scratch``, outside ``out``);
     absent optional inputs are noted, not fatal."""
     rc = cfg.report
     pdir = Path(cfg.paths.products_dir)
@@ -236,7 +236,7 @@ def load_context(cfg: DictConfig, out: Path, scratch: Path | None = None) -> Con
         land = first["land_mask"].values.astype(bool)
     ctx = Context(cfg=cfg, out=out, grid=grid, grid_source=source, times=month_starts(first["time"].values),
                   land=land, area=grid.cell_area(), products=products, notes=notes,
-                  scratch=Path(scratch) if scratch is not None else out / ".fields")
+                  scratch=Path(scratch))
     for c, p in tqdm(products.items(), desc="reading products"):
         try:
             ctx.rec[c] = ctx.lazy(read_product(p, verify=True)["twsa"], c)

@@ -34,6 +34,7 @@ def section_maps(ctx: Context) -> list[str]:
     md: list[str] = []
     tp = tuple(ctx.rc.truth_period)
     nh = int(ctx.rc.n_harmonics)
+    t_dec = decimal_year(ctx.times)
     rows = []
     for c, rec in tqdm(ctx.rec.items(), desc="skill maps"):
         panels: list[fg.MapPanel] = []
@@ -54,7 +55,7 @@ def section_maps(ctx: Context) -> list[str]:
                 panels += _panels(m, f"r vs twin truth {span}", f"NSE vs twin truth {span}")
                 row.update({f"r vs truth {tp[0][:4]}–{tp[1][:4]}": median(m["r"], ctx),
                             f"NSE vs truth {tp[0][:4]}–{tp[1][:4]}": median(m["nse"], ctx)})
-        tm = maps(rec, lambda b: _trend_amplitude(b, decimal_year(ctx.times), nh))
+        tm = maps(rec, lambda b: _trend_amplitude(b, t_dec, nh))
         trend, amp = tm["trend"], tm["amp"]
         lim = fg.symmetric_limit(trend[ctx.masks[LAND_EXCL]])  # ice-sheet trends saturate the scale
         panels += [fg.MapPanel(f"linear trend {ctx.times[0]:%Y}–{ctx.times[-1]:%Y}", trend, "trend (mm yr⁻¹)",
