@@ -26,6 +26,7 @@ from gtws_dl.models.module import ReconstructionModule
 from gtws_dl.post.append import append_products
 from gtws_dl.post.manifest import write_products_manifest
 from gtws_dl.post.publish import publish
+from gtws_dl.post.unforced import External
 from gtws_dl.reconstruct import reconstruct, reconstruct_ensemble
 
 LOGGER = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
         config_key="paths.products_dir",
     )
     del targ_g
+    if str(cfg.get("products", {}).get("unforced")) == "external":  # its files, before hours of reconstruction
+        External.from_config(to_plain(cfg.products))
     return module, manifest
 
 

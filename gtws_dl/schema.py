@@ -191,8 +191,15 @@ class ProductsSchema:
     zarr_copy: bool = MISSING
     memory_gb: Any = checked(MEMORY_GB)  # latitude bands of the products (gtws_dl.post.publish.band_rows)
     unforced: Any = field(default="none", metadata={"check": Check(  # gtws_dl.post.unforced
-        "choice", choices=("off", "none", "grace_trend"))})
+        "choice", choices=("off", "none", "grace_trend", "external"))})
     unforced_onset: float = 1990.0  # decimal year where grace_trend's rate reaches zero
+    # unforced=external (gtws_dl/io/unforced_inputs.py): CSV of continents' mass series (Gt) and/or a NetCDF
+    # storage field (mm; its variable named by unforced_field_variable when the file holds several)
+    unforced_series: Any = field(default=None, metadata={"check": Check("path", "a CSV path or null",
+                                                                        none_ok=True)})
+    unforced_field: Any = field(default=None, metadata={"check": Check("path", "a NetCDF path or null",
+                                                                       none_ok=True)})
+    unforced_field_variable: Any = None
     unforced_z: Any = field(default=8.0, metadata={"check": Check(  # trends within z standard errors: noise
         "positive", "a number of standard errors > 0, e.g. products.unforced_z=8")})
 

@@ -86,3 +86,131 @@ def test_products_match_a_grace_trend_the_network_missed(synthetic_cube, tmp_pat
     other = land.copy()
     other[i, j] = False  # targets = truth + 2 mm noise elsewhere: no residual trend is added there
     np.testing.assert_allclose(trends["none"][other], trends["off"][other], atol=1e-3)
+
+
+def _publish_modes(synthetic_cube, tmp_path, products: dict, modes=("none", "external")):
+    """Publish the synthetic truth as a reconstruction, its csr targets with a GRACE-era loss in two cells of one
+    continent (−20 and −10 mm/yr), under each ``products.unforced`` mode: {mode: csr twsa (time, lat, lon)}."""
+    import shutil
+
+    import zarr
+
+    from gtws_dl.cube.store import open_cube
+    from gtws_dl.post.publish import product_name, publish
+    from gtws_dl.post.regions import region_masks
+    from gtws_dl.recon_store import write_reconstruction
+
+    cube = tmp_path / "cube"
+    if not cube.exists():
+        shutil.copytree(synthetic_cube["dir"], cube)
+    manifest, pred, _ = open_cube(cube)
+    times = pd.date_range(manifest["time"]["start"], periods=manifest["time"]["n"], freq="MS")
+    land = np.asarray(pred["land_mask"][:], bool)
+    g = synthetic_cube["grid"]
+    africa = region_masks(g, land)["africa"]
+    cells = [tuple(c) for c in np.argwhere(africa)[:2]]
+    t = decimal_year(times)
+    targ = zarr.open_group(str(cube / "targets.zarr"), mode="r+")["twsa"]
+    for (i, j), rate in zip(cells, (-20.0, -10.0), strict=True):
+        ramp = np.where(times >= "2002-04", rate * (t - 2002.25), 0.0).astype(np.float32)
+        targ[1, :, i, j] = np.asarray(synthetic_cube["truth"][:, i, j]) + ramp
+    recon = np.where(land, synthetic_cube["truth"], np.nan)[None].astype(np.float32)
+    store = write_reconstruction(tmp_path / "recon.zarr", recon, targets=["csr"], times=times, lat=g.lat, lon=g.lon)
+    out = {}
+    for mode in modes:
+        d = tmp_path / f"products_{mode}"
+        publish(store, d, grid=g, cube_dir=cube, channels=manifest["channels"], train_period=["2002-04", "2010-12"],
+                products={"zarr_copy": False, "unforced": mode, **products})
+        with xr.open_dataset(d / product_name("csr")) as ds:
+            out[mode] = ds["twsa"].values.astype(np.float64)
+            out[mode + "_attrs"] = dict(ds.attrs)
+            out[mode + "_rate"] = ds["unforced_trend"].values
+    return out, times, t, cells, africa, g
+
+
+def test_external_series_sets_the_continents_change_before_grace(synthetic_cube, tmp_path):
+    """unforced=external with a continent's mass series: before the first training month the products' mass
+    change over the continent is the series' (to 0.1 %), shared by the cells in proportion to their GRACE-era
+    residual trends; from the first training month on it equals unforced=none."""
+    years = np.arange(1990.0, 2013.0)
+    mass = np.where(years > 1998.0, -50.0 * (years - 1998.0), 0.0)  # Gt: a loss from 1998 on
+    csv = tmp_path / "ice.csv"
+    pd.DataFrame({"time": years, "Africa (Gt)": mass}).to_csv(csv, index=False)
+    out, times, t, cells, africa, g = _publish_modes(synthetic_cube, tmp_path, {"unforced_series": str(csv)})
+    diff = np.nan_to_num(out["external"] - out["none"])
+    t_lo = decimal_year(pd.DatetimeIndex(["2002-04"]))[0]
+    before = t < t_lo - 1e-9
+    assert np.abs(diff[~before]).max() < 1e-3  # the GRACE era is the residual trend's, as with none
+    area = g.cell_area()
+    got_gt = (diff * area).sum(axis=(1, 2)) / 1e12
+    want_gt = np.interp(t, years, mass) - np.interp(t_lo, years, mass)
+    np.testing.assert_allclose(got_gt[before], want_gt[before], rtol=1e-3, atol=0.05)
+    land = np.isfinite(out["none"][0])
+    ext = unforced.External.from_config({"unforced_series": str(csv)})
+    masks = {"africa": africa, "land": land}  # the report's regional sums of the same choice
+    regional = ext.regional(out["external_rate"], g, land, area, masks, t, t_lo)
+    np.testing.assert_allclose(regional["africa"], got_gt, atol=0.05)
+    np.testing.assert_allclose(regional["land"], got_gt, atol=0.05)
+    (i1, j1), (i2, j2) = cells
+    share = diff[0, i1, j1] * area[i1, j1] / (diff[0, i2, j2] * area[i2, j2])
+    assert share == pytest.approx(2.0, rel=0.02)  # −20 vs −10 mm/yr
+    others = africa.copy()
+    others[i1, j1] = others[i2, j2] = False
+    assert np.abs(diff[:, others]).max() < 1e-3
+    assert "external" in out["external_attrs"]["unforced"] and out["external_attrs"]["unforced_series_file"] == str(csv)
+
+
+def test_external_field_is_regridded_and_its_change_added_before_grace(synthetic_cube, tmp_path):
+    """A gridded depletion estimate on a coarser grid, in cm, at yearly steps, NaN outside its region: its change
+    from the first training month is added to the land cells it covers, nothing elsewhere."""
+    lat, lon = np.arange(-80.0, 90.0, 20.0), np.arange(-170.0, 180.0, 20.0)
+    years = pd.date_range("1990-07-01", "2012-07-01", freq="12MS")
+    yrs = decimal_year(years)
+    inside = ((lat[:, None] >= 0) & (lat[:, None] <= 60)) & ((lon[None] >= 0) & (lon[None] <= 120))
+    vals = np.where(inside[None], -1.0 * (yrs[:, None, None] - 1990.0), np.nan).astype(np.float32)  # cm
+    nc = tmp_path / "depletion.nc"
+    xr.Dataset({"depletion": (("time", "lat", "lon"), vals, {"units": "cm"})},
+               coords={"time": years, "lat": lat, "lon": lon}).to_netcdf(nc)
+    out, times, t, _, _, g = _publish_modes(synthetic_cube, tmp_path, {"unforced_field": str(nc)})
+    diff = out["external"] - out["none"]
+    t_lo = decimal_year(pd.DatetimeIndex(["2002-04"]))[0]
+    before = t < t_lo - 1e-9
+    land = np.isfinite(out["none"][0])
+    box = ((g.lat[:, None] > -10) & (g.lat[:, None] < 70)) & ((g.lon[None] > -10) & (g.lon[None] < 130)) & land
+    core = ((g.lat[:, None] > 0) & (g.lat[:, None] < 60)) & ((g.lon[None] > 0) & (g.lon[None] < 120)) & land
+    want = -10.0 * (np.clip(t, yrs[0], None) - t_lo)  # mm: −1 cm/yr, held before the field's first step
+    np.testing.assert_allclose(diff[before][:, core], np.broadcast_to(want[before][:, None], (before.sum(), core.sum())),
+                               atol=0.05)
+    assert np.abs(diff[:, land & ~box]).max() < 1e-3
+    assert np.abs(diff[~before][:, land]).max() < 1e-3
+    area = g.cell_area()
+    ext = unforced.External.from_config({"unforced_field": str(nc)})
+    regional = ext.regional(out["external_rate"], g, land, area, {"land": land}, t, t_lo, band_bytes=4096)
+    np.testing.assert_allclose(regional["land"], (np.nan_to_num(diff) * area).sum(axis=(1, 2)) / 1e12, rtol=1e-4,
+                               atol=1e-3)
+
+
+def test_external_inputs_refused_with_the_file_and_column(tmp_path):
+    from gtws_dl.io.errors import InputFileError
+
+    with pytest.raises(ValueError, match="unforced_series"):
+        unforced.External.from_config({"unforced": "external"})
+    bad = tmp_path / "sle.csv"
+    pd.DataFrame({"time": [2000.0, 2001.0], "greenland (mm)": [0.0, -1.0]}).to_csv(bad, index=False)
+    with pytest.raises(InputFileError, match=r"sle\.csv.*greenland \(mm\).*Gt"):
+        unforced.External.from_config({"unforced_series": str(bad)})
+    bad.write_text("time,atlantis\n2000,0\n2001,-3\n")
+    with pytest.raises(InputFileError, match=r"atlantis.*continents"):
+        unforced.External.from_config({"unforced_series": str(bad)})
+    bad.write_text("time,greenland\n2000,0\n2001,\n")
+    with pytest.raises(InputFileError, match=r"greenland.*row 3"):
+        unforced.External.from_config({"unforced_series": str(bad)})
+    bad.write_text("time,greenland\n2000,0\n2001,-3e9\n")  # kg, not Gt
+    with pytest.raises(InputFileError, match=r"kg or tonnes"):
+        unforced.External.from_config({"unforced_series": str(bad)})
+    nc = tmp_path / "f.nc"
+    xr.Dataset({"depletion": (("time", "lat", "lon"), np.zeros((2, 2, 2), np.float32))},
+               coords={"time": pd.date_range("2000-01", periods=2, freq="MS"), "lat": [0.0, 10.0],
+                       "lon": [0.0, 10.0]}).to_netcdf(nc)
+    with pytest.raises(InputFileError, match=r"f\.nc.*depletion.*units"):
+        unforced.External.from_config({"unforced_field": str(nc)})

@@ -30,7 +30,6 @@ from gtws_dl.grid import Grid
 from gtws_dl.post.fields import COEFFICIENTS_VAR, UNFORCED_VAR, ProductFields
 from gtws_dl.post.products import TIME_UNITS, month_bounds, zarr_path
 from gtws_dl.post.publish import DD, band_rows, preliminary_months, product_name, write_regional_workbook
-from gtws_dl.post.unforced import describe
 from gtws_dl.zarr_time import extend_time
 
 LOGGER = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ def _cannot_append(path: Path, f: ProductFields, first: int, centre: str, dd: bo
             return f"{path.name} does not keep its fit ({COEFFICIENTS_VAR}: published before products kept it)"
         if dd and abs(float(getattr(nc[COEFFICIENTS_VAR], "t_ref", np.nan)) - f.t_ref) > 1e-9:
             return f"{path.name}'s fit has another reference time than the fit period's"
-        unforced = describe(f.mode if centre in f.grace else "off", f.onset, f.train_period, f.z)
+        unforced = f.unforced_attr(centre)
         if getattr(nc, "unforced", unforced) != unforced:
             return f"{path.name} was published with unforced = {nc.unforced!r}, not {unforced!r}"
         if not dd and centre in f.grace and UNFORCED_VAR not in nc.variables:

@@ -24,7 +24,18 @@ import xarray as xr
 
 from gtws_dl.conventions import BASELINE
 from gtws_dl.cube.store import _read_manifest_text, cube_member
-from gtws_dl.post.unforced import DEFAULT_ONSET, DEFAULT_Z, check_mode, residual_trend, unforced_field
+from gtws_dl.grid import Grid
+from gtws_dl.post.regions import region_masks
+from gtws_dl.post.unforced import (
+    DEFAULT_ONSET,
+    DEFAULT_Z,
+    External,
+    check_mode,
+    continent_totals,
+    describe,
+    residual_trend,
+    unforced_field,
+)
 from gtws_dl.recon_store import open_finished
 from gtws_dl.seasonal import decimal_year, decompose, design_matrix, fit_reference_time, residual_of_fit
 
@@ -91,6 +102,9 @@ class ProductFields:
         self.onset = float(products.get("unforced_onset") or DEFAULT_ONSET)
         self.z = float(products.get("unforced_z") or DEFAULT_Z)
         self.grace = _grace_targets(cube_dir, self.times) if self.mode != "off" and train_period else {}
+        self.external = External.from_config(products) if self.mode == "external" and self.grace else None
+        self._continents: dict[str, np.ndarray] | None = None  # whole-grid masks of the external series' regions
+        self._totals: dict[str, dict] = {}  # per centre: continent_totals of its residual trends
         self.train_period = tuple(train_period) if train_period else None
         self.trend_fit = tuple(decimal_year(pd.DatetimeIndex(list(train_period)))) if train_period else None
         self._unforced: dict[tuple[str, int, int], np.ndarray] = {}  # per band: its (rows, lon) rate, mm/yr
@@ -103,6 +117,35 @@ class ProductFields:
     @property
     def centres(self) -> list[str]:
         return [str(c) for c in self.ds["target"].values]
+
+    @property
+    def grid(self) -> Grid:
+        """The products' grid (the cube's)."""
+        g = self.cube_manifest.get("grid")
+        if g:
+            bbox = g.get("bbox")
+            return Grid.from_config(g["res"], None if bbox is None or np.allclose(bbox, (-180, 180, -90, 90))
+                                    else bbox)
+        lat, lon = self.ds["lat"].values, self.ds["lon"].values
+        res = float(np.round(lat[1] - lat[0], 6))
+        return Grid(res, (lon[0] - res / 2, lon[-1] + res / 2, lat[0] - res / 2, lat[-1] + res / 2))
+
+    def unforced_attr(self, centre: str) -> str:
+        """The ``unforced`` attribute of ``centre``'s products."""
+        return describe(self.mode if centre in self.grace else "off", self.onset, self.train_period, self.z,
+                        self.external, self.external_from_month(centre))
+
+    def external_from_month(self, centre: str) -> str:
+        """``YYYY-MM`` the external estimates take over before: ``centre``'s first GRACE month (the cube's
+        ``periods``; the GRACE months before the first training month keep the residual trend's value, as with
+        ``none``), the first training month when the cube does not say."""
+        grace = ((self.cube_manifest.get("periods") or {}).get(f"grace_{centre}") or {}).get("start")
+        first = self.train_period[0] if self.train_period else None
+        return min(m for m in (grace, first) if m) if (grace or first) else ""
+
+    def external_from(self, centre: str) -> float:
+        """:meth:`external_from_month` as a decimal year."""
+        return float(decimal_year(pd.DatetimeIndex([self.external_from_month(centre)]))[0])
 
     def read(self, centre: str, r0: int, r1: int, name: str = "twsa", since: int = 0,
              until: int | None = None) -> np.ndarray:
@@ -134,7 +177,7 @@ class ProductFields:
         twsa = self.read(centre, r0, r1, since=since)
         rate = self.rate(centre, r0, r1, twsa if since == 0 else None)
         if rate is not None:  # storage change the forcing cannot explain (gtws_dl.post.unforced)
-            twsa = twsa + unforced_field(rate, self.t_years[since:], self.trend_fit[0], self.mode, self.onset)
+            twsa = twsa + self.unforced(centre, rate, r0, r1, since, len(self.times))
         if self.in_base.any():
             base = twsa[self.in_base[since:]] if since == 0 else self._baseline_months(centre, r0, r1, rate)
             with warnings.catch_warnings():
@@ -149,8 +192,45 @@ class ProductFields:
         i0, i1 = int(idx[0]), int(idx[-1]) + 1
         twsa = self.read(centre, r0, r1, since=i0, until=i1)
         if rate is not None:
-            twsa = twsa + unforced_field(rate, self.t_years[i0:i1], self.trend_fit[0], self.mode, self.onset)
+            twsa = twsa + self.unforced(centre, rate, r0, r1, i0, i1)
         return twsa[self.in_base[i0:i1]]
+
+    def unforced(self, centre: str, rate: np.ndarray, r0: int, r1: int, i0: int, i1: int) -> np.ndarray:
+        """(months i0 .. i1, rows, lon) float32 mm added to the band's reconstruction: the residual trend
+        (:func:`~gtws_dl.post.unforced.unforced_field`) and, with ``external``, the external estimates' change
+        before the first training month."""
+        t, t_lo = self.t_years[i0:i1], self.trend_fit[0]
+        add = unforced_field(rate, t, t_lo, self.mode, self.onset)
+        ext = self.external
+        t0 = self.external_from(centre)
+        if ext is None or not (t < t0).any():
+            return add
+        before = np.zeros(add.shape)
+        if ext.field is not None:
+            before += ext.field_band(self.grid.rows(r0, r1), t, t0)
+        if ext.series is not None:
+            continents = {n: m[r0:r1] for n, m in self.continents.items()}
+            before += ext.series_band(rate, continents, self.totals(centre), t, t0)
+        before[:, ~self.land[r0:r1]] = 0.0
+        return add + before.astype(np.float32)
+
+    @property
+    def continents(self) -> dict[str, np.ndarray]:
+        """Whole-grid (lat, lon) land masks of the external series' continents."""
+        if self._continents is None:
+            masks = region_masks(self.grid, self.land)
+            self._continents = {n: masks[n] for n in self.external.series.columns}
+        return self._continents
+
+    def totals(self, centre: str) -> dict:
+        """Each external series continent's residual-trend weights over the whole grid
+        (:func:`~gtws_dl.post.unforced.continent_totals`), from its rates band by band."""
+        if centre not in self._totals:
+            H = self.land.shape[0]
+            step = max(1, H // 8)
+            bands = ((r0, min(H, r0 + step), self.rate(centre, r0, min(H, r0 + step))) for r0 in range(0, H, step))
+            self._totals[centre] = continent_totals(bands, self.continents, self.area, list(self.continents))
+        return self._totals[centre]
 
     def residual(self, centre: str, r0: int, r1: int, since: int = 0) -> np.ndarray:
         """(time, rows, lon) float32 mm of months ``since ..``: :meth:`anomaly` less its trend and mean seasonal

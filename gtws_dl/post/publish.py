@@ -25,7 +25,6 @@ from gtws_dl.post.fields import COEFFICIENTS_VAR, UNFORCED_VAR, ProductFields
 from gtws_dl.post.products import read_product, write_twsa_product
 from gtws_dl.post.regions import region_masks
 from gtws_dl.post.series import regional_series, write_series_xlsx
-from gtws_dl.post.unforced import describe
 
 LOGGER = logging.getLogger(__name__)
 DD = "_detrended_deseasonalized"
@@ -87,10 +86,13 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
                 "predictors": ", ".join(channels),
                 "model_window_months": int(window),
                 "period_sources": sources,
-                "unforced": describe(f.mode if centre in f.grace else "off", f.onset, train_period, f.z),
+                "unforced": f.unforced_attr(centre),
+                "unforced_onset": f.onset,  # grace_trend's taper (the report evaluates every choice with it)
                 "preliminary_months": preliminary_months(times, prelim),
                 "config": _short_config(config),
             }
+            if f.external is not None and centre in f.grace:  # the inputs of unforced=external (the report reads them)
+                attrs.update(_external_attrs(f.external), unforced_external_until=f.external_from_month(centre))
             extra = {}
             if centre in f.grace:  # the unforced rate added: the monthly update reuses it, users map it
                 rate = banded(lambda r0, r1, c=centre: _rate_band(f, c, r0, r1), (H, W), rows)
@@ -153,6 +155,17 @@ def banded_parts(fn, *specs, rows: int):
         for k, (shape, dtype) in enumerate(specs):
             out[k].append(dsa.from_delayed(task[k], (*shape[:-2], r1 - r0, W), dtype=dtype))
     return [dsa.concatenate(p, axis=-2) if len(p) > 1 else p[0] for p in out]
+
+
+def _external_attrs(ext) -> dict[str, str]:
+    """Product attributes naming the external estimates of ``products.unforced=external``."""
+    out = {}
+    if ext.series_path:
+        out["unforced_series_file"] = ext.series_path
+    if ext.field_path:
+        out["unforced_field_file"] = ext.field_path
+        out["unforced_field_variable"] = str(ext.field.name)
+    return out
 
 
 def _rate_band(f: ProductFields, centre: str, r0: int, r1: int) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import netCDF4
+import numpy as np
 import pandas as pd
 
 from gtws_dl.evaluate import budget
@@ -16,7 +18,12 @@ from gtws_dl.evaluate.report.context import (
     pretty,
     rebase,
 )
-from gtws_dl.seasonal import month_starts
+from gtws_dl.io.errors import InputFileError
+from gtws_dl.post.fields import UNFORCED_VAR
+from gtws_dl.post.unforced import DEFAULT_ONSET, External, choices
+from gtws_dl.seasonal import decimal_year, month_starts
+
+CHOICE_REGIONS = ("global_land", LAND_EXCL, "greenland", "antarctica")
 
 
 def read_external_sle(path: str | Path) -> pd.Series:
@@ -97,6 +104,7 @@ def section_sle(ctx: Context) -> list[str]:
         md += _budget_table(ctx, pd.DataFrame(rows), tp)
     if unforced:
         md += attribution(unforced, masks, tp, ctx)
+        md += choice_errors(ctx, tp)
     return md
 
 
@@ -135,3 +143,61 @@ def attribution(unforced: dict[str, pd.DataFrame], masks: dict, tp: tuple[str, s
             f"({tp[0]}–{tp[1]}) are the part of the budget only external estimates (pumping inventories, glacier "
             "and ice-sheet mass balance) can supply: reconstruction trend error vs the full truth ≈ error vs the "
             "forced stores − this unforced trend.", "", df.to_markdown(index=False, floatfmt=".1f"), ""]
+
+
+def choice_errors(ctx: Context, tp: tuple[str, str]) -> list[str]:
+    """Error of each ``products.unforced`` choice against the twin's true unforced storage (pumping + land ice):
+    RMSE (Gt) and trend error (Gt yr⁻¹) over ``tp`` of the storage the choice adds, both re-referenced to the
+    baseline. The residual-trend choices come from each product's ``unforced_trend`` map; ``external`` when the
+    product was published with it (its files named in the product's attributes)."""
+    masks = {q: ctx.masks[q] for q in CHOICE_REGIONS}
+    true = None
+    for a in ctx.truth_unforced.values():
+        s = ctx.series(a, masks)
+        true = s if true is None else true + s.fillna(0.0)
+    sel = in_period(ctx.times, tp)
+    t = decimal_year(ctx.times)
+    rows, notes = [], []
+    for c, path in ctx.products.items():
+        with netCDF4.Dataset(path) as nc:
+            if UNFORCED_VAR not in nc.variables or not getattr(nc, "training_period", ""):
+                notes.append(f"{c}: no `{UNFORCED_VAR}` in {Path(path).name}")
+                continue
+            v = nc[UNFORCED_VAR]
+            v.set_auto_mask(False)
+            rate = np.nan_to_num(np.asarray(v[:], np.float64))
+            attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+        t_lo = float(decimal_year(pd.DatetimeIndex([attrs["training_period"].split(" to ")[0]]))[0])
+        onset = float(attrs.get("unforced_onset", DEFAULT_ONSET))
+        added = choices(rate, ctx.area, masks, t, t_lo, onset)
+        published = str(attrs.get("unforced", "")).split(":")[0]
+        if published == "external":
+            try:
+                ext = External.from_config({"unforced_series": attrs.get("unforced_series_file"),
+                                            "unforced_field": attrs.get("unforced_field_file"),
+                                            "unforced_field_variable": attrs.get("unforced_field_variable")})
+                until = attrs.get("unforced_external_until") or attrs["training_period"].split(" to ")[0]
+                t0 = float(decimal_year(pd.DatetimeIndex([until]))[0])
+                extra = ext.regional(rate, ctx.grid, ctx.land, ctx.area, masks, t, t0)
+                added["external"] = {q: added["none"][q] + extra[q] for q in masks}
+            except (InputFileError, ValueError, OSError) as exc:
+                notes.append(f"{c}: external estimates not evaluated ({exc})")
+        for mode, series in added.items():
+            row = {"centre": c, "choice": mode + (" (published)" if mode == published else "")}
+            for q in CHOICE_REGIONS:
+                err = (rebase(pd.Series(series[q], ctx.times), ctx.baseline)
+                       - rebase(true[f"{q}_Gt"].fillna(0.0), ctx.baseline)).values[sel]
+                rmse, trend = float(np.sqrt(np.mean(err**2))), budget.linear_trend(err, ctx.times[sel])
+                row[f"{pretty(q)} RMSE (Gt)"], row[f"{pretty(q)} trend err (Gt/yr)"] = rmse, trend
+                ctx.numbers[f"unforced_choice_{c}_{mode}_{q}_rmse_gt"] = rmse
+                ctx.numbers[f"unforced_choice_{c}_{mode}_{q}_trend_error_gt_yr"] = trend
+            rows.append(row)
+    if not rows:
+        return ["Errors of the `products.unforced` choices skipped: " + "; ".join(notes) + ".", ""]
+    return ["", f"**Which `products.unforced` choice is right before GRACE.** The storage each choice adds to the "
+            f"reconstruction (`gtws_dl/post/unforced.py`: off, none = held before the first training month, "
+            f"grace_trend = the residual rate tapering to 0 at the onset, external = the published external "
+            f"estimates) against the twin's true pumping + land-ice storage, {tp[0]}–{tp[1]}, both re-referenced to "
+            f"{ctx.baseline[0]}–{ctx.baseline[1]}: RMSE and trend of the difference.", "",
+            pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"), ""] + \
+        ([f"*{'; '.join(notes)}.*", ""] if notes else [])
