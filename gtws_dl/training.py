@@ -32,6 +32,7 @@ from gtws_dl.config import (
     to_plain,
     validate_config,
 )
+from gtws_dl.cube.shift import warnings as shift_warnings
 from gtws_dl.data import VAL_TILE, VAL_WHOLE_CELLS
 from gtws_dl.lock import OutputLock, remove_stale_temps_under, write_text_atomic
 from gtws_dl.models.accel import accelerate
@@ -136,6 +137,9 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
     LOGGER.info(
         "model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe()
     )
+    shift = dm.manifest.get("predictor_shift")
+    for line in shift_warnings(shift):  # the reconstruction extrapolates there (gtws_dl/cube/shift.py)
+        LOGGER.warning("predictor %s", line)
 
     # no version counter: a resumed run must keep updating last.ckpt/best.ckpt, not write last-v1.ckpt
     checkpoint = ModelCheckpoint(
@@ -178,6 +182,8 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         "train_seconds": wall,
         "global_step": trainer.global_step,
         "split": dm.split.describe(),
+        "predictor_shift": shift,
+        "predictor_shift_warnings": shift_warnings(shift),
         "config": to_plain(cfg),
     }
     if trainer.is_global_zero:  # under DDP every rank gets here; rank 0 holds the checkpoint callback's view

@@ -53,7 +53,8 @@ def test_interrupted_ingest_resumes_after_its_last_block_and_equals_a_straight_b
     """Killed after 2 of its 6 time blocks, the rerun of the same ingest computes only the other 4 and writes the
     cube (predictors, statistics) of a build that was never interrupted."""
     twin_cmd.run(_compose("twin", f"paths.output_dir={tmp_path}", *TWIN))
-    args = [f"paths.output_dir={tmp_path}", "memory_gb=0.00002", *INGEST]
+    # statistics from 2006: the months before them have predictor_shift moments to resume as well
+    args = [f"paths.output_dir={tmp_path}", "memory_gb=0.00002", "data.stats_period=[2006-01,2009-12]", *INGEST]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     m0 = ingest(_compose("ingest", f"paths.cube_dir={straight}", *args))
     real_checkpoint, calls = CubeWriter.checkpoint, []
@@ -80,6 +81,8 @@ def test_interrupted_ingest_resumes_after_its_last_block_and_equals_a_straight_b
                                   _read(straight, "predictors.zarr", "predictors"))
     np.testing.assert_array_equal(_read(resumed, "targets.zarr", "twsa"), _read(straight, "targets.zarr", "twsa"))
     assert m1["stats"] == m0["stats"] and m1["fingerprint"] == m0["fingerprint"]
+    assert m0["predictor_shift"]["before"] == ["2004-01", "2005-12"]  # the months before the statistics period
+    assert m1["predictor_shift"] == m0["predictor_shift"]  # the per-cell moments resumed too
     assert not (resumed / PARTIAL).exists() and not any(resumed.glob("*.partial*"))
 
 

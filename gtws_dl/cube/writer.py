@@ -19,6 +19,7 @@ import xarray as xr
 import zarr
 
 from gtws_dl import __version__
+from gtws_dl.cube.shift import CellMoments, summarize
 from gtws_dl.cube.store import CUBE_FORMAT_VERSION, lazy_nan
 from gtws_dl.diskspace import check_free_space, check_writable, disk_full_is_an_error, float32_bytes
 from gtws_dl.grid import Grid
@@ -30,6 +31,7 @@ LOGGER = logging.getLogger(__name__)
 # an interrupted build's predictors and what of them is written: the next build of the same fingerprint resumes there
 PARTIAL = "predictors.zarr.partial"
 PARTIAL_PROGRESS = "predictors.zarr.partial.json"
+PARTIAL_SHIFT = "predictors.zarr.partial.shift.npy"  # the resumable per-cell moments (gtws_dl.cube.shift)
 
 
 class _RunningStats:
@@ -92,6 +94,7 @@ class CubeWriter:
         self.stats_period = tuple(stats_period)
         self.units = dict(units or {})
         self.stats = _RunningStats(len(self.channels))
+        self.shift = CellMoments(self.land, len(self.channels), self.stats_period)  # pre-period vs stats period
         nt, nc, g = len(self.times), len(self.channels), grid
         self.resume_key = resume
         self._progress = self.out_dir / PARTIAL_PROGRESS
@@ -116,6 +119,7 @@ class CubeWriter:
             return
         # nothing to resume: an earlier build's partial predictors (another fingerprint) make way
         self._progress.unlink(missing_ok=True)
+        (self.out_dir / PARTIAL_SHIFT).unlink(missing_ok=True)
         shutil.rmtree(self.out_dir / PARTIAL, ignore_errors=True)
         shutil.rmtree(self._tmp, ignore_errors=True)
         chunks = (self.chunk_months, nc, self.chunk_lat, g.shape[1])  # time, channel, lat rows, whole longitudes
@@ -149,7 +153,7 @@ class CubeWriter:
                 and list(arr.shape) == [nt, len(self.channels), *self.grid.shape]
                 and list(arr.chunks) == [self.chunk_months, len(self.channels), self.chunk_lat, self.grid.shape[1]])
         months = int(rec.get("months", 0))
-        if not same or not 0 < months <= nt:
+        if not same or not 0 < months <= nt or not self.shift.restore(self.out_dir / PARTIAL_SHIFT):
             return 0
         self.stats.restore(rec["stats"])
         return months
@@ -161,6 +165,7 @@ class CubeWriter:
             return
         if not self._written[:months].all():
             raise RuntimeError(f"checkpoint at {months} months, but not every row of them is written")
+        self.shift.save(self.out_dir / PARTIAL_SHIFT)  # before the record that makes it count
         write_text_atomic(self._progress, json.dumps({
             "fingerprint": self.resume_key, "months": int(months), "channels": self.channels,
             "times": [f"{self.times[0]:%Y-%m}", f"{self.times[-1]:%Y-%m}", len(self.times)],
@@ -190,6 +195,7 @@ class CubeWriter:
         in_stats = (tsel >= lo) & (tsel <= hi)
         if in_stats.any():
             self.stats.add(block[in_stats], land)
+        self.shift.add(block, tsel, r0)
         with disk_full_is_an_error(self._tmp, what="cube", config_key="paths.cube_dir"):
             self._arr[i0:i1, :, r0:r1] = block.astype(np.float32, copy=False)
         self._written[i0:i1, r0:r1] = True
@@ -252,6 +258,7 @@ class CubeWriter:
             raise RuntimeError(f"cube in {self.out_dir}: targets of {self.centres[k]}, latitude row {r} never written")
         if self.stats.n.min() == 0:
             self._progress.unlink(missing_ok=True)
+            (self.out_dir / PARTIAL_SHIFT).unlink(missing_ok=True)
             self.abort()
             raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}; "
                                  "set data.stats_period inside data.start..data.end")
@@ -266,6 +273,8 @@ class CubeWriter:
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp, path)
         self._progress.unlink(missing_ok=True)
+        (self.out_dir / PARTIAL_SHIFT).unlink(missing_ok=True)
+        shift = summarize(self.shift, self.channels, self.times[0], std)
         manifest = {
             "format": "gtws-dl cube",
             "cube_format_version": CUBE_FORMAT_VERSION,
@@ -278,6 +287,7 @@ class CubeWriter:
             "stats": {"period": list(self.stats_period), "mean": mean.tolist(), "std": std.tolist()},
             "chunk_months": self.chunk_months,
             "chunk_lat": self.chunk_lat,
+            **({"predictor_shift": shift} if shift else {}),
             "fingerprint": "",
             **manifest_extra,
         }
