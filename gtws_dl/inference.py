@@ -28,6 +28,7 @@ from gtws_dl.post.manifest import write_products_manifest
 from gtws_dl.post.publish import publish
 from gtws_dl.post.unforced import External
 from gtws_dl.reconstruct import reconstruct, reconstruct_ensemble
+from gtws_dl.seasonal import decimal_year
 
 LOGGER = logging.getLogger(__name__)
 
@@ -91,7 +92,11 @@ def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
     )
     del targ_g
     if str(cfg.get("products", {}).get("unforced")) == "external":  # its files, before hours of reconstruction
-        External.from_config(to_plain(cfg.products))
+        ext = External.from_config(to_plain(cfg.products))
+        for c in module.hparams.targets:
+            first = ((manifest.get("periods") or {}).get(f"grace_{c}") or {}).get("start")
+            if first:
+                ext.check_reaches(float(decimal_year(pd.DatetimeIndex([first]))[0]), first)
     return module, manifest
 
 

@@ -110,6 +110,9 @@ class ProductFields:
         self._unforced: dict[tuple[str, int, int], np.ndarray] = {}  # per band: its (rows, lon) rate, mm/yr
         self.frozen = dict(frozen or {})  # {centre: (twsa product, dd product)} whose fits are reused
         self.t_ref = fit_reference_time(self.t_years, self.fit_period)
+        if self.external is not None:
+            for c in self.grace:
+                self.external.check_reaches(self.external_from(c), self.external_from_month(c))
         if self.trend_fit is not None:  # the months of the residual-trend fit (only those are read for it)
             idx = np.flatnonzero((self.t_years >= self.trend_fit[0] - 1e-9) & (self.t_years <= self.trend_fit[1] + 1e-9))
             self._fit_months = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)

@@ -183,6 +183,21 @@ class External:
         field = open_storage_field(fp, var) if fp else None
         return cls(series, field, str(sp) if sp else None, str(fp) if fp else None, str(var) if var else None)
 
+    def check_reaches(self, t0: float, month: str) -> None:
+        """Refuse estimates that end before ``t0`` (decimal year of ``month``, where they hand over to the residual
+        trend): the change between their end and ``t0`` would be taken as none, silently."""
+        for path, what, last in ((self.series_path, "series", None if self.series is None else self.series.index[-1]),
+                                 (self.field_path, "field", None if self.field is None else
+                                  float(self.field["t_years"].values[-1]))):
+            if last is not None and last < t0 - 1.0:
+                raise InputFileError(f"{path}: the external {what} ends at {last:.2f}, more than a year before "
+                                     f"{month} (the first GRACE month, where it hands over to GRACE's trend): the "
+                                     "change in between is unknown; extend it to that month",
+                                     paths=[str(path)], expected=f"values up to {month}", found=f"up to {last:.2f}")
+        if self.series is not None and self.series.index[0] > t0 - 1.0:
+            raise InputFileError(f"{self.series_path}: the series starts at {self.series.index[0]:.2f}, after "
+                                 f"{month}: it holds no change before GRACE", paths=[str(self.series_path)])
+
     def describe(self) -> str:
         parts = []
         if self.series is not None:
