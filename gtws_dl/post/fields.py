@@ -201,7 +201,7 @@ class ProductFields:
     def unforced(self, centre: str, rate: np.ndarray, r0: int, r1: int, i0: int, i1: int) -> np.ndarray:
         """(months i0 .. i1, rows, lon) float32 mm added to the band's reconstruction: the residual trend
         (:func:`~gtws_dl.post.unforced.unforced_field`) and, with ``external``, the external estimates' change
-        before the first training month."""
+        before the first GRACE month (:meth:`external_from`)."""
         t, t_lo = self.t_years[i0:i1], self.trend_fit[0]
         add = unforced_field(rate, t, t_lo, self.mode, self.onset)
         ext = self.external
