@@ -161,9 +161,10 @@ def test_external_series_sets_the_continents_change_before_grace(synthetic_cube,
 
 
 def test_external_field_is_regridded_and_its_change_added_before_grace(synthetic_cube, tmp_path):
-    """A gridded depletion estimate on a coarser grid, in cm, at yearly steps, NaN outside its region: its change
-    from the first training month is added to the land cells it covers, nothing elsewhere."""
-    lat, lon = np.arange(-80.0, 90.0, 20.0), np.arange(-170.0, 180.0, 20.0)
+    """A gridded depletion estimate on a coarser grid (lat descending, lon 0..360), in cm, at yearly steps, NaN
+    outside its region: its change from the first GRACE month is added to the land cells it covers, nothing
+    elsewhere."""
+    lat, lon = np.arange(80.0, -90.0, -20.0), np.arange(10.0, 360.0, 20.0)  # lat descending, lon 0..360
     years = pd.date_range("1990-07-01", "2012-07-01", freq="12MS")
     yrs = decimal_year(years)
     inside = ((lat[:, None] >= 0) & (lat[:, None] <= 60)) & ((lon[None] >= 0) & (lon[None] <= 120))
@@ -221,3 +222,9 @@ def test_external_inputs_refused_with_the_file_and_column(tmp_path):
                        "lon": [0.0, 10.0]}).to_netcdf(nc)
     with pytest.raises(InputFileError, match=r"f\.nc.*depletion.*units"):
         unforced.External.from_config({"unforced_field": str(nc)})
+    rate = tmp_path / "rate.nc"
+    xr.Dataset({"depletion": (("time", "lat", "lon"), np.ones((2, 2, 2), np.float32), {"units": "mm yr-1"})},
+               coords={"time": pd.date_range("2000-01", periods=2, freq="YS"), "lat": [0.0, 10.0],
+                       "lon": [0.0, 10.0]}).to_netcdf(rate)
+    with pytest.raises(InputFileError, match=r"rate\.nc.*a rate, units 'mm yr-1'.*integrate"):
+        unforced.External.from_config({"unforced_field": str(rate)})

@@ -143,6 +143,11 @@ def open_storage_field(source: str | Path, variable: str | None = None) -> xr.Da
     if t is None or not np.all(np.diff(t) > 0):
         raise input_error(path, tdim, "increasing time steps of a month or more", f"{len(times)} stamps "
                           f"{times[0]:%Y-%m-%d} .. {times[-1]:%Y-%m-%d}, not one per month or year, or out of order")
+    unit = str(da.attrs.get("units", "")).lower()
+    if re.search(r"(yr|year|a-1|/a\b|day|d-1|month|s-1|/s\b)", unit):
+        raise input_error(path, name, "a storage anomaly (mm, cm or m of water)", f"a rate, units {unit!r}",
+                          hint="integrate the rate over time into a cumulative storage change first, with losses "
+                               "negative (a depletion rate is often stored positive)")
     da = convert_units(da, path, FIELD_UNITS, "mm", name)
     da = da.rename({tdim: "time"}).transpose("time", "lat", "lon").astype(np.float32)
     da = da.assign_coords(time=np.arange(len(t)), t_years=("time", t))
