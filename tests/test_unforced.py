@@ -228,3 +228,21 @@ def test_external_inputs_refused_with_the_file_and_column(tmp_path):
                        "lon": [0.0, 10.0]}).to_netcdf(rate)
     with pytest.raises(InputFileError, match=r"rate\.nc.*a rate, units 'mm yr-1'.*integrate"):
         unforced.External.from_config({"unforced_field": str(rate)})
+
+
+def test_external_field_of_a_region_reaches_only_its_latitudes(tmp_path):
+    """A field covering 20-60 N only: bands outside it get nothing (no crash on zero or one source row), bands
+    inside get its change from the first GRACE month."""
+    from gtws_dl.grid import Grid
+
+    lat, lon = np.arange(21.0, 60.0, 2.0), np.arange(61.0, 120.0, 2.0)
+    years = pd.date_range("1990-07-01", "2012-07-01", freq="12MS")
+    vals = (decimal_year(years) - 1990.0)[:, None, None] * np.ones((1, lat.size, lon.size))
+    nc = tmp_path / "regional.nc"
+    xr.Dataset({"storage": (("time", "lat", "lon"), vals.astype(np.float32), {"units": "mm"})},
+               coords={"time": years, "lat": lat, "lon": lon}).to_netcdf(nc)
+    ext = unforced.External.from_config({"unforced_field": str(nc)})
+    g, t = Grid(10.0), np.array([1995.54, 2000.54])
+    for row, want, cells in ((0, 0.0, 0), (10, 0.0, 0), (11, -7.0, 6), (14, -7.0, 6), (15, 0.0, 0)):
+        out = ext.field_band(g.rows(row, row + 1), t, 2002.54)
+        assert out[0].min() == pytest.approx(want, abs=1e-3) and (out[0] != 0).sum() == cells, row

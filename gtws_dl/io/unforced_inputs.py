@@ -149,6 +149,8 @@ def open_storage_field(source: str | Path, variable: str | None = None) -> xr.Da
                           hint="integrate the rate over time into a cumulative storage change first, with losses "
                                "negative (a depletion rate is often stored positive)")
     da = convert_units(da, path, FIELD_UNITS, "mm", name)
+    if da.sizes["lat"] < 2 or da.sizes["lon"] < 2:
+        raise input_error(path, name, "a grid of at least 2 x 2 cells", f"{da.sizes['lat']} x {da.sizes['lon']}")
     da = da.rename({tdim: "time"}).transpose("time", "lat", "lon").astype(np.float32)
     da = da.assign_coords(time=np.arange(len(t)), t_years=("time", t))
     da.attrs["source_file"] = str(path)
@@ -160,10 +162,18 @@ def _monthly_or_coarser(times: pd.DatetimeIndex) -> bool:
     return bool(len(times)) and not times.to_period("M").has_duplicates
 
 
-def read_field_rows(da: xr.DataArray, lat_range: tuple[float, float], margin: float) -> xr.DataArray:
-    """The rows of :func:`open_storage_field`'s field within ``lat_range`` ± ``margin`` degrees, loaded, checked
-    for plausible magnitude (a storage anomaly in mm)."""
-    sub = da.sel(lat=slice(lat_range[0] - margin, lat_range[1] + margin)).load()
+def read_field_rows(da: xr.DataArray, lat_range: tuple[float, float], margin: float) -> xr.DataArray | None:
+    """The rows of :func:`open_storage_field`'s field within ``lat_range`` ± ``margin`` degrees (at least two, so
+    that their bounds are defined; None when the field lies wholly outside), loaded, checked for plausible
+    magnitude (a storage anomaly in mm)."""
+    lat = da["lat"].values
+    i0 = int(np.searchsorted(lat, lat_range[0] - margin, side="left"))
+    i1 = int(np.searchsorted(lat, lat_range[1] + margin, side="right"))
+    if i1 <= 0 or i0 >= lat.size:
+        return None
+    if i1 - i0 < 2:
+        i0, i1 = max(0, min(i0, lat.size - 2)), min(lat.size, max(i1, 2))
+    sub = da.isel(lat=slice(i0, i1)).load()
     vals = sub.values
     big = np.nanmax(np.abs(vals)) if np.isfinite(vals).any() else 0.0
     if big > MAX_ABS_MM:

@@ -214,6 +214,8 @@ class External:
         src_res = float(np.abs(np.diff(f["lat"].values[:2])).max()) if f.sizes["lat"] > 1 else 180.0
         lat0, lat1 = band.bounds[2], band.bounds[3]
         rows = read_field_rows(f, (lat0, lat1), 2 * src_res)
+        if rows is None:  # the field does not reach these latitudes: no estimate here
+            return np.zeros((len(t_years), band.nlat, band.nlon))
         on_band = regrid_conservative(rows.drop_vars("t_years"), band).values.astype(np.float64)
         return np.nan_to_num(_change_before(f["t_years"].values, on_band, t_years, t_lo))
 
