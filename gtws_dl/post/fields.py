@@ -223,6 +223,10 @@ class ProductFields:
         if self._continents is None:
             masks = region_masks(self.grid, self.land)
             self._continents = {n: masks[n] for n in self.external.series.columns}
+            for n, m in self._continents.items():
+                if not m.any():
+                    LOGGER.warning("%s: the series of %s is not used: the products' grid holds no land cell of it",
+                                   self.external.series_path, n)
         return self._continents
 
     def totals(self, centre: str) -> dict:
