@@ -246,3 +246,36 @@ def test_external_field_of_a_region_reaches_only_its_latitudes(tmp_path):
     for row, want, cells in ((0, 0.0, 0), (10, 0.0, 0), (11, -7.0, 6), (14, -7.0, 6), (15, 0.0, 0)):
         out = ext.field_band(g.rows(row, row + 1), t, 2002.54)
         assert out[0].min() == pytest.approx(want, abs=1e-3) and (out[0] != 0).sum() == cells, row
+
+
+def test_twin_external_estimates_tool_writes_files_the_readers_take(tmp_path):
+    """tools/twin_external_estimates.py: the twin's ice-sheet mass as a CSV and its other unforced storage as a
+    coarser NetCDF field, each within its drawn error factor of the truth, readable by unforced=external."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import netCDF4
+
+    from gtws_dl.grid import Grid
+    from gtws_dl.post.regions import region_masks
+    from gtws_dl.twin import generate
+
+    grid = Grid(10.0)
+    generate(tmp_path / "twin", grid, start="1985-01", end="2010-12", progress=False, era5_per_year=False)
+    tool = Path(__file__).resolve().parents[1] / "tools" / "twin_external_estimates.py"
+    run = subprocess.run([sys.executable, str(tool), str(tmp_path / "twin"), str(tmp_path / "ext")],
+                         capture_output=True, text=True, check=True)
+    ext = unforced.External.from_config({"unforced_series": str(tmp_path / "ext" / "ice_sheets_gt.csv"),
+                                         "unforced_field": str(tmp_path / "ext" / "unforced_storage.nc")})
+    assert list(ext.series.columns) == ["greenland", "antarctica"] and ext.field.sizes["lat"] == grid.nlat // 3
+    factor = float(run.stdout.split("'greenland': ")[1].split(",")[0])
+    with netCDF4.Dataset(tmp_path / "twin" / "truth_components.nc") as nc:
+        ice = np.asarray(nc["ice"][:], np.float64)
+    from gtws_dl.landmask import land_mask
+
+    gl = region_masks(grid, land_mask(grid))["greenland"]
+    true_gt = (np.nan_to_num(ice) * grid.cell_area())[:, gl].sum(1) / 1e12
+    change = ext.series["greenland"].iloc[-1] - ext.series["greenland"].iloc[0]
+    true_change = true_gt[-12:].mean() - true_gt[:12].mean()  # the first and last years' means
+    assert true_change < -100 and change == pytest.approx(factor * true_change, rel=0.01)
