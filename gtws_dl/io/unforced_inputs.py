@@ -171,8 +171,9 @@ def read_field_rows(da: xr.DataArray, lat_range: tuple[float, float], margin: fl
     i1 = int(np.searchsorted(lat, lat_range[1] + margin, side="right"))
     if i1 <= 0 or i0 >= lat.size:
         return None
-    if i1 - i0 < 2:
-        i0, i1 = max(0, min(i0, lat.size - 2)), min(lat.size, max(i1, 2))
+    if i1 - i0 < 2:  # the field's edge: take its two outermost rows
+        i0 = max(0, min(i0, lat.size - 2))
+        i1 = i0 + 2
     sub = da.isel(lat=slice(i0, i1)).load()
     vals = sub.values
     big = np.nanmax(np.abs(vals)) if np.isfinite(vals).any() else 0.0
