@@ -200,8 +200,8 @@ class ProductsSchema:
     unforced_field: Any = field(default=None, metadata={"check": Check("path", "a NetCDF path or null",
                                                                        none_ok=True)})
     unforced_field_variable: Any = None
-    unforced_z: Any = field(default=8.0, metadata={"check": Check(  # trends within z standard errors: noise
-        "positive", "a number of standard errors > 0, e.g. products.unforced_z=8")})
+    unforced_z: Any = field(default=2.0, metadata={"check": Check(  # trends within z standard errors: noise
+        "positive", "a number of standard errors > 0, e.g. products.unforced_z=2")})
 
 
 # ------------------------------------------------------------------------------------- shared checks

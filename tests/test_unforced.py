@@ -84,8 +84,9 @@ def test_products_match_a_grace_trend_the_network_missed(synthetic_cube, tmp_pat
     assert trends["off"][i, j] == pytest.approx(0.0, abs=1.0)
     assert trends["none"][i, j] == pytest.approx(-20.0, abs=1.0)
     other = land.copy()
-    other[i, j] = False  # targets = truth + 2 mm noise elsewhere: no residual trend is added there
-    np.testing.assert_allclose(trends["none"][other], trends["off"][other], atol=1e-3)
+    other[i, j] = False  # targets = truth + 2 mm noise elsewhere: a residual trend there is a false alarm
+    moved = np.abs(trends["none"][other] - trends["off"][other])
+    assert (moved > 1e-3).mean() <= 0.05 and moved.max() < 1.0  # z = 2: a few noise cells, by < 1 mm/yr
 
 
 def _publish_modes(synthetic_cube, tmp_path, products: dict, modes=("none", "external")):

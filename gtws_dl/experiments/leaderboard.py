@@ -210,7 +210,7 @@ def evaluate_model(cfg: DictConfig, name: str, info: dict, truth, forced=None) -
 
 
 GRACE_TARGET = "grace_target"  # the ceiling row: the cube's GRACE targets scored like a model
-EVAL_VERSION = 2  # bump when the protocol changes: cached evaluations are then recomputed
+EVAL_VERSION = 3  # bump when the protocol changes (3: products.unforced_z 8 -> 2): cached evaluations recomputed
 
 
 def _evaluated(cfg: DictConfig, name: str, info: dict, truth, forced=None) -> list[dict]:
