@@ -48,11 +48,14 @@ class CellMoments:
         sel = (local >= 0) & (local < rows * self.width)
         if not sel.any():
             return
-        flat = block.reshape(block.shape[0], block.shape[1], -1)
+        # the sampled cells first (time, channel, cells): a copy of a few hundred cells, never of the block (a
+        # reshape of a band sliced from a larger block would copy it)
+        here = local[sel]
+        cells = block[:, :, here // self.width, here % self.width]
         for p, months in enumerate((times < self.lo, (times >= self.lo) & (times <= self.hi))):
             if not months.any():
                 continue
-            x = flat[months][:, :, local[sel]].astype(np.float64)
+            x = cells[months].astype(np.float64)
             ok = np.isfinite(x)
             x = np.where(ok, x, 0.0)
             self.acc[p, 0][:, sel] += ok.sum(0)
