@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from gtws_dl.checkpoint import InvalidCheckpointError, check_inference, load_checkpoint
 from gtws_dl.config import check_flag, command, conf_dir, grid_from, to_plain, validate_config
 from gtws_dl.conventions import BASELINE
+from gtws_dl.cube.periods import first_grace_month
 from gtws_dl.cube.store import CubeError, open_cube
 from gtws_dl.diskspace import check_free_space, check_writable, float32_bytes
 from gtws_dl.heap import release_memory
@@ -28,7 +29,6 @@ from gtws_dl.post.manifest import write_products_manifest
 from gtws_dl.post.publish import publish
 from gtws_dl.post.unforced import External
 from gtws_dl.reconstruct import reconstruct, reconstruct_ensemble
-from gtws_dl.seasonal import decimal_year
 
 LOGGER = logging.getLogger(__name__)
 
@@ -94,9 +94,8 @@ def preflight(cfg: DictConfig) -> tuple[ReconstructionModule, dict]:
     if str(cfg.get("products", {}).get("unforced")) == "external":  # its files, before hours of reconstruction
         ext = External.from_config(to_plain(cfg.products))
         for c in module.hparams.targets:
-            first = ((manifest.get("periods") or {}).get(f"grace_{c}") or {}).get("start")
-            if first:
-                ext.check_reaches(float(decimal_year(pd.DatetimeIndex([first]))[0]), first)
+            if first := first_grace_month(manifest, c):
+                ext.check_reaches(first)
     return module, manifest
 
 

@@ -138,7 +138,8 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         "model %s: %d parameters; %s", type(model.net).__name__, model.n_parameters(), dm.split.describe()
     )
     shift = dm.manifest.get("predictor_shift")
-    for line in shift_warnings(shift):  # the reconstruction extrapolates there (gtws_dl/cube/shift.py)
+    shift_lines = shift_warnings(shift)
+    for line in shift_lines:  # the reconstruction extrapolates there (gtws_dl/cube/shift.py)
         LOGGER.warning("predictor %s", line)
 
     # no version counter: a resumed run must keep updating last.ckpt/best.ckpt, not write last-v1.ckpt
@@ -183,7 +184,7 @@ def _fit(cfg: DictConfig, out_dir: Path) -> dict:
         "global_step": trainer.global_step,
         "split": dm.split.describe(),
         "predictor_shift": shift,
-        "predictor_shift_warnings": shift_warnings(shift),
+        "predictor_shift_warnings": shift_lines,
         "config": to_plain(cfg),
     }
     if trainer.is_global_zero:  # under DDP every rank gets here; rank 0 holds the checkpoint callback's view

@@ -213,10 +213,10 @@ def test_external_inputs_refused_with_the_file_and_column(tmp_path):
     bad.write_text("time,greenland\n1990,0\n1995,-30\n")  # ends 7 years before the first GRACE month
     ext = unforced.External.from_config({"unforced_series": str(bad)})
     with pytest.raises(InputFileError, match=r"ends at 1995.00.*2002-04"):
-        ext.check_reaches(2002.29, "2002-04")
+        ext.check_reaches("2002-04")
     bad.write_text("time,greenland\n2003-01,0\n2010-01,-30\n")  # starts after it: no change before GRACE
     with pytest.raises(InputFileError, match=r"starts at 2003.04, after 2002-04"):
-        unforced.External.from_config({"unforced_series": str(bad)}).check_reaches(2002.29, "2002-04")
+        unforced.External.from_config({"unforced_series": str(bad)}).check_reaches("2002-04")
     nc = tmp_path / "f.nc"
     xr.Dataset({"depletion": (("time", "lat", "lon"), np.zeros((2, 2, 2), np.float32))},
                coords={"time": pd.date_range("2000-01", periods=2, freq="MS"), "lat": [0.0, 10.0],

@@ -111,6 +111,11 @@ class Periods:
                 LOGGER.info("period %s from the config (%s): %s .. %s", name, p.key, *p.strings())
 
 
+def first_grace_month(manifest: Mapping, centre: str) -> str | None:
+    """``YYYY-MM`` of ``centre``'s first GRACE month in a cube manifest's ``periods``, None when it does not say."""
+    return ((manifest.get("periods") or {}).get(f"grace_{centre}") or {}).get("start")
+
+
 # ------------------------------------------------------------------------------------------------- parsing
 def parse_month(key: str, value) -> pd.Timestamp:
     """Month start of a ``YYYY-MM`` config value; anything else raises :class:`ConfigError` naming ``key``."""

@@ -118,8 +118,7 @@ class CubeWriter:
                         self.resumed_months, nt)
             return
         # nothing to resume: an earlier build's partial predictors (another fingerprint) make way
-        self._progress.unlink(missing_ok=True)
-        (self.out_dir / PARTIAL_SHIFT).unlink(missing_ok=True)
+        self._drop_progress()
         shutil.rmtree(self.out_dir / PARTIAL, ignore_errors=True)
         shutil.rmtree(self._tmp, ignore_errors=True)
         chunks = (self.chunk_months, nc, self.chunk_lat, g.shape[1])  # time, channel, lat rows, whole longitudes
@@ -157,6 +156,11 @@ class CubeWriter:
             return 0
         self.stats.restore(rec["stats"])
         return months
+
+    def _drop_progress(self) -> None:
+        """Forget the partial build's records (months done + statistics, and the per-cell shift moments)."""
+        self._progress.unlink(missing_ok=True)
+        (self.out_dir / PARTIAL_SHIFT).unlink(missing_ok=True)
 
     def checkpoint(self, months: int) -> None:
         """Record that every latitude row of months ``0 .. months`` is written (with the running statistics), so
@@ -257,8 +261,7 @@ class CubeWriter:
             k, r = np.argwhere(~self._targets_written)[0]
             raise RuntimeError(f"cube in {self.out_dir}: targets of {self.centres[k]}, latitude row {r} never written")
         if self.stats.n.min() == 0:
-            self._progress.unlink(missing_ok=True)
-            (self.out_dir / PARTIAL_SHIFT).unlink(missing_ok=True)
+            self._drop_progress()
             self.abort()
             raise InputFileError(f"no predictor months inside the statistics period {self.stats_period}; "
                                  "set data.stats_period inside data.start..data.end")
@@ -272,8 +275,7 @@ class CubeWriter:
                 os.replace(path, old)
                 shutil.rmtree(old, ignore_errors=True)
             os.replace(tmp, path)
-        self._progress.unlink(missing_ok=True)
-        (self.out_dir / PARTIAL_SHIFT).unlink(missing_ok=True)
+        self._drop_progress()
         shift = summarize(self.shift, self.channels, self.times[0], std)
         manifest = {
             "format": "gtws-dl cube",

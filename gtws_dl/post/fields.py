@@ -23,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from gtws_dl.conventions import BASELINE
+from gtws_dl.cube.periods import first_grace_month
 from gtws_dl.cube.store import _read_manifest_text, cube_member
 from gtws_dl.grid import Grid
 from gtws_dl.post.regions import region_masks
@@ -112,7 +113,7 @@ class ProductFields:
         self.t_ref = fit_reference_time(self.t_years, self.fit_period)
         if self.external is not None:
             for c in self.grace:
-                self.external.check_reaches(self.external_from(c), self.external_from_month(c))
+                self.external.check_reaches(self.external_from_month(c))
         if self.trend_fit is not None:  # the months of the residual-trend fit (only those are read for it)
             idx = np.flatnonzero((self.t_years >= self.trend_fit[0] - 1e-9) & (self.t_years <= self.trend_fit[1] + 1e-9))
             self._fit_months = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
@@ -142,7 +143,7 @@ class ProductFields:
         """``YYYY-MM`` the external estimates take over before: ``centre``'s first GRACE month (the cube's
         ``periods``; the GRACE months before the first training month keep the residual trend's value, as with
         ``none``), the first training month when the cube does not say."""
-        grace = ((self.cube_manifest.get("periods") or {}).get(f"grace_{centre}") or {}).get("start")
+        grace = first_grace_month(self.cube_manifest, centre)
         first = self.train_period[0] if self.train_period else None
         return min(m for m in (grace, first) if m) if (grace or first) else ""
 

@@ -92,7 +92,7 @@ def publish(recon_path: str | Path, products_dir: str | Path, *, grid: Grid, cub
                 "config": _short_config(config),
             }
             if f.external is not None and centre in f.grace:  # the inputs of unforced=external (the report reads them)
-                attrs.update(_external_attrs(f.external), unforced_external_until=f.external_from_month(centre))
+                attrs.update(f.external.attrs(), unforced_external_until=f.external_from_month(centre))
             extra = {}
             if centre in f.grace:  # the unforced rate added: the monthly update reuses it, users map it
                 rate = banded(lambda r0, r1, c=centre: _rate_band(f, c, r0, r1), (H, W), rows)
@@ -155,17 +155,6 @@ def banded_parts(fn, *specs, rows: int):
         for k, (shape, dtype) in enumerate(specs):
             out[k].append(dsa.from_delayed(task[k], (*shape[:-2], r1 - r0, W), dtype=dtype))
     return [dsa.concatenate(p, axis=-2) if len(p) > 1 else p[0] for p in out]
-
-
-def _external_attrs(ext) -> dict[str, str]:
-    """Product attributes naming the external estimates of ``products.unforced=external``."""
-    out = {}
-    if ext.series_path:
-        out["unforced_series_file"] = ext.series_path
-    if ext.field_path:
-        out["unforced_field_file"] = ext.field_path
-        out["unforced_field_variable"] = str(ext.field.name)
-    return out
 
 
 def _rate_band(f: ProductFields, centre: str, r0: int, r1: int) -> np.ndarray:

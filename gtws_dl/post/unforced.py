@@ -48,7 +48,7 @@ from gtws_dl.io.errors import InputFileError
 from gtws_dl.io.regrid import regrid_conservative
 from gtws_dl.io.unforced_inputs import open_storage_field, read_field_rows, read_mass_series
 from gtws_dl.post.regions import CONTINENTS, region_masks
-from gtws_dl.seasonal import decompose
+from gtws_dl.seasonal import decimal_year, decompose
 
 UNFORCED = ("off", "none", "grace_trend", "external")
 GT_KG = 1e12  # kg per Gt (1 mm of water over 1 m² = 1 kg)
@@ -129,14 +129,13 @@ def describe(mode: str, onset: float, fit: tuple[str, str] | None, z: float = DE
         return "off: no storage change beyond the forcing's is added (GRACE-era trends not matched)"
     span = (f"GRACE target minus reconstruction, linear trend per cell over {fit[0]} to {fit[1]}, where above "
             f"{z:g} standard errors")
-    start = fit[0]
     if mode == "none":
-        return f"none: residual trend ({span}) added from {start} on, continued after; held constant before"
+        return f"none: residual trend ({span}) added from {fit[0]} on, continued after; held constant before"
     if mode == "external":
-        return (f"external: residual trend ({span}) added from {start} on, continued after, held before; before "
-                f"{external_from or start} (the first GRACE month) the change of the external estimates: "
+        return (f"external: residual trend ({span}) added from {fit[0]} on, continued after, held before; before "
+                f"{external_from or fit[0]} (the first GRACE month) the change of the external estimates: "
                 f"{external.describe() if external else 'none given'}")
-    return (f"grace_trend: residual trend ({span}) added from {start} on, continued after; before, its rate "
+    return (f"grace_trend: residual trend ({span}) added from {fit[0]} on, continued after; before, its rate "
             f"tapers linearly to zero at {onset:g}, constant before that")
 
 
@@ -165,7 +164,6 @@ class External:
     field: xr.DataArray | None = None
     series_path: str | None = None
     field_path: str | None = None
-    field_variable: str | None = None
 
     @classmethod
     def from_config(cls, products: Mapping) -> External:
@@ -184,11 +182,29 @@ class External:
                                      paths=[str(sp)], expected=f"columns among {list(CONTINENTS)}",
                                      found=str(unknown))
         field = open_storage_field(fp, var) if fp else None
-        return cls(series, field, str(sp) if sp else None, str(fp) if fp else None, str(var) if var else None)
+        return cls(series, field, str(sp) if sp else None, str(fp) if fp else None)
 
-    def check_reaches(self, t0: float, month: str) -> None:
-        """Refuse estimates that end before ``t0`` (decimal year of ``month``, where they hand over to the residual
-        trend): the change between their end and ``t0`` would be taken as none, silently."""
+    def attrs(self) -> dict[str, str]:
+        """The product attributes naming these estimates (:meth:`from_attrs` reads them back)."""
+        out = {}
+        if self.series_path:
+            out["unforced_series_file"] = self.series_path
+        if self.field_path:
+            out["unforced_field_file"] = self.field_path
+            out["unforced_field_variable"] = str(self.field.name)
+        return out
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping) -> External:
+        """The estimates a product was published with (its :meth:`attrs`)."""
+        return cls.from_config({"unforced_series": attrs.get("unforced_series_file"),
+                                "unforced_field": attrs.get("unforced_field_file"),
+                                "unforced_field_variable": attrs.get("unforced_field_variable")})
+
+    def check_reaches(self, month: str) -> None:
+        """Refuse estimates that end more than a year before ``month`` (``YYYY-MM``, where they hand over to the
+        residual trend): the change between their end and it would be taken as none, silently."""
+        t0 = float(decimal_year([month])[0])
         for path, what, last in ((self.series_path, "series", None if self.series is None else self.series.index[-1]),
                                  (self.field_path, "field", None if self.field is None else
                                   float(self.field["t_years"].values[-1]))):

@@ -173,9 +173,7 @@ def choice_errors(ctx: Context, tp: tuple[str, str]) -> list[str]:
         published = str(attrs.get("unforced", "")).split(":")[0]
         if published == "external":
             try:
-                ext = External.from_config({"unforced_series": attrs.get("unforced_series_file"),
-                                            "unforced_field": attrs.get("unforced_field_file"),
-                                            "unforced_field_variable": attrs.get("unforced_field_variable")})
+                ext = External.from_attrs(attrs)
                 until = attrs.get("unforced_external_until") or attrs["training_period"].split(" to ")[0]
                 t0 = float(decimal_year(pd.DatetimeIndex([until]))[0])
                 extra = ext.regional(rate, ctx.grid, ctx.land, ctx.area, masks, t, t0)
