@@ -74,7 +74,7 @@ class BenchParams:
     speed_modes: list[str] = field(default_factory=lambda: ["eager", "channels_last"])
     # Zarr layout/codec study (bench/chunks.py), ~45 s at the default scale
     chunks: ChunkParams = field(default_factory=ChunkParams)
-    # area scaling of every stage's memory (bench/area.py: four commands on two 0.25 deg boxes, ~5 min)
+    # area scaling of every stage's memory (bench/area.py: four commands on two 0.25 deg boxes, ~6 min)
     area: bool = True
     # useful compute: FLOPs per land cell-month, windows vs carried state (bench/useful.py, ~40 s)
     useful: bool = True

@@ -27,6 +27,7 @@ from omegaconf.errors import MissingMandatoryValue
 from gtws_dl import schema
 from gtws_dl.diskspace import disk_space_error, free_bytes
 from gtws_dl.grid import Grid, GridError
+from gtws_dl.heap import limit_arenas
 from gtws_dl.schema import Check
 
 schema.register()
@@ -296,6 +297,7 @@ def command(fn=None, *, reads_cube: bool = False):
     def deco(task):
         @functools.wraps(task)
         def wrapper(cfg, *args, **kwargs):
+            limit_arenas()  # before the reader threads start (gtws_dl.heap)
             install_sigterm()
             single_lightning_log()
             full = os.environ.get("HYDRA_FULL_ERROR") == "1"

@@ -171,6 +171,8 @@ class CubeDataModule(L.LightningDataModule):
         its record starts
     val_tile : cells per side of the validation tiles (each with the network's halo, so the loss is the whole
         field's); None = whole fields up to :data:`VAL_WHOLE_CELLS` cells, tiles of :data:`VAL_TILE` beyond
+    fit_memory_gb : working set (GB) of the per-cell base's fit and evaluation, in latitude bands (the same
+        numbers whatever it is); None = :data:`gtws_dl.target_base.FIT_MEMORY_MB`
     """
 
     def __init__(self, cube_dir: str, targets: list[str], *, window: int = 24, warmup: int = 12,
@@ -178,7 +180,7 @@ class CubeDataModule(L.LightningDataModule):
                  gap_months: int | None = None, samples_per_epoch: int | None = None, num_workers: int = 0,
                  in_memory: str | bool = "auto", max_in_memory_gb: float = 6.0, seed: int = 0,
                  min_scale_mm: float = 10.0, p_dropout: float = 0.5, target_base: str = "none",
-                 val_block: str = "last", val_tile: int | None = None) -> None:
+                 val_block: str = "last", val_tile: int | None = None, fit_memory_gb: float | None = None) -> None:
         super().__init__()
         if warmup >= window:
             raise ValueError(f"datamodule.warmup={warmup} must be smaller than datamodule.window={window}")
@@ -194,6 +196,7 @@ class CubeDataModule(L.LightningDataModule):
         self.min_scale_mm, self.p_dropout = float(min_scale_mm), float(p_dropout)
         self.target_base = str(target_base)
         self.val_tile = None if val_tile is None else int(val_tile)
+        self.fit_memory_mb = None if fit_memory_gb is None else float(fit_memory_gb) * 1024.0
         self.val_tiles = None  # validation tiles (gtws_dl.tiling.Tile), planned by gtws_dl.training with the net
         self._ready = False
 
@@ -244,12 +247,13 @@ class CubeDataModule(L.LightningDataModule):
         # per-cell base (K, P, H, W) from the training months only; the network learns what it leaves over
         self.base = fit_target_base(self.targ, self.times, self.split.train, self.target_base, pred=self.pred,
                                     channels=self.channels, mean=self.mean, std=self.std,
-                                    memory=self._memory() if self.target_base == "forcing_memory" else None)
+                                    memory=self._memory() if self.target_base == "forcing_memory" else None,
+                                    memory_mb=self.fit_memory_mb)
         # the base of every month (K, T, H, W) mm, as large as the targets held above; None for "none"
         self.base_field = None
         if self.base.kind != "none":
             self.base_field = base_of_every_month(self.base, self.pred, self.times, self.channels, self.mean,
-                                                  self.std, where=str(self.cube_dir))
+                                                  self.std, where=str(self.cube_dir), memory_mb=self.fit_memory_mb)
         self.scale = self._scale()
         self.months = self.times.month.values
         self.dropout = availability_climatologies(self.pred, self.channels) if self.p_dropout > 0 else []

@@ -180,6 +180,7 @@ class DataModuleSchema:
     target_base: Any = checked(Check("choice", choices=("none", "seasonal_trend", "forcing_memory")))
     val_tile: Any = checked(Check("int", "cells per side (>= 8) or null, e.g. datamodule.val_tile=128", lo=8,
                                   none_ok=True))
+    fit_memory_gb: Any = checked(MEMORY_GB)
 
 
 @dataclass

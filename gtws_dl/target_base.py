@@ -250,19 +250,22 @@ def base_of_every_month(base: TargetBase, pred, times: pd.DatetimeIndex, channel
 
 
 def fit_target_base(targ: np.ndarray, times: pd.DatetimeIndex, train: np.ndarray, kind: str, *, pred=None,
-                    channels: list[str] | None = None, mean=None, std=None, memory: dict | None = None) -> TargetBase:
+                    channels: list[str] | None = None, mean=None, std=None, memory: dict | None = None,
+                    memory_mb: float | None = None) -> TargetBase:
     """Fit the base per target and cell on the months ``train`` (indices into ``times``).
 
     targ : (K, T, H, W) mm, NaN where no solution (ocean, GRACE gaps)
     pred, channels, mean, std : the cube's raw predictors (T, C, H, W), channel names and statistics
-        (``forcing_memory`` only); ``memory`` {channel: taus}, default :data:`MEMORY`
+        (``forcing_memory`` only); ``memory`` {channel: taus}, default :data:`MEMORY`; ``memory_mb`` the
+        fit's float64 working set per latitude band (default :data:`FIT_MEMORY_MB`; the same coefficients)
     """
     p = n_coefficients(kind, memory)
     K, _, H, W = targ.shape
     if p == 0:
         return TargetBase("none", np.zeros((K, 0, H, W), np.float32))
     if kind == "forcing_memory":
-        return _fit_memory(targ, times, np.asarray(train), pred, channels, mean, std, dict(memory or MEMORY))
+        return _fit_memory(targ, times, np.asarray(train), pred, channels, mean, std, dict(memory or MEMORY),
+                           memory_mb=memory_mb)
     t = decimal_year(times)
     sub = np.asarray(train)
     lo, hi = float(t[sub[0]]), float(t[sub[-1]])

@@ -214,9 +214,10 @@ def test_area_section_replaces_its_own_section_only():
                   "ratio": 1.1} for s in ("twin", "ingest")}
     res = {"date": "2026-12-01", "stages": stages, "cells": {"small": 3200, "large": 12800},
            "boxes": {"small": [0, 20, 40, 50], "large": [0, 40, 30, 50]}, "period": ["2002-01", "2009-12"],
-           "memory_gb": 0.25}
+           "budgets": {"ingest": ["memory_gb=0.04"]}, "window": ["datamodule.window=8"]}
     sec = render_area(res)
     assert "| ingest | 100 | 110 | 1.10 |" in sec and "12,800 cells" in sec
+    assert "ingest `memory_gb=0.04`" in sec and "`datamodule.window=8`" in sec  # the budgets measured with
     doc = "# b\n\n## One\ntext\n\n" + SECTION + "\nold\n\n## Two\nkept\n"
     new = replace_section(doc, sec)
     assert "old" not in new and "## One\ntext" in new and "## Two\nkept" in new and new.count(SECTION) == 1

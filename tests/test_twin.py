@@ -248,3 +248,61 @@ def test_hydra_command_composes(tmp_path):
         bad = compose("twin", overrides=["twin.era5_layout=grib"])
     with pytest.raises(TwinConfigError, match="era5_layout"):
         run(bad)
+
+
+def test_memory_budget_changes_no_number(tmp_path, twin):
+    """``twin.memory_gb`` only sizes the passes over the written record (blocks of months, bands of rows): a tiny
+    budget (one month per block, one row per band) writes the same files and the same fingerprint."""
+    out, man = twin
+    small = generate(tmp_path / "small", GRID, memory_gb=1e-6, **SHORT)
+    assert small["fingerprint"] == man["fingerprint"]
+    files = sorted(p.relative_to(out) for p in out.rglob("*.nc"))
+    assert files and files == sorted(p.relative_to(tmp_path / "small") for p in (tmp_path / "small").rglob("*.nc"))
+    for rel in files:
+        with netCDF4.Dataset(out / rel) as a, netCDF4.Dataset(tmp_path / "small" / rel) as b:
+            for name, v in a.variables.items():
+                x, y = v[:], b[name][:]
+                if x.dtype.kind == "f":
+                    np.testing.assert_array_equal(np.ma.filled(x, np.nan), np.ma.filled(y, np.nan), err_msg=f"{rel}:{name}")
+                else:
+                    assert np.array_equal(x, y), f"{rel}:{name}"
+    np.testing.assert_allclose(small["diagnostics"]["full"]["explained_land"], man["diagnostics"]["full"]["explained_land"],
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("centre,time_last", [("jpl", False), ("csr", False), ("gsfc", True)])
+def test_mascon_writer_streams_blocks_to_the_whole_record_file(tmp_path, centre, time_last):
+    """Months written in blocks, the 2004–2009 mean removed at close: the same numbers as removing the mean from
+    the whole record in the file's dtype, in the centre's layout (JPL/CSR lon 0..360, GSFC (lat, lon, time))."""
+    from gtws_dl.twin.writers import MasconWriter
+
+    grid = Grid(30.0)
+    gm = gr.available_months("2002-01", "2011-12")
+    tmid, tb = gr.time_coords(gm)
+    dec = 2002.0 + tmid / 365.25
+    in_base = (dec >= 2004.0) & (dec < 2010.0)
+    rng = np.random.default_rng(3)
+    raw = rng.normal(5.0, 20.0, (len(gm), *grid.shape))
+    w = MasconWriter(tmp_path, centre, grid, gm, tmid, tb, [], in_base, time_last=time_last)
+    for g0 in range(0, len(gm), 12):
+        w.write(g0, raw[g0:g0 + 12])
+    path = w.close()
+    dtype = np.float64 if centre == "jpl" else np.float32
+    want = raw.astype(dtype)
+    want = want - want[in_base].mean(axis=0, dtype=np.float64).astype(dtype)
+    with netCDF4.Dataset(path) as ds:
+        v = ds["lwe_thickness"]
+        assert v.dimensions == (("lat", "lon", "time") if time_last else ("time", "lat", "lon"))
+        got = np.asarray(v[:])
+        lon = ds["lon"][:]
+    if time_last:
+        got = np.moveaxis(got, -1, 0)
+    got = got[..., np.argsort(np.argsort(np.mod(grid.lon, 360.0), kind="stable"))] if centre != "gsfc" else got
+    assert (np.all(np.diff(lon) > 0) and lon.min() >= 0) if centre != "gsfc" else lon.min() < 0
+    np.testing.assert_array_equal(got, want)
+    assert not list(tmp_path.glob("*.tmp-*"))  # the file appears whole, under its name
+    (tmp_path / "again").mkdir()
+    again = MasconWriter(tmp_path / "again", centre, grid, gm, tmid, tb, [], in_base)
+    with pytest.raises(ValueError, match="in order"):
+        again.write(12, raw[12:24])
+    again.ds.close()

@@ -76,6 +76,7 @@ class TwinConfig:
     ice: list[dict[str, Any]] = field(default_factory=lambda: [dict(i) for i in DEFAULT_ICE])
     overwrite: bool = False
     progress: bool = True
+    memory_gb: float = 1.0  # working set of the passes over the written record (anomalies, diagnostics); same output
 
     def __post_init__(self) -> None:
         if self.era5_layout not in ("new", "old"):
@@ -133,10 +134,11 @@ class TwinConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self, extra: Mapping[str, Any] | None = None) -> str:
-        """Hash of everything that changes the output (not ``overwrite``/``progress``)."""
+        """Hash of everything that changes the output (not ``overwrite``/``progress``/``memory_gb``)."""
         d = self.to_dict()
         d.pop("overwrite")
         d.pop("progress")
+        d.pop("memory_gb")
         if not d["era5t_revision"]:  # the default: fingerprints of twins made before the option unchanged
             d.pop("era5t_revision")
         d.update(extra or {})

@@ -31,7 +31,7 @@ from gtws_dl.twin.config import TwinConfig
 from gtws_dl.twin.diagnostics import variance_budget
 from gtws_dl.twin.geo import Lattice, antarctica_mask, blob, elevation, greenland_mask, mesh
 from gtws_dl.twin.vegetation import LandCover, Vegetation
-from gtws_dl.twin.writers import Era5Writer, GridFile, era5_units, write_json, write_mascon
+from gtws_dl.twin.writers import Era5Writer, GridFile, MasconWriter, era5_units, write_json
 
 LOGGER = logging.getLogger(__name__)
 TWIN_VERSION = "1"
@@ -62,7 +62,7 @@ def ice_fields(grid: Grid, lf: np.ndarray, z: np.ndarray, ice: list[dict]) -> li
     return out
 
 
-_PASS_BYTES = 64 * 2**20  # a block of the anomaly pass: months of one float32 field within this
+_PASS_SHARE = 1 / 16  # a block of the anomaly pass (months of one float32 field) within this share of memory_gb
 _GRACE_BLOCK = 12  # GRACE months per block of the GRACE stage (memory: a year of fields, not the era)
 
 
@@ -301,7 +301,8 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
     # ---- anomalies vs the 2004-2009 mean (second pass, year slices)
     nb = int(base_sel.sum())
     base = {k: v / nb for k, v in acc.items()}
-    step = max(1, min(120, _PASS_BYTES // (4 * grid.nlat * grid.nlon)))  # months of one float32 field per block
+    pass_bytes = cfg.memory_gb * _PASS_SHARE * 2**30
+    step = max(1, min(120, int(pass_bytes // (4 * grid.nlat * grid.nlon))))  # months of one float32 field per block
     for i0 in range(0, nt, step):
         i1 = min(nt, i0 + step)
         truth.write("twsa", i0, truth.read("twsa", i0, i1) - base["twsa"])
@@ -323,29 +324,24 @@ def generate(out_dir: str | Path, grid: Grid | None = None, config: TwinConfig |
         in_base = (dec >= 2004.0) & (dec < 2010.0)
         missing = [str(m) for m in np.arange(gm[0], gm[-1] + 1) if m not in set(gm)]
         # one block of GRACE months at a time for every centre (each centre's noise is its own stream, drawn in
-        # the same blocks and order); each centre's record is kept in the dtype its file stores
+        # the same blocks and order), written to its file block by block (the baseline removed at close)
         cgs = {c: gr.centre_grid(grid, float(cfg.grace_res[c])) for c in CENTRES}
         lats = {c: Lattice(cg) for c, cg in cgs.items()}
         rngs = {c: np.random.default_rng([cfg.seed, 303, ci]) for ci, c in enumerate(CENTRES)}
-        cms = {c: np.empty((len(gm), *cg.shape), dtype=np.float64 if c == "jpl" else np.float32)
-               for c, cg in cgs.items()}
+        writers = {c: MasconWriter(out / "grace", c, cgs[c], gm, tmid, tb, missing, in_base,
+                                   time_last=(c == "gsfc" and cfg.gsfc_time_last)) for c in CENTRES}
         for g0, g1, sm in _smoothed_grace_truth(truth, w, i0, grid, cfg.footprint_km):
             for c in CENTRES:
                 noise = lats[c].random_fields(rngs[c], g1 - g0, cfg.grace_noise_km) * float(cfg.grace_noise_mm[c])
-                cms[c][g0:g1] = (gr.block_mean(sm, grid, cgs[c]) + noise) / 10.0
+                writers[c].write(g0, (gr.block_mean(sm, grid, cgs[c]) + noise) / 10.0)
         del sm, noise
-        for c in CENTRES:
-            cm_ = cms.pop(c)
-            cm_ -= cm_[in_base].mean(axis=0, dtype=np.float64).astype(cm_.dtype)
-            grace_files.append(write_mascon(out / "grace", c, cgs[c], gm, tmid, tb, cm_, missing,
-                                            time_last=(c == "gsfc" and cfg.gsfc_time_last)))
-            del cm_
+        grace_files += [writers[c].close() for c in CENTRES]
     paths = [truth.close(), comp.close(), lc_f.close()]
     paths += [x.close() for x in (lai_f, sif_f) if x is not None]
     elapsed = time.perf_counter() - t_start
 
 
-    diag = variance_budget(out, grid=grid)
+    diag = variance_budget(out, grid=grid, memory_mb=cfg.memory_gb * 512.0)
     files = sorted(str(p.relative_to(out)) for p in [*paths, *era5_files, *grace_files])
     manifest = {
         "twin_version": TWIN_VERSION,

@@ -39,6 +39,17 @@ ERA5_META = {
 _ZLIB = {"compression": "zlib", "complevel": 1}
 
 
+def one_chunk_cache(v: netCDF4.Variable) -> None:
+    """Give ``v`` an HDF5 chunk cache of one chunk. Written a chunk at a time, a variable with no cache
+    (``size=0``) or with the default one keeps every chunk's buffer until the file closes (HDF5's free list: a
+    record's worth of fields, ≈ 66 MB for 96 months of 320 × 640 float32 measured); one chunk's room is reused."""
+    chunks = v.chunking()
+    if chunks == "contiguous":
+        return
+    nbytes = int(np.prod(chunks)) * v.dtype.itemsize
+    v.set_var_chunk_cache(size=nbytes + 4096, nelems=1, preemption=1.0)
+
+
 def tmp_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp-{os.getpid()}")
 
@@ -215,7 +226,7 @@ class Era5Writer:
                 pid, short, units, long_name, std = ERA5_META[k]
                 v = ds.createVariable(k, "f4", ("valid_time", "latitude", "longitude"), fill_value=np.float32(np.nan),
                                       chunksizes=(1, len(self.nodes.lat), len(self.nodes.lon)), **_ZLIB)
-                v.set_var_chunk_cache(size=0)  # a month per chunk, written once: caching would hold the year
+                one_chunk_cache(v)  # a month per chunk, written once
                 v.setncatts({"GRIB_paramId": pid, "GRIB_shortName": short, "GRIB_units": units, "units": units,
                              "long_name": long_name, "standard_name": std, "GRIB_missingValue": 3.4028234663852886e38,
                              "coordinates": "number expver"})
@@ -322,7 +333,7 @@ class GridFile:
         for name, attrs in variables.items():
             chunks = (1,) * (len(dims) - 2) + (grid.nlat, grid.nlon)
             v = ds.createVariable(name, "f4", dims, fill_value=np.float32(np.nan), chunksizes=chunks, **_ZLIB)
-            v.set_var_chunk_cache(size=0)  # each chunk (a month) is written once, whole: no cache to fill
+            one_chunk_cache(v)  # each chunk (a month) is written once, whole
             v.setncatts(attrs)
 
     def write(self, name: str, start: int, data: np.ndarray) -> None:
@@ -362,25 +373,35 @@ MASCON_NAMES = {
 }
 
 
-def write_mascon(folder: Path, centre: str, grid: Grid, months: np.ndarray, time: np.ndarray,
-                 bounds: np.ndarray, lwe_cm: np.ndarray, missing: Sequence[str], *, time_last: bool = False) -> Path:
-    """Write one centre's mascon file. ``lwe_cm`` (time, lat, lon) on ``grid`` (lat asc, lon -180..180).
+class MasconWriter:
+    """One centre's mascon file, written a block of GRACE months at a time, its 2004–2009 mean removed at
+    :meth:`close` (as the centres distribute them: ``time_mean_removed``). Memory is a block of months, not
+    the record: the raw months go to the file, the baseline's per-cell sum (float64, month by month in order, as
+    ``mean(axis=0, dtype=float64)`` adds them) is kept, and :meth:`close` rewrites the file's months less it.
 
     JPL: float64, ``_FillValue`` -99999, lon 0..360, global attribute ``months_missing``. CSR: float32, lon 0..360.
-    GSFC: float32, lon -180..180, stored (lat, lon, time) when ``time_last``.
+    GSFC: float32, lon -180..180, stored (lat, lon, time) when ``time_last``. Chunks: a month per chunk, or with
+    ``time_last`` the whole grid × 12 months. The file appears under its name only when closed.
     """
-    a, b = str(months[0]).replace("-", ""), str(months[-1]).replace("-", "")
-    path = Path(folder) / MASCON_NAMES[centre].format(a=a, b=b)
-    tmp = tmp_path(path)
-    lon = grid.lon.copy()
-    data = lwe_cm
-    if centre in ("jpl", "csr"):
-        lon = np.mod(lon, 360.0)
-        order = np.argsort(lon, kind="stable")
-        lon, data = lon[order], data[..., order]
-    dtype = "f8" if centre == "jpl" else "f4"
-    fill = -99999.0 if centre == "jpl" else np.float32(np.nan)
-    with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+
+    def __init__(self, folder: Path, centre: str, grid: Grid, months: np.ndarray, time: np.ndarray,
+                 bounds: np.ndarray, missing: Sequence[str], in_base: np.ndarray, *, time_last: bool = False):
+        a, b = str(months[0]).replace("-", ""), str(months[-1]).replace("-", "")
+        self.path = Path(folder) / MASCON_NAMES[centre].format(a=a, b=b)
+        self._tmp = tmp_path(self.path)
+        self.dtype = np.dtype("f8" if centre == "jpl" else "f4")
+        self.fill = -99999.0 if centre == "jpl" else np.float32(np.nan)
+        self.time_last = time_last
+        self.in_base = np.asarray(in_base, bool)
+        lon = grid.lon.copy()
+        self._order = None
+        if centre in ("jpl", "csr"):
+            lon = np.mod(lon, 360.0)
+            self._order = np.argsort(lon, kind="stable")
+            lon = lon[self._order]
+        self._sum = np.zeros(grid.shape, np.float64)
+        self._written = 0
+        self.ds = ds = netCDF4.Dataset(self._tmp, "w", format="NETCDF4")
         ds.setncatts({"Conventions": "CF-1.6", "title": MASCON_TITLES[centre],
                       "institution": MASCON_INSTITUTIONS[centre],
                       "time_mean_removed": "2004.000 to 2009.999", "source": "gtws_dl twin Earth (synthetic)",
@@ -405,18 +426,52 @@ def write_mascon(folder: Path, centre: str, grid: Grid, months: np.ndarray, time
         tb.setncatts({"units": TIME_UNITS_MASCON, "long_name": "time bounds"})
         tb[:] = bounds
         dims = ("lat", "lon", "time") if time_last else ("time", "lat", "lon")
-        v = ds.createVariable("lwe_thickness", dtype, dims, fill_value=fill, **_ZLIB)
+        chunks = (grid.nlat, grid.nlon, min(12, len(months))) if time_last else (1, grid.nlat, grid.nlon)
+        self.v = v = ds.createVariable("lwe_thickness", self.dtype, dims, fill_value=self.fill, chunksizes=chunks,
+                                       **_ZLIB)
+        one_chunk_cache(v)
         v.setncatts({"units": "cm", "long_name": "Liquid_Water_Equivalent_Thickness",
                      "standard_name": "Liquid_Water_Equivalent_Thickness", "grid_mapping": "WGS84"})
-        for i0 in range(0, len(months), 12):  # a year of months at a time, not a second copy of the record
-            blk = data[i0:i0 + 12]
-            blk = np.where(np.isfinite(blk), blk, fill).astype(v.dtype)
-            if time_last:
-                v[:, :, i0:i0 + 12] = np.moveaxis(blk, 0, -1)
-            else:
-                v[i0:i0 + 12] = blk
-    os.replace(tmp, path)
-    return path
+
+    def _put(self, g0: int, blk: np.ndarray) -> None:
+        blk = np.where(np.isfinite(blk), blk, self.fill).astype(self.dtype)
+        if self._order is not None:
+            blk = blk[..., self._order]
+        if self.time_last:
+            self.v[:, :, g0:g0 + len(blk)] = np.moveaxis(blk, 0, -1)
+        else:
+            self.v[g0:g0 + len(blk)] = blk
+
+    def _get(self, g0: int, g1: int) -> np.ndarray:
+        self.v.set_auto_mask(False)
+        blk = np.asarray(self.v[:, :, g0:g1] if self.time_last else self.v[g0:g1])
+        if self.time_last:
+            blk = np.moveaxis(blk, -1, 0)
+        if self._order is not None:
+            blk = blk[..., np.argsort(self._order)]
+        return blk
+
+    def write(self, g0: int, lwe_cm: np.ndarray) -> None:
+        """GRACE months ``g0 ..`` (n, lat, lon) cm on the writer's grid (lat asc, lon -180..180), in order."""
+        if g0 != self._written:
+            raise ValueError(f"{self.path.name}: months must come in order (got month {g0}, expected {self._written})")
+        blk = np.asarray(lwe_cm).astype(self.dtype)
+        for j in np.flatnonzero(self.in_base[g0:g0 + len(blk)]):
+            self._sum += blk[j]
+        self._put(g0, blk)
+        self._written = g0 + len(blk)
+
+    def close(self) -> Path:
+        """Remove the baseline mean from every month, close the file and give it its name."""
+        n = int(self.in_base.sum())
+        mean = (self._sum / n).astype(self.dtype) if n else np.zeros(self._sum.shape, self.dtype)
+        for g0 in range(0, self._written, 12):  # a year of months at a time
+            g1 = min(self._written, g0 + 12)
+            blk = self._get(g0, g1)
+            self._put(g0, blk - mean)
+        self.ds.close()
+        os.replace(self._tmp, self.path)
+        return self.path
 
 
 TIME_UNITS_MASCON = "days since 2002-01-01T00:00:00Z"
