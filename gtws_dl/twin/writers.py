@@ -385,14 +385,14 @@ class MasconWriter:
     """
 
     def __init__(self, folder: Path, centre: str, grid: Grid, months: np.ndarray, time: np.ndarray,
-                 bounds: np.ndarray, missing: Sequence[str], in_base: np.ndarray, *, time_last: bool = False):
+                 bounds: np.ndarray, missing: Sequence[str], in_base: np.ndarray | None, *, time_last: bool = False):
         a, b = str(months[0]).replace("-", ""), str(months[-1]).replace("-", "")
         self.path = Path(folder) / MASCON_NAMES[centre].format(a=a, b=b)
         self._tmp = tmp_path(self.path)
         self.dtype = np.dtype("f8" if centre == "jpl" else "f4")
         self.fill = -99999.0 if centre == "jpl" else np.float32(np.nan)
         self.time_last = time_last
-        self.in_base = np.asarray(in_base, bool)
+        self.in_base = np.zeros(len(months), bool) if in_base is None else np.asarray(in_base, bool)
         lon = grid.lon.copy()
         self._order = None
         if centre in ("jpl", "csr"):
@@ -462,16 +462,27 @@ class MasconWriter:
         self._written = g0 + len(blk)
 
     def close(self) -> Path:
-        """Remove the baseline mean from every month, close the file and give it its name."""
+        """Remove the baseline mean from every month (none when no month is in it), close the file and give it its
+        name."""
         n = int(self.in_base.sum())
-        mean = (self._sum / n).astype(self.dtype) if n else np.zeros(self._sum.shape, self.dtype)
-        for g0 in range(0, self._written, 12):  # a year of months at a time
-            g1 = min(self._written, g0 + 12)
-            blk = self._get(g0, g1)
-            self._put(g0, blk - mean)
+        if n:
+            mean = (self._sum / n).astype(self.dtype)
+            for g0 in range(0, self._written, 12):  # a year of months at a time
+                g1 = min(self._written, g0 + 12)
+                self._put(g0, self._get(g0, g1) - mean)
         self.ds.close()
         os.replace(self._tmp, self.path)
         return self.path
+
+
+def write_mascon(folder: Path, centre: str, grid: Grid, months: np.ndarray, time: np.ndarray, bounds: np.ndarray,
+                 lwe_cm: np.ndarray, missing: Sequence[str], *, time_last: bool = False) -> Path:
+    """One centre's mascon file holding ``lwe_cm`` (time, lat, lon) cm as given (no mean removed), in the
+    centre's layout (:class:`MasconWriter`)."""
+    w = MasconWriter(folder, centre, grid, months, time, bounds, missing, None, time_last=time_last)
+    for g0 in range(0, len(months), 12):
+        w.write(g0, lwe_cm[g0:g0 + 12])
+    return w.close()
 
 
 TIME_UNITS_MASCON = "days since 2002-01-01T00:00:00Z"
