@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 
-
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 ARENAS = 2  # the main thread's and one for the reader/prefetch threads
+
+
+@functools.cache
+def _glibc(name: str):
+    """The C library's function ``name`` (glibc's ``mallopt``, ``malloc_trim``), None where it has none (musl,
+    macOS) or no C library is found; looked up once."""
+    lib = ctypes.util.find_library("c")
+    if not lib:
+        return None
+    try:
+        return getattr(ctypes.CDLL(lib), name)
+    except (OSError, AttributeError):
+        return None
 
 
 def limit_arenas(n: int = ARENAS) -> bool:
@@ -28,24 +41,12 @@ def limit_arenas(n: int = ARENAS) -> bool:
     freed tiles, so memory grew with the domain although the heap at its peak did not."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, int(n)))
+    mallopt = _glibc("mallopt")
+    return bool(mallopt(M_ARENA_MAX, int(n))) if mallopt is not None else False
 
 
 def release_memory() -> bool:
     """Collect garbage, then return the free heap to the OS (``malloc_trim(0)``, glibc only); True if trimmed."""
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
-        return False
-    return bool(trim(0))
+    trim = _glibc("malloc_trim")
+    return bool(trim(0)) if trim is not None else False

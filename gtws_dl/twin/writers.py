@@ -41,8 +41,9 @@ _ZLIB = {"compression": "zlib", "complevel": 1}
 
 def one_chunk_cache(v: netCDF4.Variable) -> None:
     """Give ``v`` an HDF5 chunk cache of one chunk. Written a chunk at a time, a variable with no cache
-    (``size=0``) or with the default one keeps every chunk's buffer until the file closes (HDF5's free list: a
-    record's worth of fields, ≈ 66 MB for 96 months of 320 × 640 float32 measured); one chunk's room is reused."""
+    (``size=0``) keeps every chunk's buffer until the file closes (HDF5's free list), and one with the default
+    cache keeps up to its 64 MB (both ≈ 66 MB for 96 months of 320 × 640 float32, measured); one chunk's room is
+    reused."""
     chunks = v.chunking()
     if chunks == "contiguous":
         return
@@ -394,10 +395,11 @@ class MasconWriter:
         self.time_last = time_last
         self.in_base = np.zeros(len(months), bool) if in_base is None else np.asarray(in_base, bool)
         lon = grid.lon.copy()
-        self._order = None
+        self._order = self._inverse = None  # the file's longitudes from the grid's, and back
         if centre in ("jpl", "csr"):
             lon = np.mod(lon, 360.0)
             self._order = np.argsort(lon, kind="stable")
+            self._inverse = np.argsort(self._order)
             lon = lon[self._order]
         self._sum = np.zeros(grid.shape, np.float64)
         self._written = 0
@@ -430,6 +432,7 @@ class MasconWriter:
         self.v = v = ds.createVariable("lwe_thickness", self.dtype, dims, fill_value=self.fill, chunksizes=chunks,
                                        **_ZLIB)
         one_chunk_cache(v)
+        v.set_auto_mask(False)  # :meth:`close` reads the raw months back (finite, as written)
         v.setncatts({"units": "cm", "long_name": "Liquid_Water_Equivalent_Thickness",
                      "standard_name": "Liquid_Water_Equivalent_Thickness", "grid_mapping": "WGS84"})
 
@@ -443,12 +446,11 @@ class MasconWriter:
             self.v[g0:g0 + len(blk)] = blk
 
     def _get(self, g0: int, g1: int) -> np.ndarray:
-        self.v.set_auto_mask(False)
         blk = np.asarray(self.v[:, :, g0:g1] if self.time_last else self.v[g0:g1])
         if self.time_last:
             blk = np.moveaxis(blk, -1, 0)
-        if self._order is not None:
-            blk = blk[..., np.argsort(self._order)]
+        if self._inverse is not None:
+            blk = blk[..., self._inverse]
         return blk
 
     def write(self, g0: int, lwe_cm: np.ndarray) -> None:
